@@ -1,0 +1,171 @@
+//! The typed shape of topology.yaml. Every struct denies unknown fields so a typo is an error,
+//! not a silently ignored setting.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One Kafka topic and the contract of its records.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// Milliseconds; -1 keeps records forever.
+    #[serde(default = "default_retention_ms")]
+    pub retention_ms: i64,
+    pub key: KeyFormat,
+    /// Path relative to `schemas/`; required when `key: avro`.
+    #[serde(default)]
+    pub key_schema: Option<PathBuf>,
+    pub value: ValueFormat,
+    /// Path relative to `schemas/`; required when `value: avro`.
+    #[serde(default)]
+    pub value_schema: Option<PathBuf>,
+    /// Writers outside the fleet (the storefront, a load generator, an operator tool). A topic
+    /// that a processor reads must have a writer: a processor, a connector or one named here.
+    #[serde(default)]
+    pub external_writers: Vec<String>,
+    #[serde(default)]
+    pub doc: Option<String>,
+}
+
+fn default_retention_ms() -> i64 {
+    7 * 24 * 3600 * 1000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    #[default]
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The value of Kafka's `cleanup.policy` topic config.
+    pub fn kafka_value(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormat {
+    /// UTF-8 entity id, unframed (what most topics use: partitioning by id stays readable).
+    String,
+    /// Confluent-framed Avro (CDC keys: the primary key record).
+    Avro,
+    Json,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFormat {
+    Avro,
+    Json,
+    Bytes,
+}
+
+/// The closed list of processors the `fleet` binary knows how to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessorKind {
+    Shipping,
+}
+
+impl ProcessorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessorKind::Shipping => "shipping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Offsets committed after outputs are acknowledged; effects made exactly-once by
+    /// idempotent handling (works on every Kafka-protocol broker).
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions (real Kafka only; the local broker refuses them).
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl OffsetReset {
+    pub fn kafka_value(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub topic: String,
+    /// Where records that cannot be decoded or processed go, with the reason.
+    pub dead_letter: String,
+}
+
+/// A processor as written in the file; `params` is checked against the kind's typed
+/// parameters during validation (see [`crate::ProcessorParams`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSpec {
+    pub name: String,
+    pub kind: ProcessorKind,
+    pub group: String,
+    #[serde(default = "one")]
+    pub instances: u16,
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    #[serde(default)]
+    pub offset_reset: OffsetReset,
+    pub inputs: Vec<InputSpec>,
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Admin HTTP port (/metrics, /health) of instance 0; instance i listens on port + i.
+    pub admin_port: u16,
+    #[serde(default)]
+    pub params: serde_yaml::Value,
+}
+
+fn one() -> u16 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectorKind {
+    PostgresCdc,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    pub name: String,
+    pub kind: ConnectorKind,
+    pub outputs: Vec<String>,
+    pub admin_port: u16,
+    #[serde(default)]
+    pub params: serde_yaml::Value,
+}

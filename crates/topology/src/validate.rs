@@ -1,0 +1,438 @@
+//! Whole-file validation: every problem, each with its path, in one run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+
+use crate::model::{ConnectorSpec, KeyFormat, ProcessorSpec, TopicSpec, ValueFormat};
+use crate::params::{PostgresCdcParams, ProcessorParams};
+use crate::DEAD_LETTER_RECORD;
+
+/// One thing wrong with the file, located by its path (`processors[0].inputs[1].topic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the topology:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// A validated topology. Schemas are parsed and held by topic name.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub version: u32,
+    pub topics: Vec<TopicSpec>,
+    pub processors: Vec<(ProcessorSpec, ProcessorParams)>,
+    pub connectors: Vec<(ConnectorSpec, PostgresCdcParams)>,
+    /// Folder the schema paths are relative to.
+    pub schema_dir: PathBuf,
+    value_schemas: HashMap<String, Schema>,
+    key_schemas: HashMap<String, Schema>,
+    schema_texts: HashMap<PathBuf, String>,
+}
+
+impl Topology {
+    pub fn topic(&self, name: &str) -> Option<&TopicSpec> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+
+    pub fn processor(&self, name: &str) -> Option<&(ProcessorSpec, ProcessorParams)> {
+        self.processors.iter().find(|(p, _)| p.name == name)
+    }
+
+    /// The parsed Avro value schema of an `avro` topic.
+    pub fn value_schema(&self, topic: &str) -> Option<&Schema> {
+        self.value_schemas.get(topic)
+    }
+
+    pub fn key_schema(&self, topic: &str) -> Option<&Schema> {
+        self.key_schemas.get(topic)
+    }
+
+    /// The schema file's text as written (what gets registered), by path relative to `schemas/`.
+    pub fn schema_text(&self, relative: &Path) -> Option<&str> {
+        self.schema_texts.get(relative).map(String::as_str)
+    }
+
+    /// Every (subject, schema text) pair under Confluent's TopicNameStrategy.
+    pub fn subjects(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for topic in &self.topics {
+            for (suffix, path) in [("key", &topic.key_schema), ("value", &topic.value_schema)] {
+                if let Some(text) = path.as_ref().and_then(|p| self.schema_text(p)) {
+                    out.push((format!("{}-{suffix}", topic.name), text.to_string()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Reads and validates `path`; schema files are resolved against `schemas/` beside it.
+pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    load_str(&text, &dir.join("schemas"))
+}
+
+/// Validates topology text against the schema files under `schema_dir`.
+pub fn load_str(text: &str, schema_dir: &Path) -> Result<Topology, TopologyError> {
+    let mut v = Validator {
+        problems: Vec::new(),
+        schema_dir: schema_dir.to_path_buf(),
+        schema_texts: HashMap::new(),
+    };
+    let topology = v.run(text);
+    match topology {
+        Some(t) if v.problems.is_empty() => Ok(t),
+        _ => Err(TopologyError::Invalid(v.problems)),
+    }
+}
+
+struct Validator {
+    problems: Vec<Problem>,
+    schema_dir: PathBuf,
+    schema_texts: HashMap<PathBuf, String>,
+}
+
+impl Validator {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn run(&mut self, text: &str) -> Option<Topology> {
+        let root: serde_yaml::Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problem("<file>", format!("not valid YAML: {e}"));
+                return None;
+            }
+        };
+        let Some(map) = root.as_mapping() else {
+            self.problem("<file>", "the top level must be a mapping");
+            return None;
+        };
+        for key in map.keys() {
+            let known = ["version", "topics", "processors", "connectors"];
+            if !key.as_str().is_some_and(|k| known.contains(&k)) {
+                self.problem(
+                    format!("{}", yaml_key(key)),
+                    format!("unknown top-level key (expected one of {known:?})"),
+                );
+            }
+        }
+        let version = match map.get("version").and_then(|v| v.as_u64()) {
+            Some(1) => 1,
+            Some(other) => {
+                self.problem("version", format!("unsupported version {other}; this fleet reads version 1"));
+                1
+            }
+            None => {
+                self.problem("version", "missing `version: 1`");
+                1
+            }
+        };
+        let topics: Vec<TopicSpec> = self.items(map.get("topics"), "topics", true);
+        let processors: Vec<ProcessorSpec> = self.items(map.get("processors"), "processors", false);
+        let connectors: Vec<ConnectorSpec> = self.items(map.get("connectors"), "connectors", false);
+
+        let (value_schemas, key_schemas) = self.check_topics(&topics);
+        let processors = self.check_processors(&topics, processors, &value_schemas);
+        let connectors = self.check_connectors(&topics, connectors);
+        self.check_writers(&topics, &processors, &connectors);
+
+        Some(Topology {
+            version,
+            topics,
+            processors,
+            connectors,
+            schema_dir: self.schema_dir.clone(),
+            value_schemas,
+            key_schemas,
+            schema_texts: std::mem::take(&mut self.schema_texts),
+        })
+    }
+
+    /// Deserializes each list item on its own so one bad item does not hide the others.
+    fn items<T: DeserializeOwned>(
+        &mut self,
+        value: Option<&serde_yaml::Value>,
+        section: &str,
+        required: bool,
+    ) -> Vec<T> {
+        let Some(value) = value else {
+            if required {
+                self.problem(section, "missing section");
+            }
+            return Vec::new();
+        };
+        let Some(seq) = value.as_sequence() else {
+            if !value.is_null() {
+                self.problem(section, "must be a list");
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in seq.iter().enumerate() {
+            let label = item
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(|n| format!("{section}[{i}] ({n})"))
+                .unwrap_or_else(|| format!("{section}[{i}]"));
+            match serde_yaml::from_value::<T>(item.clone()) {
+                Ok(t) => out.push(t),
+                Err(e) => self.problem(label, e.to_string()),
+            }
+        }
+        out
+    }
+
+    fn check_topics(
+        &mut self,
+        topics: &[TopicSpec],
+    ) -> (HashMap<String, Schema>, HashMap<String, Schema>) {
+        let mut seen = HashSet::new();
+        let mut values = HashMap::new();
+        let mut keys = HashMap::new();
+        for (i, t) in topics.iter().enumerate() {
+            let at = format!("topics[{i}] ({})", t.name);
+            if !seen.insert(t.name.as_str()) {
+                self.problem(&at, "duplicate topic name");
+            }
+            if !valid_topic_name(&t.name) {
+                self.problem(
+                    format!("{at}.name"),
+                    "topic names use letters, digits, '.', '_' and '-' (at most 249)",
+                );
+            }
+            if t.partitions == 0 {
+                self.problem(format!("{at}.partitions"), "must be at least 1");
+            }
+            if t.retention_ms < -1 || t.retention_ms == 0 {
+                self.problem(format!("{at}.retention_ms"), "must be positive, or -1 for forever");
+            }
+            let key_avro = t.key == KeyFormat::Avro;
+            if let Some(s) =
+                self.check_schema_field(&at, "key_schema", key_avro, t.key_schema.as_deref())
+            {
+                keys.insert(t.name.clone(), s);
+            }
+            let value_avro = t.value == ValueFormat::Avro;
+            if let Some(s) =
+                self.check_schema_field(&at, "value_schema", value_avro, t.value_schema.as_deref())
+            {
+                values.insert(t.name.clone(), s);
+            }
+        }
+        (values, keys)
+    }
+
+    fn check_schema_field(
+        &mut self,
+        at: &str,
+        field: &str,
+        avro: bool,
+        path: Option<&Path>,
+    ) -> Option<Schema> {
+        match (avro, path) {
+            (true, None) => {
+                self.problem(format!("{at}.{field}"), "required when the format is avro");
+                None
+            }
+            (false, Some(_)) => {
+                self.problem(format!("{at}.{field}"), "only allowed when the format is avro");
+                None
+            }
+            (false, None) => None,
+            (true, Some(rel)) => self.parse_schema(&format!("{at}.{field}"), rel),
+        }
+    }
+
+    fn parse_schema(&mut self, at: &str, rel: &Path) -> Option<Schema> {
+        let full = self.schema_dir.join(rel);
+        let text = match std::fs::read_to_string(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(at, format!("cannot read schema {}: {e}", full.display()));
+                return None;
+            }
+        };
+        match Schema::parse_str(&text) {
+            Ok(schema) => {
+                self.schema_texts.insert(rel.to_path_buf(), text);
+                Some(schema)
+            }
+            Err(e) => {
+                self.problem(at, format!("{} is not a valid Avro schema: {e}", rel.display()));
+                None
+            }
+        }
+    }
+
+    fn check_topic_ref(&mut self, topics: &[TopicSpec], at: String, name: &str) -> bool {
+        if topics.iter().any(|t| t.name == name) {
+            true
+        } else {
+            self.problem(at, format!("unknown topic `{name}`"));
+            false
+        }
+    }
+
+    fn check_processors(
+        &mut self,
+        topics: &[TopicSpec],
+        processors: Vec<ProcessorSpec>,
+        values: &HashMap<String, Schema>,
+    ) -> Vec<(ProcessorSpec, ProcessorParams)> {
+        let mut names = HashSet::new();
+        let mut groups = HashSet::new();
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (i, p) in processors.into_iter().enumerate() {
+            let at = format!("processors[{i}] ({})", p.name);
+            if !names.insert(p.name.clone()) {
+                self.problem(&at, "duplicate processor name");
+            }
+            if !groups.insert(p.group.clone()) {
+                self.problem(format!("{at}.group"), "consumer group shared with another processor");
+            }
+            if p.instances == 0 {
+                self.problem(format!("{at}.instances"), "must be at least 1");
+            }
+            if p.inputs.is_empty() {
+                self.problem(format!("{at}.inputs"), "a processor needs at least one input");
+            }
+            for port in p.admin_port..p.admin_port.saturating_add(p.instances) {
+                if let Some(other) = ports.insert(port, p.name.clone()) {
+                    self.problem(
+                        format!("{at}.admin_port"),
+                        format!("port {port} also used by `{other}`"),
+                    );
+                }
+            }
+            for (j, input) in p.inputs.iter().enumerate() {
+                let ip = format!("{at}.inputs[{j}]");
+                self.check_topic_ref(topics, format!("{ip}.topic"), &input.topic);
+                if self.check_topic_ref(topics, format!("{ip}.dead_letter"), &input.dead_letter) {
+                    let is_dlq = values
+                        .get(&input.dead_letter)
+                        .is_some_and(|s| record_name(s).as_deref() == Some(DEAD_LETTER_RECORD));
+                    if !is_dlq {
+                        self.problem(
+                            format!("{ip}.dead_letter"),
+                            format!("`{}` must carry {DEAD_LETTER_RECORD} values", input.dead_letter),
+                        );
+                    }
+                }
+            }
+            for (j, output) in p.outputs.iter().enumerate() {
+                self.check_topic_ref(topics, format!("{at}.outputs[{j}]"), output);
+            }
+            match ProcessorParams::parse(p.kind, &p.params) {
+                Ok(params) => out.push((p, params)),
+                Err(e) => self.problem(format!("{at}.params"), e.to_string()),
+            }
+        }
+        out
+    }
+
+    fn check_connectors(
+        &mut self,
+        topics: &[TopicSpec],
+        connectors: Vec<ConnectorSpec>,
+    ) -> Vec<(ConnectorSpec, PostgresCdcParams)> {
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, c) in connectors.into_iter().enumerate() {
+            let at = format!("connectors[{i}] ({})", c.name);
+            if !names.insert(c.name.clone()) {
+                self.problem(&at, "duplicate connector name");
+            }
+            for (j, output) in c.outputs.iter().enumerate() {
+                self.check_topic_ref(topics, format!("{at}.outputs[{j}]"), output);
+            }
+            match serde_yaml::from_value::<PostgresCdcParams>(c.params.clone()) {
+                Ok(params) => out.push((c, params)),
+                Err(e) => self.problem(format!("{at}.params"), e.to_string()),
+            }
+        }
+        out
+    }
+
+    /// Every topic a processor reads must have somebody writing it.
+    fn check_writers(
+        &mut self,
+        topics: &[TopicSpec],
+        processors: &[(ProcessorSpec, ProcessorParams)],
+        connectors: &[(ConnectorSpec, PostgresCdcParams)],
+    ) {
+        let written: HashSet<&str> = processors
+            .iter()
+            .flat_map(|(p, _)| p.outputs.iter())
+            .chain(connectors.iter().flat_map(|(c, _)| c.outputs.iter()))
+            .map(String::as_str)
+            .chain(topics.iter().filter(|t| !t.external_writers.is_empty()).map(|t| t.name.as_str()))
+            .collect();
+        for (i, (p, _)) in processors.iter().enumerate() {
+            for (j, input) in p.inputs.iter().enumerate() {
+                let known = topics.iter().any(|t| t.name == input.topic);
+                if known && !written.contains(input.topic.as_str()) {
+                    self.problem(
+                        format!("processors[{i}] ({}).inputs[{j}].topic", p.name),
+                        format!(
+                            "`{}` is read but nobody writes it (no processor or connector output, no external_writers)",
+                            input.topic
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn yaml_key(key: &serde_yaml::Value) -> String {
+    key.as_str().map(str::to_string).unwrap_or_else(|| format!("{key:?}"))
+}
+
+fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn record_name(schema: &Schema) -> Option<String> {
+    match schema {
+        Schema::Record(r) => Some(r.name.fullname(None)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

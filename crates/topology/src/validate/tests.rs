@@ -1,0 +1,150 @@
+use super::*;
+use crate::{Guarantee, ProcessorKind};
+
+const EVENT: &str = r#"{"type":"record","name":"OrderPlaced","namespace":"storefleet.orders",
+  "fields":[{"name":"order_id","type":"string"}]}"#;
+const DEAD_LETTER: &str = r#"{"type":"record","name":"DeadLetter","namespace":"storefleet.dlq",
+  "fields":[{"name":"reason","type":"string"}]}"#;
+
+fn schema_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("orders")).unwrap();
+    std::fs::create_dir_all(dir.path().join("dlq")).unwrap();
+    std::fs::write(dir.path().join("orders/OrderPlaced.avsc"), EVENT).unwrap();
+    std::fs::write(dir.path().join("dlq/DeadLetter.avsc"), DEAD_LETTER).unwrap();
+    std::fs::write(dir.path().join("orders/Broken.avsc"), "{\"type\": \"record\"").unwrap();
+    dir
+}
+
+const GOOD: &str = r#"
+version: 1
+topics:
+  - name: orders.order-placed.v1
+    partitions: 6
+    key: string
+    value: avro
+    value_schema: orders/OrderPlaced.avsc
+    external_writers: [load-generator]
+  - name: shipping.shipment-events.v1
+    partitions: 3
+    key: string
+    value: avro
+    value_schema: orders/OrderPlaced.avsc
+  - name: dlq.shipping.order-placed.v1
+    partitions: 1
+    cleanup_policy: delete
+    retention_ms: -1
+    key: bytes
+    value: avro
+    value_schema: dlq/DeadLetter.avsc
+processors:
+  - name: shipping
+    kind: shipping
+    group: storefleet.shipping
+    instances: 2
+    inputs:
+      - topic: orders.order-placed.v1
+        dead_letter: dlq.shipping.order-placed.v1
+    outputs: [shipping.shipment-events.v1]
+    admin_port: 9101
+    params:
+      carrier: acme
+"#;
+
+#[test]
+fn a_good_topology_loads_with_typed_params_and_schemas() {
+    let dir = schema_dir();
+    let t = load_str(GOOD, dir.path()).expect("valid");
+    assert_eq!(t.topics.len(), 3);
+    let (spec, params) = t.processor("shipping").unwrap();
+    assert_eq!(spec.kind, ProcessorKind::Shipping);
+    assert_eq!(spec.guarantee, Guarantee::AtLeastOnce);
+    match params {
+        ProcessorParams::Shipping(p) => {
+            assert_eq!(p.carrier, "acme");
+            assert_eq!(p.default_fulfillment_center, "FC-EAST-1");
+        }
+    }
+    assert!(t.value_schema("orders.order-placed.v1").is_some());
+    let subjects: Vec<String> = t.subjects().into_iter().map(|(s, _)| s).collect();
+    assert!(subjects.contains(&"orders.order-placed.v1-value".to_string()));
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    let dir = schema_dir();
+    match load_str(text, dir.path()) {
+        Ok(_) => panic!("expected problems"),
+        Err(TopologyError::Invalid(p)) => p,
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+fn has(problems: &[Problem], path_part: &str, message_part: &str) -> bool {
+    problems
+        .iter()
+        .any(|p| p.path.contains(path_part) && p.message.contains(message_part))
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run_with_its_path() {
+    let broken = GOOD
+        .replace("topic: orders.order-placed.v1", "topic: orders.order-plaed.v1")
+        .replace("outputs: [shipping.shipment-events.v1]", "outputs: [shipping.nowhere.v1]")
+        .replace(
+            "value_schema: orders/OrderPlaced.avsc\n    external_writers",
+            "value_schema: orders/Missing.avsc\n    external_writers",
+        )
+        .replace("partitions: 3", "partitions: 0")
+        + r#"
+  - name: shipping
+    kind: shipping
+    group: storefleet.shipping
+    inputs: []
+    admin_port: 9102
+    params:
+      carier: typo
+"#;
+    let p = problems(&broken);
+    assert!(has(&p, "inputs[0].topic", "unknown topic `orders.order-plaed.v1`"), "{p:#?}");
+    assert!(has(&p, "outputs[0]", "unknown topic `shipping.nowhere.v1`"), "{p:#?}");
+    assert!(has(&p, "topics[0]", "Missing.avsc"), "{p:#?}");
+    assert!(has(&p, "topics[1]", "must be at least 1"), "{p:#?}");
+    assert!(has(&p, "processors[1] (shipping)", "duplicate processor name"), "{p:#?}");
+    assert!(has(&p, "processors[1] (shipping).group", "shared"), "{p:#?}");
+    assert!(has(&p, "processors[1] (shipping).inputs", "at least one input"), "{p:#?}");
+    assert!(has(&p, "processors[1] (shipping).admin_port", "9102"), "{p:#?}");
+    assert!(has(&p, "processors[1] (shipping).params", "carier"), "{p:#?}");
+    assert!(p.len() >= 9, "{p:#?}");
+}
+
+#[test]
+fn unknown_fields_bad_enums_and_unparsable_schemas_are_problems() {
+    let broken = GOOD
+        .replace("cleanup_policy: delete", "cleanup_policy: shred")
+        .replace("partitions: 6", "partitions: 6\n    retention: 7d")
+        .replace("value_schema: dlq/DeadLetter.avsc", "value_schema: orders/Broken.avsc")
+        .replace("kind: shipping", "kind: teleport");
+    let p = problems(&broken);
+    assert!(has(&p, "topics[2]", "shred"), "{p:#?}");
+    assert!(has(&p, "topics[0]", "retention"), "{p:#?}");
+    assert!(has(&p, "processors[0]", "teleport"), "{p:#?}");
+}
+
+#[test]
+fn a_dead_letter_topic_must_carry_dead_letters_and_inputs_need_a_writer() {
+    let broken = GOOD
+        .replace("value_schema: dlq/DeadLetter.avsc", "value_schema: orders/OrderPlaced.avsc")
+        .replace("    external_writers: [load-generator]\n", "");
+    let p = problems(&broken);
+    assert!(has(&p, "inputs[0].dead_letter", "storefleet.dlq.DeadLetter"), "{p:#?}");
+    assert!(has(&p, "inputs[0].topic", "nobody writes it"), "{p:#?}");
+}
+
+#[test]
+fn yaml_syntax_errors_and_wrong_versions_are_reported() {
+    let p = problems("version: [1\n");
+    assert!(has(&p, "<file>", "not valid YAML"), "{p:#?}");
+    let p = problems(&GOOD.replace("version: 1", "version: 2\nextras: true"));
+    assert!(has(&p, "version", "unsupported version 2"), "{p:#?}");
+    assert!(has(&p, "extras", "unknown top-level key"), "{p:#?}");
+}
