@@ -1,0 +1,110 @@
+//! Typed runtime configuration, built from the validated topology plus the stack's
+//! addresses, and checked before anything connects.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use topology::{InputSpec, OffsetReset, ProcessorSpec};
+
+use crate::RuntimeError;
+
+/// Where the stack listens. Read once from the environment with documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEnv {
+    /// `STOREFLEET_BOOTSTRAP`, default `127.0.0.1:19092`.
+    pub bootstrap_servers: String,
+    /// `STOREFLEET_REGISTRY`, default `http://127.0.0.1:18081`.
+    pub registry_url: String,
+}
+
+impl StackEnv {
+    pub const DEFAULT_BOOTSTRAP: &'static str = "127.0.0.1:19092";
+    pub const DEFAULT_REGISTRY: &'static str = "http://127.0.0.1:18081";
+
+    pub fn from_env() -> Self {
+        Self {
+            bootstrap_servers: std::env::var("STOREFLEET_BOOTSTRAP")
+                .unwrap_or_else(|_| Self::DEFAULT_BOOTSTRAP.to_string()),
+            registry_url: std::env::var("STOREFLEET_REGISTRY")
+                .unwrap_or_else(|_| Self::DEFAULT_REGISTRY.to_string()),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter for transient failures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts of a transient handler failure before the record is dead-lettered.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub processor: String,
+    pub instance: u16,
+    pub group: String,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<String>,
+    pub offset_reset: OffsetReset,
+    pub admin_addr: SocketAddr,
+    pub stack: StackEnv,
+    pub retry: RetryPolicy,
+    /// How often acknowledged offsets are committed.
+    pub commit_interval: Duration,
+    /// librdkafka `fetch.wait.max.ms`: the broker holds an empty fetch this long. Low on the
+    /// critical path (latency), higher for idle-tolerant consumers (CPU).
+    pub fetch_wait_max_ms: u32,
+    /// Records whose outputs may await acknowledgement at once (backpressure bound).
+    pub max_in_flight: usize,
+}
+
+impl RuntimeConfig {
+    pub fn from_spec(
+        spec: &ProcessorSpec,
+        instance: u16,
+        stack: StackEnv,
+    ) -> Result<Self, RuntimeError> {
+        if instance >= spec.instances {
+            return Err(RuntimeError::Config(format!(
+                "instance {instance} out of range: `{}` has {} instance(s)",
+                spec.name, spec.instances
+            )));
+        }
+        let port = spec.admin_port.checked_add(instance).ok_or_else(|| {
+            RuntimeError::Config(format!("admin port {} + {instance} overflows", spec.admin_port))
+        })?;
+        Ok(Self {
+            processor: spec.name.clone(),
+            instance,
+            group: spec.group.clone(),
+            inputs: spec.inputs.clone(),
+            outputs: spec.outputs.clone(),
+            offset_reset: spec.offset_reset,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            stack,
+            retry: RetryPolicy::default(),
+            commit_interval: Duration::from_millis(500),
+            fetch_wait_max_ms: 20,
+            max_in_flight: 10_000,
+        })
+    }
+
+    pub fn dead_letter_for(&self, input_topic: &str) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|i| i.topic == input_topic)
+            .map(|i| i.dead_letter.as_str())
+    }
+}

@@ -1,0 +1,40 @@
+//! librdkafka settings, in one place so every client of the fleet is configured alike.
+
+use rdkafka::ClientConfig;
+
+use crate::RuntimeConfig;
+
+/// Consumer: manual offset storage and commits (the runtime commits only acknowledged work),
+/// short session timeout so a killed member's partitions move within seconds.
+pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.stack.bootstrap_servers)
+        .set("group.id", &config.group)
+        .set(
+            "client.id",
+            format!("{}-{}", config.processor, config.instance),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", config.offset_reset.kafka_value())
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    c
+}
+
+/// Producer: idempotent (no duplicates or reordering from librdkafka's own retries), acks from
+/// all replicas, and a long delivery timeout so a broker restart is ridden out rather than
+/// turned into a failed delivery.
+pub fn producer_config(bootstrap_servers: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "300000")
+        .set("queue.buffering.max.messages", "200000");
+    c
+}

@@ -1,0 +1,86 @@
+//! The metrics every processor exposes on `/metrics`. Labels are topics and failure kinds,
+//! never record data (order or user ids would explode cardinality).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub records_in: IntCounterVec,
+    pub records_out: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub processing_seconds: HistogramVec,
+    pub commit_seconds: Histogram,
+    pub in_flight: IntGauge,
+    pub assigned_partitions: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(processor: &str, instance: u16) -> Self {
+        let registry = Registry::new_custom(
+            Some("storefleet".into()),
+            Some(
+                [
+                    ("processor".to_string(), processor.to_string()),
+                    ("instance".to_string(), instance.to_string()),
+                ]
+                .into(),
+            ),
+        )
+        .expect("static metric registry");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let records_in = counter("records_in_total", "Input records consumed", &["topic"]);
+        let records_out = counter("records_out_total", "Output records acknowledged", &["topic"]);
+        let failures = counter("failures_total", "Failed handling attempts", &["kind"]);
+        let dead_lettered = counter("dead_lettered_total", "Records sent to a dead-letter topic", &["topic", "error_kind"]);
+        let retries = counter("retries_total", "Retried handling attempts", &["kind"]);
+        let processing_seconds = HistogramVec::new(
+            HistogramOpts::new("processing_seconds", "Decode + handle time per input record")
+                .buckets(prometheus::exponential_buckets(0.00001, 4.0, 10).expect("buckets")),
+            &["topic"],
+        )
+        .expect("static metric");
+        registry.register(Box::new(processing_seconds.clone())).expect("unique metric");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new("commit_seconds", "Offset commit latency")
+                .buckets(prometheus::exponential_buckets(0.0005, 3.0, 10).expect("buckets")),
+        )
+        .expect("static metric");
+        registry.register(Box::new(commit_seconds.clone())).expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let in_flight = gauge("in_flight_records", "Records whose outputs await acknowledgement");
+        let assigned_partitions = gauge("assigned_partitions", "Input partitions assigned to this instance");
+        Self {
+            registry,
+            records_in,
+            records_out,
+            failures,
+            dead_lettered,
+            retries,
+            processing_seconds,
+            commit_seconds,
+            in_flight,
+            assigned_partitions,
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

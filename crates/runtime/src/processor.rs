@@ -1,0 +1,127 @@
+//! What a processor implements, and the values the runtime hands it. No Kafka types here: a
+//! processor is a decision function, testable without a broker.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use codec::{TopicCodec, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+/// How a handler failed; [`crate::policy::decide`] turns it into retry, dead-letter or stop.
+#[derive(Debug, Error)]
+pub enum HandlerError {
+    /// The record breaks the domain's rules: retrying cannot help (dead-lettered).
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    /// A dependency failed; the same record may succeed later (retried with backoff).
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Continuing would be wrong (a broken invariant, a bug): the processor stops.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// One decoded input record.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// `None` for a tombstone.
+    pub value: Option<Value>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Input {
+    /// The key as UTF-8 (the entity id on `key: string` topics).
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The value as a domain type; a shape mismatch is an invalid record.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        let value = self
+            .value
+            .as_ref()
+            .ok_or_else(|| HandlerError::Invalid("tombstone where a value was expected".into()))?;
+        codec::from_value(value).map_err(|e| HandlerError::Invalid(format!("value shape: {e}")))
+    }
+
+    /// A stable identity of this record, for deriving output ids.
+    pub fn coordinates(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// An encoded output waiting to be produced.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The outputs of one handled record. Encoding happens here, at `send`, so a value that does
+/// not fit its topic's schema is reported against the input that produced it.
+pub struct Outputs<'a> {
+    codecs: &'a HashMap<String, TopicCodec>,
+    records: Vec<OutRecord>,
+}
+
+impl<'a> Outputs<'a> {
+    pub(crate) fn new(codecs: &'a HashMap<String, TopicCodec>) -> Self {
+        Self {
+            codecs,
+            records: Vec::new(),
+        }
+    }
+
+    /// Queues `value` for `topic` under a string key.
+    pub fn send<T: Serialize>(
+        &mut self,
+        topic: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), HandlerError> {
+        let codec = self.codecs.get(topic).ok_or_else(|| {
+            HandlerError::Fatal(format!("`{topic}` is not a declared Avro output of this processor"))
+        })?;
+        let payload = codec
+            .encode(value)
+            .map_err(|e| HandlerError::Fatal(format!("output for `{topic}` does not fit its schema: {e}")))?;
+        self.records.push(OutRecord {
+            topic: topic.to_string(),
+            key: Some(key.as_bytes().to_vec()),
+            payload: Some(payload),
+            headers: Vec::new(),
+        });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub(crate) fn into_records(self) -> Vec<OutRecord> {
+        self.records
+    }
+}
+
+/// A stream processor: decisions only. The runtime calls `handle` once per input record, in
+/// offset order per partition; whatever it sends is produced before the input's offset is
+/// committed. It must be idempotent: after a crash the same record can be handled again.
+pub trait Processor: Send + 'static {
+    fn handle(
+        &mut self,
+        input: &Input,
+        out: &mut Outputs<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
