@@ -1,1 +1,231 @@
-fn main() {}
+//! `fleet`: the one Storefleet binary. It only parses the command line and wires library
+//! crates together; every capability lives in a crate (see ARCHITECTURE.md).
+
+mod bench;
+mod demo;
+mod processors;
+mod supervisor;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "fleet", version, about = "Storefleet: an e-commerce backend as a fleet of Kafka stream processors")]
+struct Cli {
+    /// The wiring file.
+    #[arg(long, global = true, default_value = "topology.yaml")]
+    topology: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check topology.yaml and every schema it names; report all problems at once.
+    Validate,
+    /// Manage the local stack (broker, schema registry, PostgreSQL, Redis).
+    Stack {
+        #[command(subcommand)]
+        action: StackAction,
+    },
+    /// Run the schema registry (the stack starts it).
+    Registry {
+        #[arg(long, default_value = "127.0.0.1:18081")]
+        listen: std::net::SocketAddr,
+        /// Keep state in memory only (tests); default is the `_schemas` topic.
+        #[arg(long)]
+        memory: bool,
+    },
+    /// Register every schema of the topology with the registry.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+    /// Run one instance of one processor in the foreground.
+    Run {
+        processor: String,
+        #[arg(long, default_value_t = 0)]
+        instance: u16,
+    },
+    /// Launch the whole fleet from the topology, one OS process per instance; restarts a
+    /// crashed one with backoff; Ctrl-C or SIGTERM stops them all cleanly.
+    Up,
+    /// The main job: stack up, fleet up, a realistic workload, a report.
+    Demo {
+        /// Orders to place.
+        #[arg(long, default_value_t = 20_000)]
+        orders: u64,
+        /// Orders per second (0 = as fast as possible).
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Leave the fleet running after the report.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum StackAction {
+    Up,
+    Down,
+    Status,
+}
+
+#[derive(Subcommand)]
+enum SchemasAction {
+    Push,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Records/s through the stateless shipping processor beside the raw broker figure.
+    Runtime {
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate => validate(&cli.topology),
+        Command::Stack { action } => stack(&cli.topology, action).await,
+        Command::Registry { listen, memory } => registry(listen, memory).await,
+        Command::Schemas { action: SchemasAction::Push } => {
+            let topology = load(&cli.topology)?;
+            let config = stack_config()?;
+            let n = stack::push_schemas(&config, &topology).await?;
+            println!("registered {n} subjects at {}", config.registry_url());
+            Ok(())
+        }
+        Command::Run { processor, instance } => {
+            let topology = load(&cli.topology)?;
+            let shutdown = shutdown_on_signals();
+            processors::run(&topology, &processor, instance, shutdown).await
+        }
+        Command::Up => {
+            let topology = load(&cli.topology)?;
+            supervisor::run_fleet(&cli.topology, &topology, shutdown_on_signals()).await
+        }
+        Command::Demo { orders, rate, keep_running } => {
+            demo::run(&cli.topology, orders, rate, keep_running).await
+        }
+        Command::Bench { what: BenchWhat::Runtime { records, partitions } } => {
+            let topology = load(&cli.topology)?;
+            bench::runtime(&topology, records, partitions).await
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<topology::Topology> {
+    topology::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn validate(path: &std::path::Path) -> Result<()> {
+    match topology::load(path) {
+        Ok(t) => {
+            println!(
+                "{}: ok ({} topics, {} processors, {} connectors, {} schema subjects)",
+                path.display(),
+                t.topics.len(),
+                t.processors.len(),
+                t.connectors.len(),
+                t.subjects().len()
+            );
+            Ok(())
+        }
+        Err(topology::TopologyError::Invalid(problems)) => {
+            eprintln!("{}: {} problem(s)", path.display(), problems.len());
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            std::process::exit(1);
+        }
+        Err(e) => bail!(e),
+    }
+}
+
+/// The stack's settings, with `fleet registry` (this very binary) as the registry command.
+fn stack_config() -> Result<stack::StackConfig> {
+    let exe = std::env::current_exe().context("locating the fleet binary")?;
+    stack::StackConfig::from_env(vec![exe.to_string_lossy().into_owned(), "registry".into()])
+        .map_err(anyhow::Error::msg)
+}
+
+async fn stack(topology_path: &std::path::Path, action: StackAction) -> Result<()> {
+    let config = stack_config()?;
+    match action {
+        StackAction::Up => {
+            let topology = load(topology_path)?;
+            stack::up(&config, &topology).await?;
+            let env = stack::write_env_file(&config)?;
+            print_status(&config);
+            println!("environment: {}", env.display());
+        }
+        StackAction::Down => {
+            stack::down(&config).await?;
+            println!("stack stopped ({})", config.data_dir.display());
+        }
+        StackAction::Status => print_status(&config),
+    }
+    Ok(())
+}
+
+fn print_status(config: &stack::StackConfig) {
+    for (name, up, address) in stack::status(config) {
+        println!("{:<32} {:<5} {}", name, if up { "up" } else { "down" }, address);
+    }
+}
+
+async fn registry(listen: std::net::SocketAddr, memory: bool) -> Result<()> {
+    let storage = if memory {
+        registry::Storage::Memory
+    } else {
+        registry::Storage::Kafka {
+            bootstrap_servers: runtime::StackEnv::from_env().bootstrap_servers,
+            topic: "_schemas".into(),
+        }
+    };
+    let shutdown = shutdown_on_signals();
+    info!(%listen, "schema registry starting");
+    registry::serve(registry::RegistryConfig { listen, storage }, shutdown, None).await?;
+    Ok(())
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}

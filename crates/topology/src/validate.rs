@@ -73,6 +73,47 @@ impl Topology {
         self.schema_texts.get(relative).map(String::as_str)
     }
 
+    /// A copy in which every topic `processor` reads or writes (dead letters included) is
+    /// renamed `<name>.<suffix>`, so a test or benchmark runs the processor on private topics
+    /// of the same shape, beside the real ones, on one broker.
+    pub fn isolated(&self, processor: &str, suffix: &str) -> Option<Topology> {
+        let (spec, _) = self.processor(processor)?;
+        let mut touched: Vec<String> = spec.outputs.clone();
+        for input in &spec.inputs {
+            touched.push(input.topic.clone());
+            touched.push(input.dead_letter.clone());
+        }
+        let rename = |name: &str| {
+            if touched.iter().any(|t| t == name) {
+                format!("{name}.{suffix}")
+            } else {
+                name.to_string()
+            }
+        };
+        let mut copy = self.clone();
+        for topic in &mut copy.topics {
+            let new = rename(&topic.name);
+            if let Some(s) = copy.value_schemas.remove(&topic.name) {
+                copy.value_schemas.insert(new.clone(), s);
+            }
+            if let Some(s) = copy.key_schemas.remove(&topic.name) {
+                copy.key_schemas.insert(new.clone(), s);
+            }
+            topic.name = new;
+        }
+        for (p, _) in &mut copy.processors {
+            for input in &mut p.inputs {
+                input.topic = rename(&input.topic);
+                input.dead_letter = rename(&input.dead_letter);
+            }
+            for output in &mut p.outputs {
+                *output = rename(output);
+            }
+            p.group = format!("{}.{suffix}", p.group);
+        }
+        Some(copy)
+    }
+
     /// Every (subject, schema text) pair under Confluent's TopicNameStrategy.
     pub fn subjects(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

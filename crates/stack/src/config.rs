@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+
+/// Ports and folders of the local stack. Defaults suit a developer's `fleet demo`; the test
+/// command uses other ports and a separate folder so both can run side by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackConfig {
+    /// `STOREFLEET_DATA`, default `.storefleet` in the working directory.
+    pub data_dir: PathBuf,
+    /// Folder with cached installs (the broker build), outside any clone.
+    /// `STOREFLEET_CACHE`, default `~/.cache/storefleet`.
+    pub cache_dir: PathBuf,
+    pub broker_port: u16,
+    pub registry_port: u16,
+    pub postgres_port: u16,
+    pub redis_port: u16,
+    /// Program and leading arguments that run the schema registry (`fleet registry`).
+    pub registry_command: Vec<String>,
+    /// Script that installs the broker and prints its path.
+    pub broker_installer: PathBuf,
+}
+
+fn env_port(name: &str, default: u16) -> Result<u16, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a port number")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl StackConfig {
+    /// Reads the environment, validating every value before anything starts.
+    pub fn from_env(registry_command: Vec<String>) -> Result<Self, String> {
+        let cwd = std::env::current_dir().map_err(|e| format!("working directory: {e}"))?;
+        let data_dir = std::env::var_os("STOREFLEET_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".storefleet"));
+        let data_dir = if data_dir.is_absolute() { data_dir } else { cwd.join(data_dir) };
+        let cache_dir = std::env::var_os("STOREFLEET_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/storefleet")))
+            .ok_or("set STOREFLEET_CACHE or HOME")?;
+        let ports = [
+            env_port("STOREFLEET_BROKER_PORT", 19092)?,
+            env_port("STOREFLEET_REGISTRY_PORT", 18081)?,
+            env_port("STOREFLEET_POSTGRES_PORT", 15432)?,
+            env_port("STOREFLEET_REDIS_PORT", 16379)?,
+        ];
+        let mut unique = ports.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != ports.len() {
+            return Err(format!("stack ports must differ: {ports:?}"));
+        }
+        Ok(Self {
+            data_dir,
+            cache_dir,
+            broker_port: ports[0],
+            registry_port: ports[1],
+            postgres_port: ports[2],
+            redis_port: ports[3],
+            registry_command,
+            broker_installer: cwd.join("scripts/install-broker.sh"),
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry_port)
+    }
+
+    pub fn postgres_url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.postgres_port)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.redis_port)
+    }
+}

@@ -1,0 +1,175 @@
+//! `fleet demo`, the main job: brings the stack up, launches the fleet, places a workload of
+//! orders (with a known share of poison records) and reports what the fleet did, computed
+//! from the topics it wrote, not from the generator's counters.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use codec::{RegistryClient, TopicCodec};
+use events::shipping::{ShipmentEvent, ShipmentEventKind};
+use loadgen::kafka::{drain, produce_all, producer, reader_from_end};
+use loadgen::orders::{shipments_of, OrderGenerator};
+
+const INPUT: &str = "orders.order-placed.v1";
+const OUTPUT: &str = "shipping.shipment-events.v1";
+const DEAD_LETTERS: &str = "dlq.shipping.order-placed.v1";
+/// One record in this many is poison (half undecodable bytes, half invalid orders).
+const POISON_EVERY: u64 = 500;
+
+pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: bool) -> Result<()> {
+    let topology = crate::load(topology_path)?;
+    let config = crate::stack_config()?;
+    println!("== bringing the stack up ({})", config.data_dir.display());
+    stack::up(&config, &topology).await?;
+    stack::write_env_file(&config)?;
+    let bootstrap = config.bootstrap_servers();
+
+    println!("== launching the fleet");
+    let exe = std::env::current_exe()?;
+    let mut fleet = tokio::process::Command::new(exe)
+        .arg("--topology")
+        .arg(topology_path)
+        .arg("up")
+        .env("STOREFLEET_BOOTSTRAP", &bootstrap)
+        .env("STOREFLEET_REGISTRY", config.registry_url())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the fleet")?;
+
+    let outputs = reader_from_end(&bootstrap, OUTPUT)?;
+    let dead_letters = reader_from_end(&bootstrap, DEAD_LETTERS)?;
+    let registry = RegistryClient::new(&config.registry_url());
+    let order_codec = codec_for(&topology, &registry, INPUT).await?;
+    let shipment_codec = codec_for(&topology, &registry, OUTPUT).await?;
+
+    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs().to_string();
+    println!("== placing {orders} orders at {rate}/s (run {run}; 1 in {POISON_EVERY} records is poison)");
+    let producer = producer(&bootstrap)?;
+    let mut generator = OrderGenerator::new(&run, 7, 5_000);
+    let mut expected_shipments: HashMap<String, usize> = HashMap::new();
+    let mut placed_at: HashMap<String, i64> = HashMap::new();
+    let mut poison = 0u64;
+    let started = Instant::now();
+    let batch = (rate / 10).clamp(1, 5_000);
+    let mut sent = 0u64;
+    while sent < orders {
+        let mut records = Vec::new();
+        for _ in 0..batch.min(orders - sent) {
+            sent += 1;
+            let now = now_ms();
+            let mut order = generator.next_order(now);
+            if sent % POISON_EVERY == 0 {
+                poison += 1;
+                if poison % 2 == 0 {
+                    records.push((order.order_id, b"{\"not\": \"avro\"}".to_vec()));
+                } else {
+                    order.lines[0].quantity = 0;
+                    records.push((order.order_id.clone(), order_codec.encode(&order)?));
+                }
+                continue;
+            }
+            expected_shipments.insert(order.order_id.clone(), shipments_of(&order));
+            placed_at.insert(order.order_id.clone(), order.occurred_at);
+            records.push((order.order_id.clone(), order_codec.encode(&order)?));
+        }
+        produce_all(&producer, INPUT, records).await?;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if sent % (batch * 20) == 0 {
+            eprintln!("   placed {sent}/{orders}");
+        }
+    }
+    let placed_secs = started.elapsed().as_secs_f64();
+    let want: usize = expected_shipments.values().map(|n| n * 2).sum();
+    println!("== waiting for {want} shipment events and {poison} dead letters");
+    let seen = drain(&outputs, want, Duration::from_secs(60)).await;
+    let letters = drain(&dead_letters, poison as usize, Duration::from_secs(10)).await;
+
+    let mut event_ids = HashSet::new();
+    let mut duplicates = 0;
+    let mut labelled: HashMap<String, usize> = HashMap::new();
+    let mut latencies = Vec::new();
+    for record in &seen {
+        let Some(payload) = &record.payload else { continue };
+        let event: ShipmentEvent = codec::from_value(&shipment_codec.decode(payload).await?)?;
+        if !event.order_id.contains(&run) {
+            continue;
+        }
+        if !event_ids.insert(event.event_id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        if event.kind == ShipmentEventKind::LabelCreated {
+            *labelled.entry(event.order_id.clone()).or_default() += 1;
+            if let (Some(ts), Some(placed)) = (record.timestamp_ms, placed_at.get(&event.order_id)) {
+                latencies.push(ts - placed);
+            }
+        }
+    }
+    let complete = expected_shipments
+        .iter()
+        .filter(|(id, n)| labelled.get(*id) == Some(n))
+        .count();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+
+    println!();
+    println!("== report (computed from the topics)");
+    println!("orders placed             {:>8}  in {placed_secs:.1}s ({:.0}/s)", expected_shipments.len(), expected_shipments.len() as f64 / placed_secs);
+    println!("poison records sent       {poison:>8}");
+    println!("orders fully shipped      {complete:>8}  (every fulfillment center labelled)");
+    println!("orders missing shipments  {:>8}  (must be 0)", expected_shipments.len() - complete);
+    println!("duplicate events          {duplicates:>8}  (redeliveries after a crash; consumers drop them by event id)");
+    println!("dead letters              {:>8}  (must equal poison records)", letters.len());
+    println!("order → label latency     (placed → label acknowledged by the broker)");
+    println!("                              p50 {} ms, p95 {} ms, p99 {} ms", pct(0.50), pct(0.95), pct(0.99));
+    println!();
+    println!("metrics: {}", admin_urls(&topology).join(" "));
+    println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
+
+    if keep_running {
+        println!("fleet still running; Ctrl-C to stop it");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    stop(&mut fleet).await;
+    let ok = complete == expected_shipments.len() && letters.len() as u64 == poison;
+    anyhow::ensure!(ok, "the fleet did not process the workload completely");
+    Ok(())
+}
+
+async fn codec_for(topology: &topology::Topology, registry: &RegistryClient, topic: &str) -> Result<TopicCodec> {
+    let text = topology
+        .topic(topic)
+        .and_then(|t| t.value_schema.as_deref())
+        .and_then(|p| topology.schema_text(p))
+        .with_context(|| format!("schema of {topic}"))?;
+    Ok(TopicCodec::register(registry, &format!("{topic}-value"), text).await?)
+}
+
+fn admin_urls(topology: &topology::Topology) -> Vec<String> {
+    topology
+        .processors
+        .iter()
+        .flat_map(|(p, _)| (0..p.instances).map(move |i| format!("http://127.0.0.1:{}/metrics", p.admin_port + i)))
+        .collect()
+}
+
+async fn stop(fleet: &mut tokio::process::Child) {
+    if let Some(pid) = fleet.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), fleet.wait()).await;
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
