@@ -79,7 +79,7 @@ pub fn reader(bootstrap: &str, topic: &str, group: &str) -> Result<StreamConsume
 
 /// Reads until `want` records arrived or nothing new came for `idle`.
 pub async fn drain(consumer: &StreamConsumer, want: usize, idle: Duration) -> Vec<Seen> {
-    let mut seen = Vec::with_capacity(want);
+    let mut seen = Vec::with_capacity(want.min(65_536));
     while seen.len() < want {
         match tokio::time::timeout(idle, consumer.recv()).await {
             Ok(Ok(m)) => seen.push(Seen {

@@ -114,6 +114,25 @@ impl Topology {
         Some(copy)
     }
 
+    /// The topology as YAML again (schema paths unchanged): what `isolated` copies are
+    /// written as, so a separate `fleet` process can run on them.
+    pub fn to_yaml(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct File<'a> {
+            version: u32,
+            topics: &'a [TopicSpec],
+            processors: Vec<&'a ProcessorSpec>,
+            connectors: Vec<&'a ConnectorSpec>,
+        }
+        let file = File {
+            version: self.version,
+            topics: &self.topics,
+            processors: self.processors.iter().map(|(p, _)| p).collect(),
+            connectors: self.connectors.iter().map(|(c, _)| c).collect(),
+        };
+        serde_yaml::to_string(&file).unwrap_or_default()
+    }
+
     /// Every (subject, schema text) pair under Confluent's TopicNameStrategy.
     pub fn subjects(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -148,3 +148,19 @@ fn yaml_syntax_errors_and_wrong_versions_are_reported() {
     assert!(has(&p, "version", "unsupported version 2"), "{p:#?}");
     assert!(has(&p, "extras", "unknown top-level key"), "{p:#?}");
 }
+
+#[test]
+fn an_isolated_copy_renames_what_the_processor_touches_and_round_trips_as_yaml() {
+    let dir = schema_dir();
+    let t = load_str(GOOD, dir.path()).unwrap();
+    let iso = t.isolated("shipping", "t1").unwrap();
+    let (spec, _) = iso.processor("shipping").unwrap();
+    assert_eq!(spec.inputs[0].topic, "orders.order-placed.v1.t1");
+    assert_eq!(spec.inputs[0].dead_letter, "dlq.shipping.order-placed.v1.t1");
+    assert_eq!(spec.outputs[0], "shipping.shipment-events.v1.t1");
+    assert_eq!(spec.group, "storefleet.shipping.t1");
+    assert!(iso.value_schema("orders.order-placed.v1.t1").is_some());
+    assert!(iso.topic("orders.order-placed.v1").is_none());
+    let again = load_str(&iso.to_yaml(), dir.path()).expect("isolated copy is valid");
+    assert_eq!(again.topics, iso.topics);
+}
