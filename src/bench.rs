@@ -12,17 +12,21 @@ use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
 pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Result<()> {
-    let env = runtime::StackEnv::from_env();
+    let env = runtime::StackEnv::from_env()?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let raw = isolated(topology, &format!("bench-raw-{stamp}"), partitions)?;
     let proc_topology = isolated(topology, &format!("bench-{stamp}"), partitions)?;
     stack::create_topics_at(&env.bootstrap_servers, &raw).await?;
     stack::create_topics_at(&env.bootstrap_servers, &proc_topology).await?;
 
-    let (spec, params) = proc_topology.processor("shipping").context("no shipping processor")?;
+    let (spec, params) = proc_topology
+        .processor("shipping")
+        .context("no shipping processor")?;
     let input = spec.inputs[0].topic.clone();
     let output = spec.outputs[0].clone();
-    let raw_input = raw.processor("shipping").context("no shipping")?.0.inputs[0].topic.clone();
+    let raw_input = raw.processor("shipping").context("no shipping")?.0.inputs[0]
+        .topic
+        .clone();
 
     let registry = RegistryClient::new(&env.registry_url);
     let schema = topology
@@ -49,14 +53,22 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
     let producer = producer(&env.bootstrap_servers)?;
 
     // 1. Raw broker: produce N while a consumer reads them back.
-    let raw_reader = reader(&env.bootstrap_servers, &raw_input, &format!("bench-raw-{stamp}"))?;
+    let raw_reader = reader(
+        &env.bootstrap_servers,
+        &raw_input,
+        &format!("bench-raw-{stamp}"),
+    )?;
     let started = Instant::now();
     let (produced, seen) = tokio::join!(
         produce_all(&producer, &raw_input, payloads.clone()),
         drain(&raw_reader, records as usize, Duration::from_secs(30))
     );
     produced?;
-    let raw_secs = seen.last().map(|s| s.received - started).unwrap_or_default().as_secs_f64();
+    let raw_secs = seen
+        .last()
+        .map(|s| s.received - started)
+        .unwrap_or_default()
+        .as_secs_f64();
     println!(
         "raw broker   produce+consume: {:>9.0} records/s  ({} records in {raw_secs:.2}s)",
         seen.len() as f64 / raw_secs.max(1e-9),
@@ -68,12 +80,19 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
     let load_started = Instant::now();
     produce_all(&producer, &input, payloads).await?;
     let load_secs = load_started.elapsed().as_secs_f64();
-    println!("preload      produce only:    {:>9.0} records/s", records as f64 / load_secs.max(1e-9));
+    println!(
+        "preload      produce only:    {:>9.0} records/s",
+        records as f64 / load_secs.max(1e-9)
+    );
 
     let ProcessorParams::Shipping(shipping_params) = params;
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
     config.admin_addr = "127.0.0.1:0".parse()?;
-    let out_reader = reader(&env.bootstrap_servers, &output, &format!("bench-out-{stamp}"))?;
+    let out_reader = reader(
+        &env.bootstrap_servers,
+        &output,
+        &format!("bench-out-{stamp}"),
+    )?;
     let token = CancellationToken::new();
     let processor = shipping::Shipping::new(shipping_params.clone(), &spec.outputs);
     let topo = proc_topology.clone();
@@ -83,8 +102,14 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
     let outputs = drain(&out_reader, expected_outputs, Duration::from_secs(30)).await;
     token.cancel();
     task.await??;
-    let first = outputs.first().map(|s| s.received - started).unwrap_or_default();
-    let last = outputs.last().map(|s| s.received - started).unwrap_or_default();
+    let first = outputs
+        .first()
+        .map(|s| s.received - started)
+        .unwrap_or_default();
+    let last = outputs
+        .last()
+        .map(|s| s.received - started)
+        .unwrap_or_default();
     let steady = (last - first).as_secs_f64();
     println!(
         "shipping     consume+process+produce: {:>9.0} input records/s steady ({} outputs of {expected_outputs}; first output after {:.2}s incl. group join, last after {:.2}s)",
@@ -101,7 +126,9 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
 }
 
 fn isolated(topology: &Topology, suffix: &str, partitions: i32) -> Result<Topology> {
-    let mut copy = topology.isolated("shipping", suffix).context("no shipping processor")?;
+    let mut copy = topology
+        .isolated("shipping", suffix)
+        .context("no shipping processor")?;
     for topic in &mut copy.topics {
         if topic.name.ends_with(suffix) {
             topic.partitions = u32::try_from(partitions)?;

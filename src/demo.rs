@@ -44,8 +44,13 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     let order_codec = codec_for(&topology, &registry, INPUT).await?;
     let shipment_codec = codec_for(&topology, &registry, OUTPUT).await?;
 
-    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs().to_string();
-    println!("== placing {orders} orders at {rate}/s (run {run}; 1 in {POISON_EVERY} records is poison)");
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    println!(
+        "== placing {orders} orders at {rate}/s (run {run}; 1 in {POISON_EVERY} records is poison)"
+    );
     let producer = producer(&bootstrap)?;
     let mut generator = OrderGenerator::new(&run, 7, 5_000);
     let mut expected_shipments: HashMap<String, usize> = HashMap::new();
@@ -60,9 +65,9 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
             sent += 1;
             let now = now_ms();
             let mut order = generator.next_order(now);
-            if sent % POISON_EVERY == 0 {
+            if sent.is_multiple_of(POISON_EVERY) {
                 poison += 1;
-                if poison % 2 == 0 {
+                if poison.is_multiple_of(2) {
                     records.push((order.order_id, b"{\"not\": \"avro\"}".to_vec()));
                 } else {
                     order.lines[0].quantity = 0;
@@ -81,7 +86,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
                 tokio::time::sleep(wait).await;
             }
         }
-        if sent % (batch * 20) == 0 {
+        if sent.is_multiple_of(batch * 20) {
             eprintln!("   placed {sent}/{orders}");
         }
     }
@@ -96,7 +101,9 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     let mut labelled: HashMap<String, usize> = HashMap::new();
     let mut latencies = Vec::new();
     for record in &seen {
-        let Some(payload) = &record.payload else { continue };
+        let Some(payload) = &record.payload else {
+            continue;
+        };
         let event: ShipmentEvent = codec::from_value(&shipment_codec.decode(payload).await?)?;
         if !event.order_id.contains(&run) {
             continue;
@@ -107,7 +114,8 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         }
         if event.kind == ShipmentEventKind::LabelCreated {
             *labelled.entry(event.order_id.clone()).or_default() += 1;
-            if let (Some(ts), Some(placed)) = (record.timestamp_ms, placed_at.get(&event.order_id)) {
+            if let (Some(ts), Some(placed)) = (record.timestamp_ms, placed_at.get(&event.order_id))
+            {
                 latencies.push(ts - placed);
             }
         }
@@ -117,18 +125,38 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         .filter(|(id, n)| labelled.get(*id) == Some(n))
         .count();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
 
     println!();
     println!("== report (computed from the topics)");
-    println!("orders placed             {:>8}  in {placed_secs:.1}s ({:.0}/s)", expected_shipments.len(), expected_shipments.len() as f64 / placed_secs);
+    println!(
+        "orders placed             {:>8}  in {placed_secs:.1}s ({:.0}/s)",
+        expected_shipments.len(),
+        expected_shipments.len() as f64 / placed_secs
+    );
     println!("poison records sent       {poison:>8}");
     println!("orders fully shipped      {complete:>8}  (every fulfillment center labelled)");
-    println!("orders missing shipments  {:>8}  (must be 0)", expected_shipments.len() - complete);
+    println!(
+        "orders missing shipments  {:>8}  (must be 0)",
+        expected_shipments.len() - complete
+    );
     println!("duplicate events          {duplicates:>8}  (redeliveries after a crash; consumers drop them by event id)");
-    println!("dead letters              {:>8}  (must equal poison records)", letters.len());
+    println!(
+        "dead letters              {:>8}  (must equal poison records)",
+        letters.len()
+    );
     println!("order → label latency     (placed → label acknowledged by the broker)");
-    println!("                              p50 {} ms, p95 {} ms, p99 {} ms", pct(0.50), pct(0.95), pct(0.99));
+    println!(
+        "                              p50 {} ms, p95 {} ms, p99 {} ms",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99)
+    );
     println!();
     println!("metrics: {}", admin_urls(&topology).join(" "));
     println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
@@ -143,7 +171,11 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     Ok(())
 }
 
-async fn codec_for(topology: &topology::Topology, registry: &RegistryClient, topic: &str) -> Result<TopicCodec> {
+async fn codec_for(
+    topology: &topology::Topology,
+    registry: &RegistryClient,
+    topic: &str,
+) -> Result<TopicCodec> {
     let text = topology
         .topic(topic)
         .and_then(|t| t.value_schema.as_deref())
@@ -156,13 +188,18 @@ fn admin_urls(topology: &topology::Topology) -> Vec<String> {
     topology
         .processors
         .iter()
-        .flat_map(|(p, _)| (0..p.instances).map(move |i| format!("http://127.0.0.1:{}/metrics", p.admin_port + i)))
+        .flat_map(|(p, _)| {
+            (0..p.instances).map(move |i| format!("http://127.0.0.1:{}/metrics", p.admin_port + i))
+        })
         .collect()
 }
 
 async fn stop(fleet: &mut tokio::process::Child) {
     if let Some(pid) = fleet.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), fleet.wait()).await;
 }

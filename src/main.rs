@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "fleet", version, about = "Storefleet: an e-commerce backend as a fleet of Kafka stream processors")]
+#[command(
+    name = "fleet",
+    version,
+    about = "Storefleet: an e-commerce backend as a fleet of Kafka stream processors"
+)]
 struct Cli {
     /// The wiring file.
     #[arg(long, global = true, default_value = "topology.yaml")]
@@ -110,14 +114,19 @@ async fn main() -> Result<()> {
         Command::Validate => validate(&cli.topology),
         Command::Stack { action } => stack(&cli.topology, action).await,
         Command::Registry { listen, memory } => registry(listen, memory).await,
-        Command::Schemas { action: SchemasAction::Push } => {
+        Command::Schemas {
+            action: SchemasAction::Push,
+        } => {
             let topology = load(&cli.topology)?;
             let config = stack_config()?;
             let n = stack::push_schemas(&config, &topology).await?;
             println!("registered {n} subjects at {}", config.registry_url());
             Ok(())
         }
-        Command::Run { processor, instance } => {
+        Command::Run {
+            processor,
+            instance,
+        } => {
             let topology = load(&cli.topology)?;
             let shutdown = shutdown_on_signals();
             processors::run(&topology, &processor, instance, shutdown).await
@@ -126,10 +135,18 @@ async fn main() -> Result<()> {
             let topology = load(&cli.topology)?;
             supervisor::run_fleet(&cli.topology, &topology, shutdown_on_signals()).await
         }
-        Command::Demo { orders, rate, keep_running } => {
-            demo::run(&cli.topology, orders, rate, keep_running).await
-        }
-        Command::Bench { what: BenchWhat::Runtime { records, partitions } } => {
+        Command::Demo {
+            orders,
+            rate,
+            keep_running,
+        } => demo::run(&cli.topology, orders, rate, keep_running).await,
+        Command::Bench {
+            what:
+                BenchWhat::Runtime {
+                    records,
+                    partitions,
+                },
+        } => {
             let topology = load(&cli.topology)?;
             bench::runtime(&topology, records, partitions).await
         }
@@ -192,7 +209,12 @@ async fn stack(topology_path: &std::path::Path, action: StackAction) -> Result<(
 
 fn print_status(config: &stack::StackConfig) {
     for (name, up, address) in stack::status(config) {
-        println!("{:<32} {:<5} {}", name, if up { "up" } else { "down" }, address);
+        println!(
+            "{:<32} {:<5} {}",
+            name,
+            if up { "up" } else { "down" },
+            address
+        );
     }
 }
 
@@ -201,7 +223,7 @@ async fn registry(listen: std::net::SocketAddr, memory: bool) -> Result<()> {
         registry::Storage::Memory
     } else {
         registry::Storage::Kafka {
-            bootstrap_servers: runtime::StackEnv::from_env().bootstrap_servers,
+            bootstrap_servers: runtime::StackEnv::from_env()?.bootstrap_servers,
             topic: "_schemas".into(),
         }
     };
@@ -216,10 +238,11 @@ fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -14,7 +14,7 @@ pub async fn run(
     let (spec, params) = topology
         .processor(name)
         .with_context(|| format!("no processor `{name}` in the topology"))?;
-    let config = runtime::RuntimeConfig::from_spec(spec, instance, runtime::StackEnv::from_env())?;
+    let config = runtime::RuntimeConfig::from_spec(spec, instance, runtime::StackEnv::from_env()?)?;
     match params {
         ProcessorParams::Shipping(p) => {
             let processor = shipping::Shipping::new(p.clone(), &spec.outputs);

@@ -53,7 +53,12 @@ impl Unit {
         Command::new(&self.exe)
             .arg("--topology")
             .arg(&self.topology)
-            .args(["run", &self.processor, "--instance", &self.instance.to_string()])
+            .args([
+                "run",
+                &self.processor,
+                "--instance",
+                &self.instance.to_string(),
+            ])
             // Own process group: a terminal Ctrl-C reaches the supervisor only, which then
             // stops the children in order rather than all at once.
             .process_group(0)

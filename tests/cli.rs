@@ -11,7 +11,11 @@ fn validate_accepts_the_repo_topology() {
         .arg("validate")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok ("));
 }
 
@@ -19,10 +23,26 @@ fn validate_accepts_the_repo_topology() {
 fn validate_reports_several_problems_in_one_run_and_fails() {
     let good = std::fs::read_to_string(repo().join("topology.yaml")).unwrap();
     let broken = good
-        .replacen("dead_letter: dlq.shipping.order-placed.v1", "dead_letter: dlq.nowhere.v1", 1)
-        .replacen("value_schema: shipping/ShipmentEvent.avsc", "value_schema: shipping/Missing.avsc", 1)
-        .replacen("    admin_port: 9101", "    admin_port: 9101\n    colour: blue", 1)
-        .replacen("  - name: orders.order-placed.v1\n    partitions: 6", "  - name: orders.order-placed.v1\n    partitions: 0", 1);
+        .replacen(
+            "dead_letter: dlq.shipping.order-placed.v1",
+            "dead_letter: dlq.nowhere.v1",
+            1,
+        )
+        .replacen(
+            "value_schema: shipping/ShipmentEvent.avsc",
+            "value_schema: shipping/Missing.avsc",
+            1,
+        )
+        .replacen(
+            "    admin_port: 9101",
+            "    admin_port: 9101\n    colour: blue",
+            1,
+        )
+        .replacen(
+            "  - name: orders.order-placed.v1\n    partitions: 6",
+            "  - name: orders.order-placed.v1\n    partitions: 0",
+            1,
+        );
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(repo().join("schemas"), dir.path().join("schemas")).unwrap();
     let path = dir.path().join("topology.yaml");
@@ -36,7 +56,10 @@ fn validate_reports_several_problems_in_one_run_and_fails() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Missing.avsc"), "{stderr}");
-    assert!(stderr.contains("partitions: must be at least 1"), "{stderr}");
+    assert!(
+        stderr.contains("partitions: must be at least 1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("colour"), "{stderr}");
     let problems = stderr.lines().filter(|l| l.starts_with("  ")).count();
     assert!(problems >= 3, "several problems in one run: {stderr}");

@@ -37,8 +37,20 @@ async fn preload(label: &str, orders: usize) -> Run {
         ids.insert(order.order_id.clone());
         records.push((order.order_id.clone(), codec.encode(&order).unwrap()));
     }
-    produce_all(&producer(&env().bootstrap_servers).unwrap(), &input, records).await.unwrap();
-    Run { topology_file, _dir: dir, output, expected, orders: ids }
+    produce_all(
+        &producer(&env().bootstrap_servers).unwrap(),
+        &input,
+        records,
+    )
+    .await
+    .unwrap();
+    Run {
+        topology_file,
+        _dir: dir,
+        output,
+        expected,
+        orders: ids,
+    }
 }
 
 fn spawn_shipping(run: &Run) -> tokio::process::Child {
@@ -57,7 +69,11 @@ fn signal(child: &tokio::process::Child, sig: Signal) {
 /// Reads until every expected event id has arrived (duplicates make the raw count larger),
 /// or nothing new came for 45 s: the restarted member first waits out the killed member's
 /// session (10 s) and the rebalance, longer when the machine is busy.
-async fn read_until_complete(out: &rdkafka::consumer::StreamConsumer, seen: &mut Vec<Seen>, run: &Run) {
+async fn read_until_complete(
+    out: &rdkafka::consumer::StreamConsumer,
+    seen: &mut Vec<Seen>,
+    run: &Run,
+) {
     loop {
         let more = drain(out, 5_000, Duration::from_secs(45)).await;
         if more.is_empty() {
@@ -79,8 +95,19 @@ async fn decode(seen: &[Seen], run: &Run) -> Vec<(String, String, String, String
     let codec = codec_for(&t, &run.output).await;
     let mut out = Vec::new();
     for record in seen {
-        let e: ShipmentEvent = codec::from_value(&codec.decode(record.payload.as_ref().unwrap()).await.unwrap()).unwrap();
-        out.push((e.event_id, e.order_id, e.shipment_id, format!("{:?}", e.kind)));
+        let e: ShipmentEvent = codec::from_value(
+            &codec
+                .decode(record.payload.as_ref().unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        out.push((
+            e.event_id,
+            e.order_id,
+            e.shipment_id,
+            format!("{:?}", e.kind),
+        ));
     }
     out
 }
@@ -92,7 +119,10 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
 
     let mut first = spawn_shipping(&run);
     let before = drain(&out, run.expected / 4, Duration::from_secs(60)).await;
-    assert!(!before.is_empty(), "the processor made progress before the kill");
+    assert!(
+        !before.is_empty(),
+        "the processor made progress before the kill"
+    );
     signal(&first, Signal::SIGKILL);
     first.wait().await.unwrap();
 
@@ -100,13 +130,18 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
     let mut seen = before;
     read_until_complete(&out, &mut seen, &run).await;
     signal(&second, Signal::SIGTERM);
-    assert!(second.wait().await.unwrap().success(), "graceful exit after SIGTERM");
+    assert!(
+        second.wait().await.unwrap().success(),
+        "graceful exit after SIGTERM"
+    );
 
     let events = decode(&seen, &run).await;
     let unique_ids: HashSet<&str> = events.iter().map(|e| e.0.as_str()).collect();
     let facts: HashMap<(&str, &str, &str), HashSet<&str>> =
         events.iter().fold(HashMap::new(), |mut m, e| {
-            m.entry((e.1.as_str(), e.2.as_str(), e.3.as_str())).or_default().insert(e.0.as_str());
+            m.entry((e.1.as_str(), e.2.as_str(), e.3.as_str()))
+                .or_default()
+                .insert(e.0.as_str());
             m
         });
     let shipped: HashSet<&str> = events.iter().map(|e| e.1.as_str()).collect();
@@ -116,7 +151,11 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
         unique_ids.len(),
         events.len() - unique_ids.len()
     );
-    assert_eq!(unique_ids.len(), run.expected, "every input has all its outputs, none invented");
+    assert_eq!(
+        unique_ids.len(),
+        run.expected,
+        "every input has all its outputs, none invented"
+    );
     assert_eq!(shipped.len(), run.orders.len(), "every order shipped");
     assert!(
         facts.values().all(|ids| ids.len() == 1),
@@ -127,12 +166,20 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_commits_and_a_restart_duplicates_nothing() {
     let run = preload("sigterm", 4_000).await;
-    let out = reader(&env().bootstrap_servers, &run.output, &unique("sigterm-out")).unwrap();
+    let out = reader(
+        &env().bootstrap_servers,
+        &run.output,
+        &unique("sigterm-out"),
+    )
+    .unwrap();
 
     let mut first = spawn_shipping(&run);
     let mut seen = drain(&out, run.expected / 3, Duration::from_secs(60)).await;
     signal(&first, Signal::SIGTERM);
-    assert!(first.wait().await.unwrap().success(), "graceful exit after SIGTERM");
+    assert!(
+        first.wait().await.unwrap().success(),
+        "graceful exit after SIGTERM"
+    );
 
     let mut second = spawn_shipping(&run);
     read_until_complete(&out, &mut seen, &run).await;
@@ -142,5 +189,9 @@ async fn sigterm_drains_commits_and_a_restart_duplicates_nothing() {
     let events = decode(&seen, &run).await;
     let unique_ids: HashSet<&str> = events.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(unique_ids.len(), run.expected, "nothing lost");
-    assert_eq!(events.len(), run.expected, "nothing re-sent: offsets were committed at shutdown");
+    assert_eq!(
+        events.len(),
+        run.expected,
+        "nothing re-sent: offsets were committed at shutdown"
+    );
 }

@@ -15,7 +15,12 @@ use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
 /// Runs shipping in-process on `t` until the returned token is cancelled.
-fn start_shipping(t: &Topology) -> (CancellationToken, tokio::task::JoinHandle<Result<(), runtime::RuntimeError>>) {
+fn start_shipping(
+    t: &Topology,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), runtime::RuntimeError>>,
+) {
     let (spec, params) = t.processor("shipping").unwrap();
     let ProcessorParams::Shipping(params) = params;
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env()).unwrap();
@@ -24,7 +29,8 @@ fn start_shipping(t: &Topology) -> (CancellationToken, tokio::task::JoinHandle<R
     let token = CancellationToken::new();
     let topology = t.clone();
     let run_token = token.clone();
-    let task = tokio::spawn(async move { runtime::run(config, &topology, processor, run_token).await });
+    let task =
+        tokio::spawn(async move { runtime::run(config, &topology, processor, run_token).await });
     (token, task)
 }
 
@@ -41,7 +47,13 @@ async fn an_order_goes_through_shipping_end_to_end() {
 
     let (token, task) = start_shipping(&t);
     let p = producer(&env().bootstrap_servers).unwrap();
-    produce_all(&p, &input, [(order.order_id.clone(), order_codec.encode(&order).unwrap())]).await.unwrap();
+    produce_all(
+        &p,
+        &input,
+        [(order.order_id.clone(), order_codec.encode(&order).unwrap())],
+    )
+    .await
+    .unwrap();
 
     let out = reader(&env().bootstrap_servers, &output, &unique("e2e-reader")).unwrap();
     let seen = drain(&out, 4, Duration::from_secs(30)).await;
@@ -51,21 +63,34 @@ async fn an_order_goes_through_shipping_end_to_end() {
     assert_eq!(seen.len(), 4, "two shipments, each requested and labelled");
     let mut events = Vec::new();
     for record in &seen {
-        assert_eq!(record.key.as_deref(), Some(order.order_id.as_bytes()), "keyed by order id");
-        let value = out_codec.decode(record.payload.as_ref().unwrap()).await.unwrap();
+        assert_eq!(
+            record.key.as_deref(),
+            Some(order.order_id.as_bytes()),
+            "keyed by order id"
+        );
+        let value = out_codec
+            .decode(record.payload.as_ref().unwrap())
+            .await
+            .unwrap();
         events.push(codec::from_value::<ShipmentEvent>(&value).unwrap());
     }
     let mut by_center: HashMap<String, Vec<ShipmentEventKind>> = HashMap::new();
     for e in &events {
         assert_eq!(e.order_id, order.order_id);
         assert_eq!(e.causation_id.as_deref(), Some(order.event_id.as_str()));
-        by_center.entry(e.fulfillment_center.clone()).or_default().push(e.kind);
+        by_center
+            .entry(e.fulfillment_center.clone())
+            .or_default()
+            .push(e.kind);
     }
     // One partition per key: each center's events arrive in the order they were decided.
     for center in ["FC-A", "FC-B"] {
         assert_eq!(
             by_center[center],
-            vec![ShipmentEventKind::ShipmentRequested, ShipmentEventKind::LabelCreated]
+            vec![
+                ShipmentEventKind::ShipmentRequested,
+                ShipmentEventKind::LabelCreated
+            ]
         );
     }
 }
@@ -85,46 +110,96 @@ async fn poison_records_are_dead_lettered_with_their_reason_and_the_partition_ke
     let unknown_schema = codec::frame(999_999, &[1, 2, 3]);
     let records = vec![
         ("bad-bytes".to_string(), garbage.clone()),
-        (good[0].order_id.clone(), order_codec.encode(&good[0]).unwrap()),
-        (invalid.order_id.clone(), order_codec.encode(&invalid).unwrap()),
-        (good[1].order_id.clone(), order_codec.encode(&good[1]).unwrap()),
+        (
+            good[0].order_id.clone(),
+            order_codec.encode(&good[0]).unwrap(),
+        ),
+        (
+            invalid.order_id.clone(),
+            order_codec.encode(&invalid).unwrap(),
+        ),
+        (
+            good[1].order_id.clone(),
+            order_codec.encode(&good[1]).unwrap(),
+        ),
         ("unknown-schema".to_string(), unknown_schema.clone()),
-        (good[2].order_id.clone(), order_codec.encode(&good[2]).unwrap()),
+        (
+            good[2].order_id.clone(),
+            order_codec.encode(&good[2]).unwrap(),
+        ),
     ];
     let p = producer(&env().bootstrap_servers).unwrap();
     produce_all(&p, &input, records).await.unwrap();
 
     let (token, task) = start_shipping(&t);
-    let expected_outputs: usize = good.iter().map(|o| 2 * loadgen::orders::shipments_of(o)).sum();
+    let expected_outputs: usize = good
+        .iter()
+        .map(|o| 2 * loadgen::orders::shipments_of(o))
+        .sum();
     let out = reader(&env().bootstrap_servers, &output, &unique("poison-out")).unwrap();
-    let dlq = reader(&env().bootstrap_servers, &dead_letters, &unique("poison-dlq")).unwrap();
+    let dlq = reader(
+        &env().bootstrap_servers,
+        &dead_letters,
+        &unique("poison-dlq"),
+    )
+    .unwrap();
     let outputs = drain(&out, expected_outputs, Duration::from_secs(30)).await;
     let letters = drain(&dlq, 3, Duration::from_secs(30)).await;
     token.cancel();
     task.await.unwrap().unwrap();
 
-    assert_eq!(outputs.len(), expected_outputs, "every good order after the poison was shipped");
+    assert_eq!(
+        outputs.len(),
+        expected_outputs,
+        "every good order after the poison was shipped"
+    );
     assert_eq!(letters.len(), 3);
     let mut by_offset = HashMap::new();
     for record in &letters {
-        let letter: DeadLetter = codec::from_value(&dlq_codec.decode(record.payload.as_ref().unwrap()).await.unwrap()).unwrap();
+        let letter: DeadLetter = codec::from_value(
+            &dlq_codec
+                .decode(record.payload.as_ref().unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(letter.source_topic, input);
         assert_eq!(letter.processor, "shipping");
-        assert_eq!(record.headers["dlq.source.offset"], letter.source_offset.to_string());
+        assert_eq!(
+            record.headers["dlq.source.offset"],
+            letter.source_offset.to_string()
+        );
         assert_eq!(record.headers["dlq.error.kind"], letter.error_kind.as_str());
         assert!(!record.headers["dlq.error.reason"].is_empty());
         by_offset.insert(letter.source_offset, letter);
     }
     let bad = &by_offset[&0];
     assert_eq!(bad.error_kind, runtime::DeadLetterErrorKind::Decode);
-    assert_eq!(bad.original_value.as_deref(), Some(&garbage[..]), "original bytes kept");
+    assert_eq!(
+        bad.original_value.as_deref(),
+        Some(&garbage[..]),
+        "original bytes kept"
+    );
     assert_eq!(bad.original_key.as_deref(), Some(&b"bad-bytes"[..]));
     assert!(bad.reason.contains("magic byte"), "{}", bad.reason);
     let invalid_letter = &by_offset[&2];
-    assert_eq!(invalid_letter.error_kind, runtime::DeadLetterErrorKind::Validation);
-    assert!(invalid_letter.reason.contains("quantity 0"), "{}", invalid_letter.reason);
+    assert_eq!(
+        invalid_letter.error_kind,
+        runtime::DeadLetterErrorKind::Validation
+    );
+    assert!(
+        invalid_letter.reason.contains("quantity 0"),
+        "{}",
+        invalid_letter.reason
+    );
     let schema_letter = &by_offset[&4];
-    assert_eq!(schema_letter.error_kind, runtime::DeadLetterErrorKind::Schema);
+    assert_eq!(
+        schema_letter.error_kind,
+        runtime::DeadLetterErrorKind::Schema
+    );
     assert_eq!(schema_letter.original_schema_id, Some(999_999));
-    assert_eq!(schema_letter.original_value.as_deref(), Some(&unknown_schema[..]));
+    assert_eq!(
+        schema_letter.original_value.as_deref(),
+        Some(&unknown_schema[..])
+    );
 }

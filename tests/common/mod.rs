@@ -13,7 +13,7 @@ use codec::{RegistryClient, TopicCodec};
 use topology::Topology;
 
 pub fn env() -> runtime::StackEnv {
-    runtime::StackEnv::from_env()
+    runtime::StackEnv::from_env().expect("valid stack environment")
 }
 
 pub fn repo() -> PathBuf {
@@ -27,7 +27,10 @@ pub fn topology() -> Topology {
 /// A unique suffix per call (process id, time, counter).
 pub fn unique(label: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     format!(
         "{label}-{}-{millis}-{}",
         std::process::id(),
@@ -46,7 +49,11 @@ pub async fn isolated_shipping(label: &str, partitions: u32) -> Topology {
         }
     }
     // A free admin port of its own, so tests running side by side do not collide.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     for (p, _) in &mut t.processors {
         p.admin_port = free;
     }
@@ -68,12 +75,22 @@ pub fn write_topology(t: &Topology, dir: &Path) -> PathBuf {
 }
 
 pub async fn codec_for(t: &Topology, topic: &str) -> TopicCodec {
-    let base = topic.split(".v1.").next().map(|b| format!("{b}.v1")).unwrap();
+    let base = topic
+        .split(".v1.")
+        .next()
+        .map(|b| format!("{b}.v1"))
+        .unwrap();
     let spec = t.topic(topic).or_else(|| t.topic(&base)).unwrap();
-    let text = t.schema_text(spec.value_schema.as_deref().unwrap()).unwrap();
-    TopicCodec::register(&RegistryClient::new(&env().registry_url), &format!("{topic}-value"), text)
-        .await
-        .expect("registry reachable")
+    let text = t
+        .schema_text(spec.value_schema.as_deref().unwrap())
+        .unwrap();
+    TopicCodec::register(
+        &RegistryClient::new(&env().registry_url),
+        &format!("{topic}-value"),
+        text,
+    )
+    .await
+    .expect("registry reachable")
 }
 
 pub fn shipping_names(t: &Topology) -> (String, String, String) {

@@ -107,7 +107,10 @@ mod tests {
             occurred_at: 1_764_300_000_000,
             status: Status::Shipped,
             causation_id: Some("cause".into()),
-            lines: vec![Line { sku: "SKU-1".into(), quantity: 2 }],
+            lines: vec![Line {
+                sku: "SKU-1".into(),
+                quantity: 2,
+            }],
             amount_minor: 12_345,
         }
     }
@@ -119,9 +122,15 @@ mod tests {
         let value = decode_body(&schema, None, &body).unwrap();
         let back: Shipment = from_value(&value).unwrap();
         assert_eq!(back, sample());
-        let none = Shipment { causation_id: None, ..sample() };
+        let none = Shipment {
+            causation_id: None,
+            ..sample()
+        };
         let body = encode_body(&schema, &none).unwrap();
-        assert_eq!(from_value::<Shipment>(&decode_body(&schema, None, &body).unwrap()).unwrap(), none);
+        assert_eq!(
+            from_value::<Shipment>(&decode_body(&schema, None, &body).unwrap()).unwrap(),
+            none
+        );
     }
 
     #[test]
@@ -136,7 +145,10 @@ mod tests {
         let v2_body = {
             let mut value = apache_avro::to_value(sample()).unwrap();
             if let Value::Record(fields) = &mut value {
-                fields.push(("carrier".into(), Value::Union(1, Box::new(Value::String("ups".into())))));
+                fields.push((
+                    "carrier".into(),
+                    Value::Union(1, Box::new(Value::String("ups".into()))),
+                ));
             }
             apache_avro::to_avro_datum(&v2, value.resolve(&v2).unwrap()).unwrap()
         };
@@ -147,7 +159,11 @@ mod tests {
     #[test]
     fn garbage_bodies_are_errors_not_panics() {
         let schema = Schema::parse_str(V1).unwrap();
-        for garbage in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"abc"] {
+        for garbage in [
+            &b""[..],
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"abc",
+        ] {
             assert!(decode_body(&schema, None, garbage).is_err());
         }
         let mut body = encode_body(&schema, &sample()).unwrap();
@@ -158,7 +174,10 @@ mod tests {
     #[test]
     fn a_value_that_does_not_fit_the_schema_is_a_mismatch() {
         let schema = Schema::parse_str(V1).unwrap();
-        let bad = Shipment { event_id: "not-a-uuid".into(), ..sample() };
+        let bad = Shipment {
+            event_id: "not-a-uuid".into(),
+            ..sample()
+        };
         assert!(encode_body(&schema, &bad).is_err());
     }
 }

@@ -46,7 +46,13 @@ mod tests {
 
     #[test]
     fn short_and_unframed_records_are_typed_errors() {
-        assert!(matches!(unframe(&[0, 0, 1]), Err(CodecError::TooShort { len: 3 })));
-        assert!(matches!(unframe(b"{\"json\":1}"), Err(CodecError::BadMagic(b'{'))));
+        assert!(matches!(
+            unframe(&[0, 0, 1]),
+            Err(CodecError::TooShort { len: 3 })
+        ));
+        assert!(matches!(
+            unframe(b"{\"json\":1}"),
+            Err(CodecError::BadMagic(b'{'))
+        ));
     }
 }

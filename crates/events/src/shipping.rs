@@ -69,6 +69,12 @@ mod tests {
             label_url: None,
         };
         crate::schema_check::round_trip("shipping/ShipmentEvent.avsc", &event);
-        crate::schema_check::round_trip("shipping/ShipmentEvent.avsc", &ShipmentEvent { ship_to: None, ..event });
+        crate::schema_check::round_trip(
+            "shipping/ShipmentEvent.avsc",
+            &ShipmentEvent {
+                ship_to: None,
+                ..event
+            },
+        );
     }
 }

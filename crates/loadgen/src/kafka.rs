@@ -94,7 +94,8 @@ pub async fn drain(consumer: &StreamConsumer, want: usize, idle: Duration) -> Ve
                             .map(|x| {
                                 (
                                     x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
                                 )
                             })
                             .collect()

@@ -36,7 +36,9 @@ impl Zipf {
     /// A 0-based rank; rank 0 is the most popular.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let u: f64 = rng.random();
-        self.cumulative.partition_point(|c| *c < u).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|c| *c < u)
+            .min(self.cumulative.len() - 1)
     }
 }
 
@@ -63,7 +65,10 @@ impl OrderGenerator {
     pub fn next_order(&mut self, now_ms: i64) -> OrderPlaced {
         self.next += 1;
         let order_id = format!("ord-{}-{:08}", self.run, self.next);
-        let line_count = 1 + self.rng.random_range(0..4usize).min(self.rng.random_range(0..4usize));
+        let line_count = 1 + self
+            .rng
+            .random_range(0..4usize)
+            .min(self.rng.random_range(0..4usize));
         let mut chosen = Vec::new();
         while chosen.len() < line_count.min(self.products) {
             let rank = self.popularity.sample(&mut self.rng);
@@ -81,13 +86,19 @@ impl OrderGenerator {
                 quantity: 1 + (self.rng.random::<u8>() % 3) as i32,
                 unit_price_minor: 199 + (*rank as i64 * 7919) % 20_000,
                 fulfillment_center: Some(
-                    FULFILLMENT_CENTERS[self.rng.random_range(0..FULFILLMENT_CENTERS.len())].to_string(),
+                    FULFILLMENT_CENTERS[self.rng.random_range(0..FULFILLMENT_CENTERS.len())]
+                        .to_string(),
                 ),
             })
             .collect();
-        let subtotal: i64 = lines.iter().map(|l| l.unit_price_minor * i64::from(l.quantity)).sum();
+        let subtotal: i64 = lines
+            .iter()
+            .map(|l| l.unit_price_minor * i64::from(l.quantity))
+            .sum();
         let (city, region, zip) = CITIES[self.rng.random_range(0..CITIES.len())];
-        let user = rand::distr::Uniform::new(0u32, 50_000).map(|d| d.sample(&mut self.rng)).unwrap_or(0);
+        let user = rand::distr::Uniform::new(0u32, 50_000)
+            .map(|d| d.sample(&mut self.rng))
+            .unwrap_or(0);
         OrderPlaced {
             event_id: runtime::ids::derived(&["order-placed", &order_id]),
             occurred_at: now_ms,
@@ -145,7 +156,10 @@ mod tests {
         }
         assert!(counts[0] > counts[10] && counts[10] > counts[500]);
         let top_5_percent: u32 = counts[..50].iter().sum();
-        assert!(top_5_percent > 20_000 / 2, "the head takes most traffic: {top_5_percent}");
+        assert!(
+            top_5_percent > 20_000 / 2,
+            "the head takes most traffic: {top_5_percent}"
+        );
     }
 
     #[test]

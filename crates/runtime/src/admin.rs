@@ -84,6 +84,7 @@ async fn health_handler(State(state): State<AdminState>) -> (StatusCode, Json<se
     };
     let body = json!({
         "name": state.name,
+        "pid": std::process::id(),
         "status": phase,
         "assigned_partitions": state.metrics.assigned_partitions.get(),
         "in_flight_records": state.metrics.in_flight.get(),

@@ -15,19 +15,30 @@ pub struct StackEnv {
     pub bootstrap_servers: String,
     /// `STOREFLEET_REGISTRY`, default `http://127.0.0.1:18081`.
     pub registry_url: String,
+    /// `STOREFLEET_ADMIN_HOST`, default `127.0.0.1`: where admin ports (/metrics, /health)
+    /// bind; `0.0.0.0` in containers so Prometheus can scrape them.
+    pub admin_host: std::net::IpAddr,
 }
 
 impl StackEnv {
     pub const DEFAULT_BOOTSTRAP: &'static str = "127.0.0.1:19092";
     pub const DEFAULT_REGISTRY: &'static str = "http://127.0.0.1:18081";
 
-    pub fn from_env() -> Self {
-        Self {
+    /// Reads the environment; a malformed value is an error, never silently defaulted.
+    pub fn from_env() -> Result<Self, RuntimeError> {
+        let admin_host = match std::env::var("STOREFLEET_ADMIN_HOST") {
+            Ok(h) => h.parse().map_err(|_| {
+                RuntimeError::Config(format!("STOREFLEET_ADMIN_HOST={h:?} is not an IP address"))
+            })?,
+            Err(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        Ok(Self {
             bootstrap_servers: std::env::var("STOREFLEET_BOOTSTRAP")
                 .unwrap_or_else(|_| Self::DEFAULT_BOOTSTRAP.to_string()),
             registry_url: std::env::var("STOREFLEET_REGISTRY")
                 .unwrap_or_else(|_| Self::DEFAULT_REGISTRY.to_string()),
-        }
+            admin_host,
+        })
     }
 }
 
@@ -82,8 +93,19 @@ impl RuntimeConfig {
                 spec.name, spec.instances
             )));
         }
+        if spec.guarantee == topology::Guarantee::ExactlyOnce {
+            // Refuse rather than silently run at-least-once under an exactly-once label.
+            return Err(RuntimeError::Config(format!(
+                "`{}` asks for guarantee: exactly_once, which needs Kafka transactions; this \
+                 runtime implements at_least_once (with idempotent outputs) only so far",
+                spec.name
+            )));
+        }
         let port = spec.admin_port.checked_add(instance).ok_or_else(|| {
-            RuntimeError::Config(format!("admin port {} + {instance} overflows", spec.admin_port))
+            RuntimeError::Config(format!(
+                "admin port {} + {instance} overflows",
+                spec.admin_port
+            ))
         })?;
         Ok(Self {
             processor: spec.name.clone(),
@@ -92,7 +114,7 @@ impl RuntimeConfig {
             inputs: spec.inputs.clone(),
             outputs: spec.outputs.clone(),
             offset_reset: spec.offset_reset,
-            admin_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::new(stack.admin_host, port),
             stack,
             retry: RetryPolicy::default(),
             commit_interval: Duration::from_millis(500),

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use codec::{RegistryClient, TopicCodec, Value};
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use topology::{Topology, ValueFormat};
@@ -90,7 +90,12 @@ async fn run_inner<P: Processor>(
 
     let (pending_tx, pending_rx) = mpsc::channel(config.max_in_flight.max(1));
     let fatal = CancellationToken::new();
-    let acker = Acker::new(consumer.clone(), metrics.clone(), config.commit_interval, fatal.clone());
+    let acker = Acker::new(
+        consumer.clone(),
+        metrics.clone(),
+        config.commit_interval,
+        fatal.clone(),
+    );
     let acker_task = tokio::spawn(acker.run(pending_rx));
 
     let mut driver = Driver {
@@ -138,9 +143,15 @@ async fn register_codecs(
     let mut codecs = HashMap::new();
     for name in names {
         let Some(spec) = topology.topic(name) else {
-            return Err(RuntimeError::Config(format!("topic `{name}` is not in the topology")));
+            return Err(RuntimeError::Config(format!(
+                "topic `{name}` is not in the topology"
+            )));
         };
-        let Some(text) = spec.value_schema.as_deref().and_then(|p| topology.schema_text(p)) else {
+        let Some(text) = spec
+            .value_schema
+            .as_deref()
+            .and_then(|p| topology.schema_text(p))
+        else {
             continue;
         };
         let subject = format!("{name}-value");
@@ -234,7 +245,10 @@ impl<P: Processor> Driver<P> {
 
     /// Decodes and handles one record, retrying as the policy says; a record the policy
     /// gives up on becomes a dead-letter output instead.
-    async fn handle_with_retries(&mut self, message: &OwnedMessage) -> Result<Handled, RuntimeError> {
+    async fn handle_with_retries(
+        &mut self,
+        message: &OwnedMessage,
+    ) -> Result<Handled, RuntimeError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -242,10 +256,16 @@ impl<P: Processor> Driver<P> {
                 Ok(records) => return Ok(Handled::Outputs(records)),
                 Err(failure) => failure,
             };
-            self.metrics.failures.with_label_values(&[failure.kind()]).inc();
+            self.metrics
+                .failures
+                .with_label_values(&[failure.kind()])
+                .inc();
             match decide(&failure, attempt, &self.config.retry) {
                 Action::Retry(delay) => {
-                    self.metrics.retries.with_label_values(&[failure.kind()]).inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&[failure.kind()])
+                        .inc();
                     warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), attempt, ?delay, error = %failure, "retrying record");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Ok(Handled::Abandoned),
@@ -255,7 +275,9 @@ impl<P: Processor> Driver<P> {
                 Action::DeadLetter(kind) => {
                     warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error_kind = kind.as_str(), error = %failure, "dead-lettering record");
                     let letter = self.dead_letter(message, kind, &failure, attempt);
-                    return Ok(Handled::Outputs(vec![self.dead_letter_record(message.topic(), letter)?]));
+                    return Ok(Handled::Outputs(vec![
+                        self.dead_letter_record(message.topic(), letter)?
+                    ]));
                 }
                 Action::Stop => {
                     error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %failure, "stopping processor");
@@ -271,7 +293,9 @@ impl<P: Processor> Driver<P> {
             (None, _) => None,
             (Some(bytes), Some(ValueFormat::Avro)) => {
                 let codec = self.codecs.get(topic).ok_or_else(|| {
-                    Failure::Decode(codec::CodecError::Registry(format!("no codec for `{topic}`")))
+                    Failure::Decode(codec::CodecError::Registry(format!(
+                        "no codec for `{topic}`"
+                    )))
                 })?;
                 Some(codec.decode(bytes).await.map_err(Failure::Decode)?)
             }
@@ -333,15 +357,18 @@ impl<P: Processor> Driver<P> {
         }
     }
 
-    fn dead_letter_record(&self, source: &str, letter: DeadLetter) -> Result<OutRecord, RuntimeError> {
+    fn dead_letter_record(
+        &self,
+        source: &str,
+        letter: DeadLetter,
+    ) -> Result<OutRecord, RuntimeError> {
         let topic = self
             .config
             .dead_letter_for(source)
             .ok_or_else(|| RuntimeError::Config(format!("no dead-letter topic for `{source}`")))?;
-        let codec = self
-            .codecs
-            .get(topic)
-            .ok_or_else(|| RuntimeError::Config(format!("dead-letter topic `{topic}` has no Avro codec")))?;
+        let codec = self.codecs.get(topic).ok_or_else(|| {
+            RuntimeError::Config(format!("dead-letter topic `{topic}` has no Avro codec"))
+        })?;
         let payload = codec.encode(&letter)?;
         self.metrics
             .dead_lettered

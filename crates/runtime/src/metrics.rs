@@ -35,34 +35,59 @@ impl Metrics {
         .expect("static metric registry");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let records_in = counter("records_in_total", "Input records consumed", &["topic"]);
-        let records_out = counter("records_out_total", "Output records acknowledged", &["topic"]);
+        let records_out = counter(
+            "records_out_total",
+            "Output records acknowledged",
+            &["topic"],
+        );
         let failures = counter("failures_total", "Failed handling attempts", &["kind"]);
-        let dead_lettered = counter("dead_lettered_total", "Records sent to a dead-letter topic", &["topic", "error_kind"]);
+        let dead_lettered = counter(
+            "dead_lettered_total",
+            "Records sent to a dead-letter topic",
+            &["topic", "error_kind"],
+        );
         let retries = counter("retries_total", "Retried handling attempts", &["kind"]);
         let processing_seconds = HistogramVec::new(
-            HistogramOpts::new("processing_seconds", "Decode + handle time per input record")
-                .buckets(prometheus::exponential_buckets(0.00001, 4.0, 10).expect("buckets")),
+            HistogramOpts::new(
+                "processing_seconds",
+                "Decode + handle time per input record",
+            )
+            .buckets(prometheus::exponential_buckets(0.00001, 4.0, 10).expect("buckets")),
             &["topic"],
         )
         .expect("static metric");
-        registry.register(Box::new(processing_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(processing_seconds.clone()))
+            .expect("unique metric");
         let commit_seconds = Histogram::with_opts(
             HistogramOpts::new("commit_seconds", "Offset commit latency")
                 .buckets(prometheus::exponential_buckets(0.0005, 3.0, 10).expect("buckets")),
         )
         .expect("static metric");
-        registry.register(Box::new(commit_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(commit_seconds.clone()))
+            .expect("unique metric");
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("static metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
-        let in_flight = gauge("in_flight_records", "Records whose outputs await acknowledgement");
-        let assigned_partitions = gauge("assigned_partitions", "Input partitions assigned to this instance");
+        let in_flight = gauge(
+            "in_flight_records",
+            "Records whose outputs await acknowledgement",
+        );
+        let assigned_partitions = gauge(
+            "assigned_partitions",
+            "Input partitions assigned to this instance",
+        );
         Self {
             registry,
             records_in,

@@ -105,9 +105,15 @@ mod tests {
     #[test]
     fn bad_bytes_and_invalid_records_are_dead_lettered_at_once() {
         let bad = Failure::Decode(codec::CodecError::BadMagic(7));
-        assert_eq!(decide(&bad, 1, &retry()), Action::DeadLetter(DeadLetterErrorKind::Decode));
+        assert_eq!(
+            decide(&bad, 1, &retry()),
+            Action::DeadLetter(DeadLetterErrorKind::Decode)
+        );
         let unknown = Failure::Decode(codec::CodecError::UnknownSchemaId(9));
-        assert_eq!(decide(&unknown, 1, &retry()), Action::DeadLetter(DeadLetterErrorKind::Schema));
+        assert_eq!(
+            decide(&unknown, 1, &retry()),
+            Action::DeadLetter(DeadLetterErrorKind::Schema)
+        );
         let invalid = Failure::Handler(HandlerError::Invalid("qty 0".into()));
         assert_eq!(
             decide(&invalid, 1, &retry()),
@@ -131,7 +137,8 @@ mod tests {
     #[test]
     fn backoff_is_jittered_within_the_exponential_cap() {
         for attempt in 1..40 {
-            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20))).min(Duration::from_millis(1000));
+            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20)))
+                .min(Duration::from_millis(1000));
             for _ in 0..50 {
                 assert!(backoff(attempt, &retry()) <= cap);
             }

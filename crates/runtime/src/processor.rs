@@ -38,7 +38,9 @@ pub struct Input {
 impl Input {
     /// The key as UTF-8 (the entity id on `key: string` topics).
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// The value as a domain type; a shape mismatch is an invalid record.
@@ -88,11 +90,13 @@ impl<'a> Outputs<'a> {
         value: &T,
     ) -> Result<(), HandlerError> {
         let codec = self.codecs.get(topic).ok_or_else(|| {
-            HandlerError::Fatal(format!("`{topic}` is not a declared Avro output of this processor"))
+            HandlerError::Fatal(format!(
+                "`{topic}` is not a declared Avro output of this processor"
+            ))
         })?;
-        let payload = codec
-            .encode(value)
-            .map_err(|e| HandlerError::Fatal(format!("output for `{topic}` does not fit its schema: {e}")))?;
+        let payload = codec.encode(value).map_err(|e| {
+            HandlerError::Fatal(format!("output for `{topic}` does not fit its schema: {e}"))
+        })?;
         self.records.push(OutRecord {
             topic: topic.to_string(),
             key: Some(key.as_bytes().to_vec()),

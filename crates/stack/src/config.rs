@@ -35,10 +35,16 @@ impl StackConfig {
         let data_dir = std::env::var_os("STOREFLEET_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".storefleet"));
-        let data_dir = if data_dir.is_absolute() { data_dir } else { cwd.join(data_dir) };
+        let data_dir = if data_dir.is_absolute() {
+            data_dir
+        } else {
+            cwd.join(data_dir)
+        };
         let cache_dir = std::env::var_os("STOREFLEET_CACHE")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/storefleet")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/storefleet"))
+            })
             .ok_or("set STOREFLEET_CACHE or HOME")?;
         let ports = [
             env_port("STOREFLEET_BROKER_PORT", 19092)?,
@@ -73,7 +79,10 @@ impl StackConfig {
     }
 
     pub fn postgres_url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.postgres_port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.postgres_port
+        )
     }
 
     pub fn redis_url(&self) -> String {

@@ -47,10 +47,7 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stac
 
 /// The components, in start order.
 pub fn components(config: &StackConfig) -> Vec<Managed> {
-    vec![
-        Managed::broker(config),
-        Managed::registry(config),
-    ]
+    vec![Managed::broker(config), Managed::registry(config)]
 }
 
 /// Brings everything up (idempotently) and prepares topics and schemas.
@@ -147,7 +144,9 @@ pub(crate) async fn apt_install(packages: &[&str]) -> Result<(), StackError> {
     if status.success() {
         Ok(())
     } else {
-        Err(StackError::Failed(format!("apt-get install {packages:?} failed")))
+        Err(StackError::Failed(format!(
+            "apt-get install {packages:?} failed"
+        )))
     }
 }
 

@@ -48,7 +48,9 @@ pub async fn ensure_started(config: &StackConfig) -> Result<(), StackError> {
         Some(bin) => bin,
         None => {
             apt_install(&["postgresql"]).await?;
-            bin_dir().ok_or_else(|| StackError::Failed("postgresql installed but no pg_ctl found".into()))?
+            bin_dir().ok_or_else(|| {
+                StackError::Failed("postgresql installed but no pg_ctl found".into())
+            })?
         }
     };
     if !dir.join("PG_VERSION").is_file() {
@@ -56,7 +58,15 @@ pub async fn ensure_started(config: &StackConfig) -> Result<(), StackError> {
         chown_postgres(&dir).await?;
         let ok = as_postgres(
             bin.join("initdb"),
-            &["-D".into(), path_str(&dir), "-U".into(), "postgres".into(), "--auth=trust".into(), "-E".into(), "UTF8".into()],
+            &[
+                "-D".into(),
+                path_str(&dir),
+                "-U".into(),
+                "postgres".into(),
+                "--auth=trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+            ],
         )
         .await?;
         if !ok {
@@ -94,7 +104,10 @@ pub async fn ensure_started(config: &StackConfig) -> Result<(), StackError> {
         )));
     }
     wait_for_port(config.postgres_port, Duration::from_secs(30)).await?;
-    info!(port = config.postgres_port, "postgresql started (wal_level=logical)");
+    info!(
+        port = config.postgres_port,
+        "postgresql started (wal_level=logical)"
+    );
     Ok(())
 }
 
@@ -108,7 +121,10 @@ async fn chown_postgres(dir: &std::path::Path) -> Result<(), StackError> {
     if status.success() {
         Ok(())
     } else {
-        Err(StackError::Failed(format!("chown {} failed", dir.display())))
+        Err(StackError::Failed(format!(
+            "chown {} failed",
+            dir.display()
+        )))
     }
 }
 
@@ -120,7 +136,14 @@ pub async fn stop(config: &StackConfig) -> Result<(), StackError> {
     let Some(bin) = bin_dir() else { return Ok(()) };
     as_postgres(
         bin.join("pg_ctl"),
-        &["-D".into(), path_str(&dir), "-m".into(), "fast".into(), "-w".into(), "stop".into()],
+        &[
+            "-D".into(),
+            path_str(&dir),
+            "-m".into(),
+            "fast".into(),
+            "-w".into(),
+            "stop".into(),
+        ],
     )
     .await?;
     info!("postgresql stopped");

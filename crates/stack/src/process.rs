@@ -91,7 +91,10 @@ impl Managed {
         Ok(())
     }
 
-    async fn broker_command(&self, config: &StackConfig) -> Result<std::process::Command, StackError> {
+    async fn broker_command(
+        &self,
+        config: &StackConfig,
+    ) -> Result<std::process::Command, StackError> {
         let binary = install_broker(config).await?;
         let dir = config.data_dir.join("broker");
         std::fs::create_dir_all(&dir).map_err(io("create broker folder"))?;
@@ -99,8 +102,17 @@ impl Managed {
         let mut command = std::process::Command::new(binary);
         command
             .current_dir(&dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://nisshi.db?maintenance_interval=15s"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "sqlite://nisshi.db?maintenance_interval=15s",
+            ])
             // Kafka's default is 3 s; one second keeps local restarts and tests snappy.
             .args(["--group-initial-rebalance-delay", "1s"]);
         Ok(command)
@@ -155,7 +167,9 @@ async fn install_broker(config: &StackConfig) -> Result<PathBuf, StackError> {
         .await
         .map_err(io("run the broker installer"))?;
     if !output.status.success() {
-        return Err(StackError::Failed("installing the broker failed (see above)".into()));
+        return Err(StackError::Failed(
+            "installing the broker failed (see above)".into(),
+        ));
     }
     let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
     Ok(PathBuf::from(path))

@@ -6,7 +6,10 @@ use tokio::process::Command;
 use tracing::info;
 
 use crate::process::terminate;
-use crate::{apt_install, command_exists, io, is_running, path_str, port_open, wait_for_port, StackConfig, StackError};
+use crate::{
+    apt_install, command_exists, io, is_running, path_str, port_open, wait_for_port, StackConfig,
+    StackError,
+};
 
 fn pid_file(config: &StackConfig) -> std::path::PathBuf {
     config.data_dir.join("redis.pid")

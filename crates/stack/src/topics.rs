@@ -21,7 +21,11 @@ pub async fn create_topics_at(bootstrap: &str, topology: &Topology) -> Result<us
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let retention: Vec<String> = topology.topics.iter().map(|t| t.retention_ms.to_string()).collect();
+    let retention: Vec<String> = topology
+        .topics
+        .iter()
+        .map(|t| t.retention_ms.to_string())
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = topology
         .topics
         .iter()
@@ -49,7 +53,10 @@ pub async fn create_topics_at(bootstrap: &str, topology: &Topology) -> Result<us
     if failures.is_empty() {
         Ok(created)
     } else {
-        Err(StackError::Failed(format!("topic creation failed: {}", failures.join("; "))))
+        Err(StackError::Failed(format!(
+            "topic creation failed: {}",
+            failures.join("; ")
+        )))
     }
 }
 

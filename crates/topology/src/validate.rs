@@ -201,7 +201,7 @@ impl Validator {
             let known = ["version", "topics", "processors", "connectors"];
             if !key.as_str().is_some_and(|k| known.contains(&k)) {
                 self.problem(
-                    format!("{}", yaml_key(key)),
+                    yaml_key(key),
                     format!("unknown top-level key (expected one of {known:?})"),
                 );
             }
@@ -209,7 +209,10 @@ impl Validator {
         let version = match map.get("version").and_then(|v| v.as_u64()) {
             Some(1) => 1,
             Some(other) => {
-                self.problem("version", format!("unsupported version {other}; this fleet reads version 1"));
+                self.problem(
+                    "version",
+                    format!("unsupported version {other}; this fleet reads version 1"),
+                );
                 1
             }
             None => {
@@ -294,7 +297,10 @@ impl Validator {
                 self.problem(format!("{at}.partitions"), "must be at least 1");
             }
             if t.retention_ms < -1 || t.retention_ms == 0 {
-                self.problem(format!("{at}.retention_ms"), "must be positive, or -1 for forever");
+                self.problem(
+                    format!("{at}.retention_ms"),
+                    "must be positive, or -1 for forever",
+                );
             }
             let key_avro = t.key == KeyFormat::Avro;
             if let Some(s) =
@@ -325,7 +331,10 @@ impl Validator {
                 None
             }
             (false, Some(_)) => {
-                self.problem(format!("{at}.{field}"), "only allowed when the format is avro");
+                self.problem(
+                    format!("{at}.{field}"),
+                    "only allowed when the format is avro",
+                );
                 None
             }
             (false, None) => None,
@@ -348,7 +357,10 @@ impl Validator {
                 Some(schema)
             }
             Err(e) => {
-                self.problem(at, format!("{} is not a valid Avro schema: {e}", rel.display()));
+                self.problem(
+                    at,
+                    format!("{} is not a valid Avro schema: {e}", rel.display()),
+                );
                 None
             }
         }
@@ -379,13 +391,19 @@ impl Validator {
                 self.problem(&at, "duplicate processor name");
             }
             if !groups.insert(p.group.clone()) {
-                self.problem(format!("{at}.group"), "consumer group shared with another processor");
+                self.problem(
+                    format!("{at}.group"),
+                    "consumer group shared with another processor",
+                );
             }
             if p.instances == 0 {
                 self.problem(format!("{at}.instances"), "must be at least 1");
             }
             if p.inputs.is_empty() {
-                self.problem(format!("{at}.inputs"), "a processor needs at least one input");
+                self.problem(
+                    format!("{at}.inputs"),
+                    "a processor needs at least one input",
+                );
             }
             for port in p.admin_port..p.admin_port.saturating_add(p.instances) {
                 if let Some(other) = ports.insert(port, p.name.clone()) {
@@ -405,7 +423,10 @@ impl Validator {
                     if !is_dlq {
                         self.problem(
                             format!("{ip}.dead_letter"),
-                            format!("`{}` must carry {DEAD_LETTER_RECORD} values", input.dead_letter),
+                            format!(
+                                "`{}` must carry {DEAD_LETTER_RECORD} values",
+                                input.dead_letter
+                            ),
                         );
                     }
                 }
@@ -456,7 +477,12 @@ impl Validator {
             .flat_map(|(p, _)| p.outputs.iter())
             .chain(connectors.iter().flat_map(|(c, _)| c.outputs.iter()))
             .map(String::as_str)
-            .chain(topics.iter().filter(|t| !t.external_writers.is_empty()).map(|t| t.name.as_str()))
+            .chain(
+                topics
+                    .iter()
+                    .filter(|t| !t.external_writers.is_empty())
+                    .map(|t| t.name.as_str()),
+            )
             .collect();
         for (i, (p, _)) in processors.iter().enumerate() {
             for (j, input) in p.inputs.iter().enumerate() {
@@ -476,7 +502,9 @@ impl Validator {
 }
 
 fn yaml_key(key: &serde_yaml::Value) -> String {
-    key.as_str().map(str::to_string).unwrap_or_else(|| format!("{key:?}"))
+    key.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{key:?}"))
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -484,7 +512,9 @@ fn valid_topic_name(name: &str) -> bool {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn record_name(schema: &Schema) -> Option<String> {

@@ -21,8 +21,14 @@ impl fmt::Display for Rejection {
         match self {
             Rejection::NoLines => write!(f, "order has no lines to ship"),
             Rejection::MissingOrderId => write!(f, "order id is empty"),
-            Rejection::BadQuantity { line_number, quantity } => {
-                write!(f, "line {line_number} has quantity {quantity}; must be positive")
+            Rejection::BadQuantity {
+                line_number,
+                quantity,
+            } => {
+                write!(
+                    f,
+                    "line {line_number} has quantity {quantity}; must be positive"
+                )
             }
         }
     }
@@ -63,7 +69,10 @@ pub fn plan_shipments(
     }
     let mut events = Vec::with_capacity(by_center.len() * 2);
     for (center, lines) in by_center {
-        let shipment_id = format!("shp-{}", ids::derived(&["shipment", &order.order_id, center]));
+        let shipment_id = format!(
+            "shp-{}",
+            ids::derived(&["shipment", &order.order_id, center])
+        );
         let event = |kind: ShipmentEventKind, label: &str| ShipmentEvent {
             event_id: ids::derived(&[&order.event_id, &shipment_id, label]),
             occurred_at: now_ms,
@@ -84,7 +93,10 @@ pub fn plan_shipments(
         let tracking = tracking_number(&shipment_id);
         events.push(ShipmentEvent {
             carrier: Some(params.carrier.clone()),
-            label_url: Some(format!("https://labels.invalid/{}/{tracking}.pdf", params.carrier)),
+            label_url: Some(format!(
+                "https://labels.invalid/{}/{tracking}.pdf",
+                params.carrier
+            )),
             tracking_number: Some(tracking),
             ..event(ShipmentEventKind::LabelCreated, "label")
         });
@@ -155,10 +167,17 @@ mod tests {
 
     #[test]
     fn one_shipment_per_center_requested_then_labelled() {
-        let o = order(vec![line(1, Some("FC-A"), 1), line(2, None, 2), line(3, Some("FC-A"), 3)]);
+        let o = order(vec![
+            line(1, Some("FC-A"), 1),
+            line(2, None, 2),
+            line(3, Some("FC-A"), 3),
+        ]);
         let events = plan_shipments(&o, &params(), 42).unwrap();
         assert_eq!(events.len(), 4);
-        let kinds: Vec<_> = events.iter().map(|e| (e.fulfillment_center.as_str(), e.kind)).collect();
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.fulfillment_center.as_str(), e.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -170,8 +189,14 @@ mod tests {
         );
         assert_eq!(events[0].lines.len(), 2);
         assert_eq!(events[1].carrier.as_deref(), Some("acme"));
-        assert!(events[1].tracking_number.as_deref().unwrap().starts_with("SF"));
-        assert!(events.iter().all(|e| e.order_id == "ord-1" && e.occurred_at == 42));
+        assert!(events[1]
+            .tracking_number
+            .as_deref()
+            .unwrap()
+            .starts_with("SF"));
+        assert!(events
+            .iter()
+            .all(|e| e.order_id == "ord-1" && e.occurred_at == 42));
         assert_ne!(events[0].shipment_id, events[2].shipment_id);
     }
 
@@ -182,7 +207,13 @@ mod tests {
         let b = plan_shipments(&o, &params(), 2).unwrap();
         let ids = |v: &[ShipmentEvent]| {
             v.iter()
-                .map(|e| (e.event_id.clone(), e.shipment_id.clone(), e.tracking_number.clone()))
+                .map(|e| {
+                    (
+                        e.event_id.clone(),
+                        e.shipment_id.clone(),
+                        e.tracking_number.clone(),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(ids(&a), ids(&b));
@@ -192,14 +223,23 @@ mod tests {
 
     #[test]
     fn unshippable_orders_are_rejected_with_a_reason() {
-        assert_eq!(plan_shipments(&order(vec![]), &params(), 0), Err(Rejection::NoLines));
+        assert_eq!(
+            plan_shipments(&order(vec![]), &params(), 0),
+            Err(Rejection::NoLines)
+        );
         let bad = order(vec![line(1, None, 1), line(2, None, 0)]);
         assert_eq!(
             plan_shipments(&bad, &params(), 0),
-            Err(Rejection::BadQuantity { line_number: 2, quantity: 0 })
+            Err(Rejection::BadQuantity {
+                line_number: 2,
+                quantity: 0
+            })
         );
         let mut no_id = order(vec![line(1, None, 1)]);
         no_id.order_id = " ".into();
-        assert_eq!(plan_shipments(&no_id, &params(), 0), Err(Rejection::MissingOrderId));
+        assert_eq!(
+            plan_shipments(&no_id, &params(), 0),
+            Err(Rejection::MissingOrderId)
+        );
     }
 }

@@ -12,7 +12,11 @@ fn schema_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("dlq")).unwrap();
     std::fs::write(dir.path().join("orders/OrderPlaced.avsc"), EVENT).unwrap();
     std::fs::write(dir.path().join("dlq/DeadLetter.avsc"), DEAD_LETTER).unwrap();
-    std::fs::write(dir.path().join("orders/Broken.avsc"), "{\"type\": \"record\"").unwrap();
+    std::fs::write(
+        dir.path().join("orders/Broken.avsc"),
+        "{\"type\": \"record\"",
+    )
+    .unwrap();
     dir
 }
 
@@ -88,8 +92,14 @@ fn has(problems: &[Problem], path_part: &str, message_part: &str) -> bool {
 #[test]
 fn every_problem_is_reported_in_one_run_with_its_path() {
     let broken = GOOD
-        .replace("topic: orders.order-placed.v1", "topic: orders.order-plaed.v1")
-        .replace("outputs: [shipping.shipment-events.v1]", "outputs: [shipping.nowhere.v1]")
+        .replace(
+            "topic: orders.order-placed.v1",
+            "topic: orders.order-plaed.v1",
+        )
+        .replace(
+            "outputs: [shipping.shipment-events.v1]",
+            "outputs: [shipping.nowhere.v1]",
+        )
         .replace(
             "value_schema: orders/OrderPlaced.avsc\n    external_writers",
             "value_schema: orders/Missing.avsc\n    external_writers",
@@ -105,15 +115,40 @@ fn every_problem_is_reported_in_one_run_with_its_path() {
       carier: typo
 "#;
     let p = problems(&broken);
-    assert!(has(&p, "inputs[0].topic", "unknown topic `orders.order-plaed.v1`"), "{p:#?}");
-    assert!(has(&p, "outputs[0]", "unknown topic `shipping.nowhere.v1`"), "{p:#?}");
+    assert!(
+        has(
+            &p,
+            "inputs[0].topic",
+            "unknown topic `orders.order-plaed.v1`"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "outputs[0]", "unknown topic `shipping.nowhere.v1`"),
+        "{p:#?}"
+    );
     assert!(has(&p, "topics[0]", "Missing.avsc"), "{p:#?}");
     assert!(has(&p, "topics[1]", "must be at least 1"), "{p:#?}");
-    assert!(has(&p, "processors[1] (shipping)", "duplicate processor name"), "{p:#?}");
-    assert!(has(&p, "processors[1] (shipping).group", "shared"), "{p:#?}");
-    assert!(has(&p, "processors[1] (shipping).inputs", "at least one input"), "{p:#?}");
-    assert!(has(&p, "processors[1] (shipping).admin_port", "9102"), "{p:#?}");
-    assert!(has(&p, "processors[1] (shipping).params", "carier"), "{p:#?}");
+    assert!(
+        has(&p, "processors[1] (shipping)", "duplicate processor name"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "processors[1] (shipping).group", "shared"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "processors[1] (shipping).inputs", "at least one input"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "processors[1] (shipping).admin_port", "9102"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "processors[1] (shipping).params", "carier"),
+        "{p:#?}"
+    );
     assert!(p.len() >= 9, "{p:#?}");
 }
 
@@ -122,7 +157,10 @@ fn unknown_fields_bad_enums_and_unparsable_schemas_are_problems() {
     let broken = GOOD
         .replace("cleanup_policy: delete", "cleanup_policy: shred")
         .replace("partitions: 6", "partitions: 6\n    retention: 7d")
-        .replace("value_schema: dlq/DeadLetter.avsc", "value_schema: orders/Broken.avsc")
+        .replace(
+            "value_schema: dlq/DeadLetter.avsc",
+            "value_schema: orders/Broken.avsc",
+        )
         .replace("kind: shipping", "kind: teleport");
     let p = problems(&broken);
     assert!(has(&p, "topics[2]", "shred"), "{p:#?}");
@@ -133,10 +171,16 @@ fn unknown_fields_bad_enums_and_unparsable_schemas_are_problems() {
 #[test]
 fn a_dead_letter_topic_must_carry_dead_letters_and_inputs_need_a_writer() {
     let broken = GOOD
-        .replace("value_schema: dlq/DeadLetter.avsc", "value_schema: orders/OrderPlaced.avsc")
+        .replace(
+            "value_schema: dlq/DeadLetter.avsc",
+            "value_schema: orders/OrderPlaced.avsc",
+        )
         .replace("    external_writers: [load-generator]\n", "");
     let p = problems(&broken);
-    assert!(has(&p, "inputs[0].dead_letter", "storefleet.dlq.DeadLetter"), "{p:#?}");
+    assert!(
+        has(&p, "inputs[0].dead_letter", "storefleet.dlq.DeadLetter"),
+        "{p:#?}"
+    );
     assert!(has(&p, "inputs[0].topic", "nobody writes it"), "{p:#?}");
 }
 
@@ -156,7 +200,10 @@ fn an_isolated_copy_renames_what_the_processor_touches_and_round_trips_as_yaml()
     let iso = t.isolated("shipping", "t1").unwrap();
     let (spec, _) = iso.processor("shipping").unwrap();
     assert_eq!(spec.inputs[0].topic, "orders.order-placed.v1.t1");
-    assert_eq!(spec.inputs[0].dead_letter, "dlq.shipping.order-placed.v1.t1");
+    assert_eq!(
+        spec.inputs[0].dead_letter,
+        "dlq.shipping.order-placed.v1.t1"
+    );
     assert_eq!(spec.outputs[0], "shipping.shipment-events.v1.t1");
     assert_eq!(spec.group, "storefleet.shipping.t1");
     assert!(iso.value_schema("orders.order-placed.v1.t1").is_some());
