@@ -38,6 +38,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         .spawn()
         .context("starting the fleet")?;
 
+    wait_until_healthy(&topology).await?;
     let outputs = reader_from_end(&bootstrap, OUTPUT)?;
     let dead_letters = reader_from_end(&bootstrap, DEAD_LETTERS)?;
     let registry = RegistryClient::new(&config.registry_url());
@@ -59,6 +60,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     let started = Instant::now();
     let batch = (rate / 10).clamp(1, 5_000);
     let mut sent = 0u64;
+    let mut in_flight = tokio::task::JoinSet::new();
     while sent < orders {
         let mut records = Vec::new();
         for _ in 0..batch.min(orders - sent) {
@@ -79,7 +81,15 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
             placed_at.insert(order.order_id.clone(), order.occurred_at);
             records.push((order.order_id.clone(), order_codec.encode(&order)?));
         }
-        produce_all(&producer, INPUT, records).await?;
+        // Batches are acknowledged in the background (bounded), so the broker's ack latency
+        // does not throttle the offered rate.
+        if in_flight.len() >= 16 {
+            if let Some(done) = in_flight.join_next().await {
+                done??;
+            }
+        }
+        let batch_producer = producer.clone();
+        in_flight.spawn(async move { produce_all(&batch_producer, INPUT, records).await });
         if rate > 0 {
             let due = Duration::from_secs_f64(sent as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -89,6 +99,9 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         if sent.is_multiple_of(batch * 20) {
             eprintln!("   placed {sent}/{orders}");
         }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done??;
     }
     let placed_secs = started.elapsed().as_secs_f64();
     let want: usize = expected_shipments.values().map(|n| n * 2).sum();
@@ -192,6 +205,32 @@ fn admin_urls(topology: &topology::Topology) -> Vec<String> {
             (0..p.instances).map(move |i| format!("http://127.0.0.1:{}/metrics", p.admin_port + i))
         })
         .collect()
+}
+
+/// Waits until every processor instance is healthy and owns partitions (joined its group).
+async fn wait_until_healthy(topology: &topology::Topology) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for url in admin_urls(topology) {
+        let health = url.replace("/metrics", "/health");
+        loop {
+            let assigned = match reqwest::get(&health).await {
+                Ok(r) if r.status().is_success() => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|h| h["assigned_partitions"].as_i64())
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            if assigned > 0 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{health} did not become healthy");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!("   every processor instance is healthy");
+    Ok(())
 }
 
 async fn stop(fleet: &mut tokio::process::Child) {

@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         orders: u64,
         /// Orders per second (0 = as fast as possible).
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 1_000)]
         rate: u64,
         /// Leave the fleet running after the report.
         #[arg(long)]

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -40,7 +40,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 /// The engine every figure of this file is measured on.
 const ENGINE: &str = "nisshi 0.8.1, sqlite engine";
 /// Storage URL; the path is relative to the broker's working directory (its data directory).
-const STORAGE: &str = "sqlite://nisshi.db?maintenance_interval=15s";
+const STORAGE: &str = stack::SQLITE_STORAGE;
 /// Environment variable that turns `child_group_member` into the SIGKILL-able group member.
 const CHILD_ENV: &str = "BROKER_CONFORMANCE_CHILD";
 /// Session timeout of every group member: how long a SIGKILLed member keeps its partitions.
@@ -53,21 +53,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 // The private broker
 // ---------------------------------------------------------------------------------------------
 
-fn broker_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NISSHI_BIN") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("STOREFLEET_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/storefleet")
-        });
-    cache.join("nisshi-0.8.1/bin/nisshi")
-}
-
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
+    stack::free_port().expect("bind a free loopback port")
 }
 
 fn unique(prefix: &str) -> String {
@@ -101,7 +88,7 @@ struct Broker {
 
 impl Broker {
     async fn start(name: &str) -> Result<Self> {
-        let binary = broker_binary();
+        let binary = stack::broker_binary();
         if !binary.exists() {
             bail!(
                 "broker binary {} is missing: run scripts/install-broker.sh (or set NISSHI_BIN)",
@@ -127,17 +114,12 @@ impl Broker {
     /// accepts connections and a metadata request is answered. Returns how long that took.
     async fn spawn(&mut self) -> Result<Duration> {
         assert!(self.child.is_none(), "broker already running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("broker.log"))?;
-        let mut command = Command::new(broker_binary());
+        let mut command = stack::broker_command(&stack::broker_binary(), self.port, STORAGE);
         command
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", STORAGE])
-            .args(["--group-initial-rebalance-delay", "1s"])
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -4,8 +4,7 @@
 //! from `NISSHI_BIN`, else `$STOREFLEET_CACHE` or `~/.cache/storefleet`. A missing binary
 //! fails the test with that message: durability is not optional.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,24 +16,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-fn broker_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NISSHI_BIN") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("STOREFLEET_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/storefleet")
-        });
-    cache.join("nisshi-0.8.1/bin/nisshi")
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
-
 struct Broker {
     child: Child,
     bootstrap: String,
@@ -42,23 +23,14 @@ struct Broker {
 
 impl Broker {
     async fn start() -> Self {
-        let binary = broker_binary();
+        let binary = stack::broker_binary();
         assert!(
             binary.exists(),
             "broker binary {} is missing: run scripts/install-broker.sh (or set NISSHI_BIN)",
             binary.display()
         );
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://nisshi/"])
+        let port = stack::free_port().expect("bind a free port");
+        let child = Command::from(stack::broker_command(&binary, port, "memory://nisshi/"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

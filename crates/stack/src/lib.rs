@@ -8,6 +8,7 @@
 //! topology and schemas registered. Every process it starts gets a pid file; `down` stops
 //! exactly those, and nothing else.
 
+mod broker;
 mod config;
 mod postgres;
 mod process;
@@ -17,6 +18,9 @@ mod topics;
 use std::path::Path;
 use std::time::Duration;
 
+pub use broker::{
+    broker_binary, broker_binary_in, broker_command, free_port, BROKER_VERSION, SQLITE_STORAGE,
+};
 pub use config::StackConfig;
 pub use process::{is_running, port_open, wait_for_port, Managed};
 pub use topics::{create_topics, create_topics_at, push_schemas};

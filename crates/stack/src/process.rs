@@ -98,23 +98,8 @@ impl Managed {
         let binary = install_broker(config).await?;
         let dir = config.data_dir.join("broker");
         std::fs::create_dir_all(&dir).map_err(io("create broker folder"))?;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let mut command = std::process::Command::new(binary);
-        command
-            .current_dir(&dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args([
-                "--storage-engine",
-                "sqlite://nisshi.db?maintenance_interval=15s",
-            ])
-            // Kafka's default is 3 s; one second keeps local restarts and tests snappy.
-            .args(["--group-initial-rebalance-delay", "1s"]);
+        let mut command = crate::broker_command(&binary, self.port, crate::SQLITE_STORAGE);
+        command.current_dir(&dir);
         Ok(command)
     }
 

@@ -1,0 +1,54 @@
+//! How the local broker (nisshi) is found and launched: one definition for the stack, the
+//! registry's durability test and the broker conformance check.
+
+use std::path::{Path, PathBuf};
+
+/// The broker version the stack installs (keep in step with `scripts/install-broker.sh`).
+pub const BROKER_VERSION: &str = "0.8.1";
+
+/// SQLite storage in the working directory, compaction and cleanup every 15 s.
+pub const SQLITE_STORAGE: &str = "sqlite://nisshi.db?maintenance_interval=15s";
+
+/// The cached broker binary: `NISSHI_BIN`, else `<cache>/nisshi-<version>/bin/nisshi` with the
+/// cache from `STOREFLEET_CACHE` or `~/.cache/storefleet`.
+pub fn broker_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NISSHI_BIN") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("STOREFLEET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/storefleet")
+        });
+    broker_binary_in(&cache)
+}
+
+pub fn broker_binary_in(cache: &Path) -> PathBuf {
+    cache.join(format!("nisshi-{BROKER_VERSION}/bin/nisshi"))
+}
+
+/// `nisshi broker` listening (and advertised) on 127.0.0.1:`port` with `storage`. A relative
+/// SQLite path resolves against the command's working directory.
+pub fn broker_command(binary: &Path, port: u16, storage: &str) -> std::process::Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = std::process::Command::new(binary);
+    command
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", storage])
+        // Kafka's default is 3 s; one second keeps local restarts and tests snappy.
+        .args(["--group-initial-rebalance-delay", "1s"]);
+    command
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
