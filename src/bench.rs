@@ -11,8 +11,69 @@ use loadgen::orders::{shipments_of, OrderGenerator};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Result<()> {
-    let env = runtime::StackEnv::from_env()?;
+/// A storage engine for a private benchmark broker.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Engine {
+    Memory,
+    Sqlite,
+}
+
+/// A broker of the benchmark's own, killed when dropped.
+struct PrivateBroker {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    bootstrap: String,
+}
+
+impl PrivateBroker {
+    async fn start(engine: Engine) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = stack::free_port()?;
+        let storage = match engine {
+            Engine::Memory => "memory://nisshi/",
+            Engine::Sqlite => stack::SQLITE_STORAGE,
+        };
+        let child = stack::broker_command(&stack::broker_binary(), port, storage)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting a private broker (run scripts/install-broker.sh first)")?;
+        stack::wait_for_port(port, Duration::from_secs(30)).await?;
+        Ok(Self {
+            child,
+            _dir: dir,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn runtime(
+    topology: &Topology,
+    records: u64,
+    partitions: i32,
+    engine: Option<Engine>,
+) -> Result<()> {
+    let mut env = runtime::StackEnv::from_env()?;
+    let private = match engine {
+        Some(engine) => Some(PrivateBroker::start(engine).await?),
+        None => None,
+    };
+    let engine_name = match engine {
+        Some(Engine::Memory) => "private nisshi, memory engine",
+        Some(Engine::Sqlite) => "private nisshi, sqlite engine",
+        None => "the stack's nisshi, sqlite engine",
+    };
+    if let Some(broker) = &private {
+        env.bootstrap_servers = broker.bootstrap.clone();
+    }
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let raw = isolated(topology, &format!("bench-raw-{stamp}"), partitions)?;
     let proc_topology = isolated(topology, &format!("bench-{stamp}"), partitions)?;
@@ -46,7 +107,7 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
     }
     let bytes: usize = payloads.iter().map(|(_, p)| p.len()).sum();
     println!(
-        "workload: {records} order-placed records, {} bytes avg, {partitions} partitions, broker {} (nisshi sqlite unless told otherwise)",
+        "workload: {records} order-placed records, {} bytes avg, {partitions} partitions, broker {} ({engine_name})",
         bytes / payloads.len().max(1),
         env.bootstrap_servers
     );
@@ -119,8 +180,9 @@ pub async fn runtime(topology: &Topology, records: u64, partitions: i32) -> Resu
         last.as_secs_f64()
     );
     println!(
-        "shipping     end to end from start: {:>9.0} input records/s",
-        records as f64 / last.as_secs_f64().max(1e-9)
+        "shipping     end to end from start: {:>9.0} input records/s, {:.0} output records/s",
+        records as f64 / last.as_secs_f64().max(1e-9),
+        outputs.len() as f64 / last.as_secs_f64().max(1e-9)
     );
     Ok(())
 }

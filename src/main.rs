@@ -97,6 +97,10 @@ enum BenchWhat {
         records: u64,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
+        /// Run on a private broker with this storage engine (`memory` or `sqlite`) instead of
+        /// the stack's, to separate the runtime's cost from the storage engine's.
+        #[arg(long)]
+        engine: Option<bench::Engine>,
     },
 }
 
@@ -145,10 +149,11 @@ async fn main() -> Result<()> {
                 BenchWhat::Runtime {
                     records,
                     partitions,
+                    engine,
                 },
         } => {
             let topology = load(&cli.topology)?;
-            bench::runtime(&topology, records, partitions).await
+            bench::runtime(&topology, records, partitions, engine).await
         }
     }
 }

@@ -13,6 +13,7 @@ mod config;
 mod postgres;
 mod process;
 mod redis;
+mod schemas_check;
 mod topics;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use broker::{
 };
 pub use config::StackConfig;
 pub use process::{is_running, port_open, wait_for_port, Managed};
+pub use schemas_check::{check_schemas, SchemaStatus, SubjectVerdict};
 pub use topics::{create_topics, create_topics_at, push_schemas};
 
 use thiserror::Error;
