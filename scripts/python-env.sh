@@ -36,7 +36,7 @@ rm -rf "$probe"
 mkdir -p "$cache"
 if [ ! -x "$venv/bin/python" ]; then
   echo "== creating $venv" >&2
-  python3 -m venv "$venv" >&2
+  python3 -m venv --clear "$venv" >&2
 fi
 echo "== installing $requirements into $venv" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" >&2

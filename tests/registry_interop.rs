@@ -37,8 +37,9 @@ const ORDER_SCHEMA: &str = r#"{"type":"record","name":"InteropOrder","namespace"
   {"name":"lines","type":{"type":"array","items":{"type":"record","name":"OrderLine","fields":[
     {"name":"sku","type":"string"},{"name":"quantity","type":"int"},{"name":"unit_price_minor","type":"long"}]}}}]}"#;
 
-/// The same plus a decimal. Python writes it; Rust decodes it with the writer's schema (the
-/// `apache-avro` 0.22 the fleet uses cannot resolve decimals into a reader schema).
+/// The same plus a decimal, for the records Python writes. Rust reads them with this very
+/// schema, and with `ORDER_SCHEMA` as an older reader that skips the decimal; it never
+/// resolves a decimal into a reader's decimal (`apache-avro` 0.22 cannot).
 fn order_schema_with_decimal() -> String {
     let mut schema: Json = serde_json::from_str(ORDER_SCHEMA).unwrap();
     schema["fields"].as_array_mut().unwrap().push(json!({

@@ -21,6 +21,8 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 const SUBJECT_NOT_FOUND: u32 = 40401;
 /// Confluent's "schema not found" (under this subject).
 const SCHEMA_NOT_FOUND: u32 = 40403;
+/// Longer registry messages are cut when printed.
+const MESSAGE_CHARS: usize = 240;
 
 /// One subject's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,13 @@ impl fmt::Display for SubjectVerdict {
         write!(f, "{:<56} {:<20} {status}", self.subject, self.level)?;
         if let SchemaStatus::Incompatible { messages } = &self.status {
             for message in messages {
-                write!(f, "\n    {message}")?;
+                // The old schema's full text is one of them: a line, not a page.
+                let shown: String = message.chars().take(MESSAGE_CHARS).collect();
+                let more = message.chars().count().saturating_sub(MESSAGE_CHARS);
+                write!(f, "\n    {shown}")?;
+                if more > 0 {
+                    write!(f, "... ({more} more characters)")?;
+                }
             }
         }
         Ok(())
@@ -263,6 +271,13 @@ mod tests {
         assert!(text.starts_with("orders.order-placed.v1-value"));
         assert!(text.contains("INCOMPATIBLE"));
         assert!(text.contains("\n    {errorType:'READER_FIELD_MISSING_DEFAULT_VALUE'}"));
+        let long = SubjectVerdict {
+            status: SchemaStatus::Incompatible {
+                messages: vec![format!("{{oldSchema: '{}'}}", "é".repeat(1_000))],
+            },
+            ..verdict
+        };
+        assert!(long.to_string().ends_with("... (775 more characters)"));
     }
 
     #[test]
