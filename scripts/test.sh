@@ -24,7 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. The broker, built once into the cache (about 20-30 minutes the first time on 2 cores).
-echo "== broker: $(bash scripts/install-broker.sh)"
+broker="$(bash scripts/install-broker.sh)"
+echo "== broker: $broker"
+
+# 2b. The Python client and referee the registry interop tests run (tests/python/requirements.txt).
+python="$(bash scripts/python-env.sh)"
+echo "== python: $python"
+export STOREFLEET_PYTHON="$python"
 
 # 3. Build everything the tests run.
 echo "== building"

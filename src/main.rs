@@ -2,6 +2,7 @@
 //! crates together; every capability lives in a crate (see ARCHITECTURE.md).
 
 mod bench;
+mod bench_registry;
 mod demo;
 mod processors;
 mod supervisor;
@@ -87,6 +88,9 @@ enum StackAction {
 #[derive(Subcommand)]
 enum SchemasAction {
     Push,
+    /// The CI gate: is every schema of the working tree compatible with the registered one
+    /// under its subject's compatibility level? Exits 1 if any is not.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +105,20 @@ enum BenchWhat {
         /// the stack's, to separate the runtime's cost from the storage engine's.
         #[arg(long)]
         engine: Option<bench::Engine>,
+    },
+    /// Schema registry over loopback HTTP: registrations/s of new schemas, idempotent
+    /// re-registrations/s and id lookups/s, for the stack's Kafka-backed registry and beside
+    /// it an in-process one with memory storage.
+    Registry {
+        /// New distinct schemas to register (one subject each).
+        #[arg(long, default_value_t = 500)]
+        schemas: usize,
+        /// `GET /schemas/ids/{id}` requests.
+        #[arg(long, default_value_t = 20_000)]
+        lookups: usize,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
 }
 
@@ -127,6 +145,9 @@ async fn main() -> Result<()> {
             println!("registered {n} subjects at {}", config.registry_url());
             Ok(())
         }
+        Command::Schemas {
+            action: SchemasAction::Check,
+        } => schemas_check(&cli.topology).await,
         Command::Run {
             processor,
             instance,
@@ -155,6 +176,14 @@ async fn main() -> Result<()> {
             let topology = load(&cli.topology)?;
             bench::runtime(&topology, records, partitions, engine).await
         }
+        Command::Bench {
+            what:
+                BenchWhat::Registry {
+                    schemas,
+                    lookups,
+                    concurrency,
+                },
+        } => bench_registry::registry(schemas, lookups, concurrency).await,
     }
 }
 
@@ -184,6 +213,25 @@ fn validate(path: &std::path::Path) -> Result<()> {
         }
         Err(e) => bail!(e),
     }
+}
+
+/// `fleet schemas check`: one line per subject; exit 1 if any schema would be refused.
+async fn schemas_check(topology_path: &std::path::Path) -> Result<()> {
+    let topology = load(topology_path)?;
+    let registry_url = runtime::StackEnv::from_env()?.registry_url;
+    let verdicts = stack::check_schemas(&registry_url, &topology).await?;
+    for verdict in &verdicts {
+        println!("{verdict}");
+    }
+    let incompatible = verdicts.iter().filter(|v| v.is_incompatible()).count();
+    println!(
+        "{} subjects checked against {registry_url}: {incompatible} incompatible",
+        verdicts.len()
+    );
+    if incompatible > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// The stack's settings, with `fleet registry` (this very binary) as the registry command.

@@ -474,7 +474,9 @@ async fn rust_reads_records_python_wrote() {
         assert_eq!(decoded, want);
     }
     assert!(expected.is_empty());
-    Registry::new().forget(&format!("{topic}-value")).await;
+    let registry = Registry::new();
+    registry.forget(&format!("{topic}-value")).await;
+    registry.forget(&format!("{topic}-old-reader")).await;
 }
 
 // --- (b) the evolution table -----------------------------------------------------------------
