@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Metrics, RuntimeError};
@@ -35,11 +36,15 @@ impl Phase {
     }
 }
 
+/// An interactive query: the state under a key, answered by the driver between records.
+pub type StateQuery = (String, oneshot::Sender<Option<serde_json::Value>>);
+
 #[derive(Clone)]
 struct AdminState {
     name: String,
     metrics: Metrics,
     phase: Phase,
+    queries: Option<mpsc::Sender<StateQuery>>,
 }
 
 /// Serves the admin endpoints on `addr` until `shutdown`. Returns once bound.
@@ -48,6 +53,7 @@ pub async fn serve_admin(
     name: String,
     metrics: Metrics,
     phase: Phase,
+    queries: Option<mpsc::Sender<StateQuery>>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, RuntimeError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -58,10 +64,12 @@ pub async fn serve_admin(
         name,
         metrics,
         phase,
+        queries,
     };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
+        .route("/state/{key}", get(state_handler))
         .with_state(state);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -90,4 +98,36 @@ async fn health_handler(State(state): State<AdminState>) -> (StatusCode, Json<se
         "in_flight_records": state.metrics.in_flight.get(),
     });
     (code, Json(body))
+}
+
+/// `GET /state/{key}`: the processor's state for `key` if this instance owns its partition
+/// (404 otherwise: ask the instance that owns it), 501 for a stateless processor.
+async fn state_handler(
+    State(state): State<AdminState>,
+    Path(key): Path<String>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let Some(queries) = state.queries else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(json!({"error": "stateless processor"})),
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    if queries.send((key.clone(), reply)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not running"})),
+        );
+    }
+    match answer.await {
+        Ok(Some(value)) => (StatusCode::OK, Json(json!({"key": key, "value": value}))),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"key": key, "error": "no state for this key on this instance"})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not running"})),
+        ),
+    }
 }

@@ -18,6 +18,8 @@ pub struct StackEnv {
     /// `STOREFLEET_ADMIN_HOST`, default `127.0.0.1`: where admin ports (/metrics, /health)
     /// bind; `0.0.0.0` in containers so Prometheus can scrape them.
     pub admin_host: std::net::IpAddr,
+    /// `STOREFLEET_STATE_DIR`, default `.storefleet/state`: local snapshots of state stores.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl StackEnv {
@@ -38,6 +40,9 @@ impl StackEnv {
             registry_url: std::env::var("STOREFLEET_REGISTRY")
                 .unwrap_or_else(|_| Self::DEFAULT_REGISTRY.to_string()),
             admin_host,
+            state_dir: std::env::var_os("STOREFLEET_STATE_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::PathBuf::from(".storefleet/state")),
         })
     }
 }
@@ -79,6 +84,10 @@ pub struct RuntimeConfig {
     pub fetch_wait_max_ms: u32,
     /// Records whose outputs may await acknowledgement at once (backpressure bound).
     pub max_in_flight: usize,
+    /// Folder for state snapshots (from [`StackEnv::state_dir`]).
+    pub state_dir: std::path::PathBuf,
+    /// How often due timers are looked for.
+    pub timer_interval: Duration,
 }
 
 impl RuntimeConfig {
@@ -107,6 +116,7 @@ impl RuntimeConfig {
                 spec.admin_port
             ))
         })?;
+        let stack_state_dir = stack.state_dir.clone();
         Ok(Self {
             processor: spec.name.clone(),
             instance,
@@ -120,6 +130,8 @@ impl RuntimeConfig {
             commit_interval: Duration::from_millis(500),
             fetch_wait_max_ms: 20,
             max_in_flight: 10_000,
+            state_dir: stack_state_dir,
+            timer_interval: Duration::from_millis(100),
         })
     }
 

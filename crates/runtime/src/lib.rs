@@ -27,12 +27,13 @@ mod kafka;
 mod metrics;
 pub mod policy;
 mod processor;
+pub mod state;
 
 pub use admin::serve_admin;
 pub use config::{RetryPolicy, RuntimeConfig, StackEnv};
 pub use dead_letter::{DeadLetter, DeadLetterErrorKind, DeadLetterHeader};
-pub use driver::run;
+pub use driver::{run, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
 pub use metrics::Metrics;
-pub use processor::{HandlerError, Input, Outputs, Processor};
+pub use processor::{HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless};

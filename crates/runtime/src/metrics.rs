@@ -17,6 +17,8 @@ pub struct Metrics {
     pub processing_seconds: HistogramVec,
     pub commit_seconds: Histogram,
     pub in_flight: IntGauge,
+    pub restored_records: prometheus::IntCounter,
+    pub timers_fired: prometheus::IntCounter,
     pub assigned_partitions: IntGauge,
 }
 
@@ -80,6 +82,18 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let plain = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("static metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let restored_records = plain(
+            "restored_records_total",
+            "Changelog records applied while restoring state",
+        );
+        let timers_fired = plain("timers_fired_total", "Durable timers fired");
         let in_flight = gauge(
             "in_flight_records",
             "Records whose outputs await acknowledgement",
@@ -98,6 +112,8 @@ impl Metrics {
             processing_seconds,
             commit_seconds,
             in_flight,
+            restored_records,
+            timers_fired,
             assigned_partitions,
         }
     }

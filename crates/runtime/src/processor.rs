@@ -62,6 +62,8 @@ impl Input {
 #[derive(Debug, Clone)]
 pub struct OutRecord {
     pub topic: String,
+    /// Explicit partition (changelog records); `None` lets the key choose.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
@@ -99,6 +101,7 @@ impl<'a> Outputs<'a> {
         })?;
         self.records.push(OutRecord {
             topic: topic.to_string(),
+            partition: None,
             key: Some(key.as_bytes().to_vec()),
             payload: Some(payload),
             headers: Vec::new(),
@@ -128,4 +131,58 @@ pub trait Processor: Send + 'static {
         input: &Input,
         out: &mut Outputs<'_>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A processor with keyed state and durable timers (see [`crate::state`]). The runtime
+/// restores the state of each input partition before handing it records, writes what a
+/// handler changed to the changelog after its outputs are acknowledged, skips inputs whose
+/// effects are already in the state, and rolls the state back when a handler fails.
+pub trait StatefulProcessor: Send + 'static {
+    type Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// The store's name: its changelog topic is `<group>-<store>-changelog`. Empty for a
+    /// stateless processor (no changelog, no restore).
+    const STORE: &'static str;
+
+    fn handle(
+        &mut self,
+        input: &Input,
+        state: &mut crate::state::State<'_, Self::Value>,
+        out: &mut Outputs<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// A timer set with [`crate::state::State::set_timer`] came due. It has already been
+    /// removed from the state; set it again to repeat.
+    fn on_timer(
+        &mut self,
+        timer: &crate::state::Timer,
+        state: &mut crate::state::State<'_, Self::Value>,
+        out: &mut Outputs<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Runs a stateless [`Processor`] on the stateful driver with an empty store.
+pub struct Stateless<P>(pub P);
+
+impl<P: Processor> StatefulProcessor for Stateless<P> {
+    type Value = ();
+    const STORE: &'static str = "";
+
+    async fn handle(
+        &mut self,
+        input: &Input,
+        _state: &mut crate::state::State<'_, ()>,
+        out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        self.0.handle(input, out).await
+    }
+
+    async fn on_timer(
+        &mut self,
+        _timer: &crate::state::Timer,
+        _state: &mut crate::state::State<'_, ()>,
+        _out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }

@@ -1,69 +1,160 @@
-//! The acker: waits for each record's deliveries, in order, then marks its offset as done;
-//! commits done offsets periodically and once more at shutdown. Single writer of the
-//! acknowledged-offsets map and the only committer, so commits can never run ahead of
-//! acknowledged outputs.
+//! After the driver: two pipelined stages that turn handed-off records into commits.
+//!
+//! 1. The *acker* awaits each record's output deliveries, in order, then produces the
+//!    record's changelog batch (state changes are written only once the outputs they
+//!    caused are acknowledged: a crash in between re-runs the record, whose state effects
+//!    are not yet in the log) and passes the changelog deliveries on.
+//! 2. The *committer* awaits those, advances the partition's known changelog end, marks the
+//!    input offset done, and commits done offsets every interval and at the end. It is the
+//!    single writer of the done-offsets map and the only committer, so a commit never runs
+//!    ahead of acknowledged outputs or state.
+//!
+//! A `Flush` marker travels the same path, so when the committer answers it, everything
+//! handed off before it is acknowledged and committed (used before partitions are given up).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::producer::DeliveryFuture;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::context::TrackingContext;
+use super::context::{Shared, TrackingContext};
+use super::produce;
+use crate::processor::OutRecord;
 use crate::{Metrics, RuntimeError};
 
-pub struct Pending {
+/// Input coordinates a handled record will commit.
+#[derive(Debug, Clone)]
+pub struct Source {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    pub deliveries: Vec<(String, DeliveryFuture)>,
+}
+
+pub enum Pending {
+    Record {
+        source: Option<Source>,
+        deliveries: Vec<(String, DeliveryFuture)>,
+        changelog: Vec<OutRecord>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+enum Acked {
+    Record {
+        source: Option<Source>,
+        changelog: Vec<DeliveryFuture>,
+    },
+    Flush(oneshot::Sender<()>),
 }
 
 pub struct Acker {
-    consumer: Arc<StreamConsumer<TrackingContext>>,
-    metrics: Metrics,
-    interval: Duration,
-    /// Cancelled when an output could not be delivered: the driver must stop taking input.
-    fatal: CancellationToken,
-    /// Next offset to commit per (topic, partition): last acknowledged record + 1.
-    done: HashMap<(String, i32), i64>,
+    pub producer: FutureProducer,
+    pub metrics: Metrics,
+    pub fatal: CancellationToken,
 }
 
 impl Acker {
-    pub fn new(
-        consumer: Arc<StreamConsumer<TrackingContext>>,
-        metrics: Metrics,
-        interval: Duration,
-        fatal: CancellationToken,
-    ) -> Self {
-        Self {
-            consumer,
-            metrics,
-            interval,
-            fatal,
-            done: HashMap::new(),
+    pub async fn run(
+        self,
+        mut pending: mpsc::Receiver<Pending>,
+        committer: Committer,
+    ) -> Result<(), RuntimeError> {
+        let (tx, rx) = mpsc::channel(pending.max_capacity());
+        let committer = tokio::spawn(committer.run(rx));
+        let result = self.forward(&mut pending, tx).await;
+        if result.is_err() {
+            self.fatal.cancel();
         }
+        let committed = committer
+            .await
+            .unwrap_or_else(|e| Err(RuntimeError::Fatal(format!("committer failed: {e}"))));
+        result.and(committed)
     }
 
-    pub async fn run(mut self, mut pending: mpsc::Receiver<Pending>) -> Result<(), RuntimeError> {
+    async fn forward(
+        &self,
+        pending: &mut mpsc::Receiver<Pending>,
+        tx: mpsc::Sender<Acked>,
+    ) -> Result<(), RuntimeError> {
+        while let Some(item) = pending.recv().await {
+            let next = match item {
+                Pending::Flush(reply) => Acked::Flush(reply),
+                Pending::Record {
+                    source,
+                    deliveries,
+                    changelog,
+                } => {
+                    for (topic, delivery) in deliveries {
+                        await_delivery(&topic, delivery).await?;
+                        self.metrics.records_out.with_label_values(&[&topic]).inc();
+                    }
+                    let mut futures = Vec::with_capacity(changelog.len());
+                    for record in changelog {
+                        futures.push(produce(&self.producer, &record).await?);
+                    }
+                    Acked::Record {
+                        source,
+                        changelog: futures,
+                    }
+                }
+            };
+            if tx.send(next).await.is_err() {
+                return Err(RuntimeError::Fatal("committer stopped".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn await_delivery(topic: &str, delivery: DeliveryFuture) -> Result<(i32, i64), RuntimeError> {
+    match delivery.await {
+        Ok(Ok(delivered)) => Ok((delivered.partition, delivered.offset)),
+        Ok(Err((e, _))) => Err(RuntimeError::Delivery {
+            topic: topic.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(RuntimeError::Delivery {
+            topic: topic.to_string(),
+            reason: "producer dropped the delivery".into(),
+        }),
+    }
+}
+
+pub struct Committer {
+    pub consumer: Arc<StreamConsumer<TrackingContext>>,
+    pub metrics: Metrics,
+    pub interval: Duration,
+    pub fatal: CancellationToken,
+    pub shared: Arc<Shared>,
+    /// Next offset to commit per (topic, partition).
+    pub done: HashMap<(String, i32), i64>,
+}
+
+impl Committer {
+    async fn run(mut self, mut acked: mpsc::Receiver<Acked>) -> Result<(), RuntimeError> {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                item = pending.recv() => match item {
-                    Some(p) => {
-                        if let Err(e) = self.acknowledge(p).await {
-                            // Do not commit past the failed record; stop, and let the restart
+                item = acked.recv() => match item {
+                    Some(Acked::Record { source, changelog }) => {
+                        if let Err(e) = self.settle(source, changelog).await {
+                            // Never commit past the failed record: stop and let the restart
                             // reprocess from the last commit.
                             self.fatal.cancel();
                             self.commit().await;
                             return Err(e);
                         }
+                    }
+                    Some(Acked::Flush(reply)) => {
+                        self.commit().await;
+                        let _ = reply.send(());
                     }
                     None => {
                         self.commit().await;
@@ -75,26 +166,20 @@ impl Acker {
         }
     }
 
-    async fn acknowledge(&mut self, p: Pending) -> Result<(), RuntimeError> {
-        self.metrics.in_flight.dec();
-        for (topic, delivery) in p.deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => self.metrics.records_out.with_label_values(&[&topic]).inc(),
-                Ok(Err((e, _))) => {
-                    return Err(RuntimeError::Delivery {
-                        topic,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(RuntimeError::Delivery {
-                        topic,
-                        reason: "producer dropped the delivery".into(),
-                    })
-                }
-            }
+    async fn settle(
+        &mut self,
+        source: Option<Source>,
+        changelog: Vec<DeliveryFuture>,
+    ) -> Result<(), RuntimeError> {
+        for delivery in changelog {
+            let (partition, offset) = await_delivery("changelog", delivery).await?;
+            self.shared.advance_changelog(partition, offset + 1);
         }
-        self.done.insert((p.topic, p.partition), p.offset + 1);
+        if let Some(source) = source {
+            self.metrics.in_flight.dec();
+            self.done
+                .insert((source.topic, source.partition), source.offset + 1);
+        }
         Ok(())
     }
 

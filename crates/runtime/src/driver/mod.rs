@@ -1,0 +1,718 @@
+//! The consume → process → produce → commit loop.
+//!
+//! The *driver* (`Driver`) is the single reader of the consumer, the single caller of the
+//! processor and the single writer of the state stores: records are handled strictly one at
+//! a time, in the order the consumer returns them, which keeps per-partition (so per-key)
+//! order. Its outputs go to the producer without waiting; the record's delivery futures and
+//! its changelog batch go, in order, through a bounded channel (the backpressure) to the
+//! acker and committer (`acker.rs`), which write state only after outputs are acknowledged
+//! and commit offsets only after both.
+//!
+//! Stateful processors: before a partition's first record (and after every rebalance that
+//! assigns it) its store is verified against the changelog's end and caught up from a local
+//! snapshot or from memory plus the changelog tail; a record whose offset the store has
+//! already applied is skipped (its outputs were acknowledged before its state was written).
+//! Due timers fire between records, on the driver, for owned partitions only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use codec::{RegistryClient, TopicCodec, Value};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use topology::{Topology, ValueFormat};
+use tracing::{error, info, warn};
+
+use crate::admin::{serve_admin, Phase, StateQuery};
+use crate::dead_letter::DeadLetter;
+use crate::policy::{decide, Action, Failure};
+use crate::processor::{Input, OutRecord, Outputs, StatefulProcessor, Stateless};
+use crate::state::{self, PartitionStore, State};
+use crate::{kafka, Metrics, Processor, RuntimeConfig, RuntimeError};
+
+mod acker;
+mod context;
+mod state_io;
+
+use acker::{Acker, Committer, Pending, Source};
+use context::{lock, Shared, TrackingContext};
+
+/// Runs a stateless `processor` until `shutdown` is cancelled (graceful: in-flight outputs
+/// acknowledged, offsets committed, group left) or a fatal error.
+pub async fn run<P: Processor>(
+    config: RuntimeConfig,
+    topology: &Topology,
+    processor: P,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
+    run_stateful(config, topology, Stateless(processor), shutdown).await
+}
+
+/// Runs a stateful `processor` (see [`StatefulProcessor`]) until `shutdown` or a fatal error.
+pub async fn run_stateful<P: StatefulProcessor>(
+    config: RuntimeConfig,
+    topology: &Topology,
+    processor: P,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
+    let metrics = Metrics::new(&config.processor, config.instance);
+    let phase = Phase::default();
+    let admin_stop = CancellationToken::new();
+    let (query_tx, query_rx) = mpsc::channel(64);
+    let admin = serve_admin(
+        config.admin_addr,
+        format!("{}-{}", config.processor, config.instance),
+        metrics.clone(),
+        phase.clone(),
+        (!P::STORE.is_empty()).then_some(query_tx),
+        admin_stop.clone(),
+    )
+    .await?;
+    info!(processor = %config.processor, instance = config.instance, %admin, "admin endpoint up");
+    let result = run_inner(
+        config, topology, processor, shutdown, metrics, phase, query_rx,
+    )
+    .await;
+    admin_stop.cancel();
+    result
+}
+
+async fn run_inner<P: StatefulProcessor>(
+    config: RuntimeConfig,
+    topology: &Topology,
+    processor: P,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+    phase: Phase,
+    queries: mpsc::Receiver<StateQuery>,
+) -> Result<(), RuntimeError> {
+    let registry = RegistryClient::new(&config.stack.registry_url);
+    let Some(codecs) = register_codecs(&config, topology, &registry, &shutdown).await? else {
+        return Ok(());
+    };
+    let changelog = if P::STORE.is_empty() {
+        None
+    } else {
+        let topic = state_io::changelog_topic(&config, P::STORE);
+        let partitions = state_io::input_partitions(&config)?;
+        state_io::ensure_changelog(&config, &topic, partitions).await?;
+        Some(topic)
+    };
+
+    let producer: FutureProducer = kafka::producer_config(
+        &config.stack.bootstrap_servers,
+        &format!("{}-{}", config.processor, config.instance),
+    )
+    .create()?;
+    let shared = Arc::new(Shared::default());
+    let consumer: Arc<StreamConsumer<TrackingContext>> = Arc::new(
+        kafka::consumer_config(&config)
+            .create_with_context(TrackingContext::new(metrics.clone(), shared.clone()))?,
+    );
+    let (pending_tx, pending_rx) = mpsc::channel(config.max_in_flight.max(1));
+    consumer
+        .context()
+        .set_flush(pending_tx.clone(), tokio::runtime::Handle::current());
+    let topics: Vec<String> = config.inputs.iter().map(|i| i.topic.clone()).collect();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+
+    let fatal = CancellationToken::new();
+    let acker = Acker {
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        fatal: fatal.clone(),
+    };
+    let committer = Committer {
+        consumer: consumer.clone(),
+        metrics: metrics.clone(),
+        interval: config.commit_interval,
+        fatal: fatal.clone(),
+        shared: shared.clone(),
+        done: HashMap::new(),
+    };
+    let acker_task = tokio::spawn(acker.run(pending_rx, committer));
+
+    let mut driver = Driver {
+        formats: topology
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.value))
+            .collect(),
+        config,
+        codecs,
+        producer,
+        metrics,
+        processor,
+        pending: pending_tx,
+        shutdown: shutdown.clone(),
+        changelog,
+        stores: HashMap::new(),
+        shared,
+    };
+    phase.set(Phase::RUNNING);
+    info!(processor = %driver.config.processor, ?topics, "consuming");
+    let outcome = driver.consume(&consumer, &fatal, queries).await;
+    phase.set(Phase::STOPPING);
+
+    // Drain: closing the channel lets the acker and committer finish and commit.
+    consumer.context().clear_flush();
+    let Driver {
+        pending,
+        stores,
+        shared,
+        config,
+        changelog,
+        ..
+    } = driver;
+    drop(pending);
+    let acked = acker_task
+        .await
+        .unwrap_or_else(|e| Err(RuntimeError::Fatal(format!("acker task failed: {e}"))));
+    if acked.is_ok() && changelog.is_some() {
+        write_snapshots::<P>(&config, &stores, &shared);
+    }
+    // Dropping the consumer closes it, which leaves the group so partitions move at once.
+    drop(consumer);
+    outcome.and(acked)
+}
+
+/// After a clean drain every owned store equals its changelog up to the acknowledged end:
+/// snapshot them so a restart restores only what comes after.
+fn write_snapshots<P: StatefulProcessor>(
+    config: &RuntimeConfig,
+    stores: &HashMap<i32, PartitionStore<P::Value>>,
+    shared: &Shared,
+) {
+    for (partition, store) in stores {
+        if lock(&shared.stale).contains(partition) {
+            continue;
+        }
+        let mut store = store.clone();
+        if let Some(end) = shared.changelog_end(*partition) {
+            store.changelog_next = store.changelog_next.max(end);
+        }
+        let path = state_io::snapshot_path(config, P::STORE, *partition);
+        match state::write_snapshot(&path, &store) {
+            Ok(()) => {
+                info!(partition, keys = store.len(), path = %path.display(), "snapshot written")
+            }
+            Err(e) => warn!(partition, error = %e, "snapshot not written"),
+        }
+    }
+}
+
+/// Registers every Avro schema this processor reads or writes (idempotent in the registry),
+/// waiting out a registry that is still starting. `None` if shut down meanwhile.
+async fn register_codecs(
+    config: &RuntimeConfig,
+    topology: &Topology,
+    registry: &RegistryClient,
+    shutdown: &CancellationToken,
+) -> Result<Option<HashMap<String, TopicCodec>>, RuntimeError> {
+    let mut names: Vec<&str> = config.outputs.iter().map(String::as_str).collect();
+    for input in &config.inputs {
+        names.push(&input.topic);
+        names.push(&input.dead_letter);
+    }
+    let mut codecs = HashMap::new();
+    for name in names {
+        let Some(spec) = topology.topic(name) else {
+            return Err(RuntimeError::Config(format!(
+                "topic `{name}` is not in the topology"
+            )));
+        };
+        let Some(text) = spec
+            .value_schema
+            .as_deref()
+            .and_then(|p| topology.schema_text(p))
+        else {
+            continue;
+        };
+        let subject = format!("{name}-value");
+        let mut attempt: u32 = 0;
+        let codec = loop {
+            attempt += 1;
+            match TopicCodec::register(registry, &subject, text).await {
+                Ok(codec) => break codec,
+                Err(e) if e.is_transient() => {
+                    warn!(%subject, attempt, error = %e, "schema registry not reachable yet");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt.min(8)))) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        codecs.insert(name.to_string(), codec);
+    }
+    Ok(Some(codecs))
+}
+
+struct Driver<P: StatefulProcessor> {
+    config: RuntimeConfig,
+    formats: HashMap<String, ValueFormat>,
+    codecs: HashMap<String, TopicCodec>,
+    producer: FutureProducer,
+    metrics: Metrics,
+    processor: P,
+    pending: mpsc::Sender<Pending>,
+    shutdown: CancellationToken,
+    /// The changelog topic; `None` for a stateless processor.
+    changelog: Option<String>,
+    /// Stores by input partition. Single writer: this driver.
+    stores: HashMap<i32, PartitionStore<P::Value>>,
+    shared: Arc<Shared>,
+}
+
+/// The outcome of handling one record.
+enum Handled {
+    Done {
+        outputs: Vec<OutRecord>,
+        changelog: Vec<OutRecord>,
+    },
+    /// Shutdown arrived while the record waited to be retried: leave it uncommitted.
+    Abandoned,
+}
+
+impl<P: StatefulProcessor> Driver<P> {
+    async fn consume(
+        &mut self,
+        consumer: &StreamConsumer<TrackingContext>,
+        fatal: &CancellationToken,
+        mut queries: mpsc::Receiver<StateQuery>,
+    ) -> Result<(), RuntimeError> {
+        let mut timers = tokio::time::interval(self.config.timer_interval);
+        timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = fatal.cancelled() => return Ok(()),
+                Some(query) = queries.recv() => self.answer(query),
+                _ = timers.tick(), if self.changelog.is_some() => self.fire_due_timers().await?,
+                message = consumer.recv() => match message {
+                    Ok(m) => self.on_message(m.detach()).await?,
+                    Err(e) => {
+                        warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Interactive query: the value under `key` in any partition this instance owns.
+    fn answer(&self, (key, reply): StateQuery) {
+        let found = self
+            .stores
+            .iter()
+            .filter(|(p, _)| self.shared.owns(**p))
+            .find_map(|(_, store)| store.get(&key))
+            .and_then(|v| serde_json::to_value(v).ok());
+        let _ = reply.send(found);
+    }
+
+    async fn on_message(&mut self, message: OwnedMessage) -> Result<(), RuntimeError> {
+        let topic = message.topic().to_string();
+        let partition = message.partition();
+        self.metrics.records_in.with_label_values(&[&topic]).inc();
+        let source = Source {
+            topic: topic.clone(),
+            partition,
+            offset: message.offset(),
+        };
+        if self.changelog.is_some() {
+            self.ensure_store(partition).await?;
+            if self.stores[&partition].already_applied(&topic, message.offset()) {
+                // Its outputs were acknowledged before its state was written: nothing to redo.
+                return self.hand_off(Some(source), Vec::new(), Vec::new()).await;
+            }
+        }
+        let started = Instant::now();
+        let (outputs, changelog) = match self.handle_with_retries(&message).await? {
+            Handled::Done { outputs, changelog } => (outputs, changelog),
+            Handled::Abandoned => return Ok(()),
+        };
+        self.metrics
+            .processing_seconds
+            .with_label_values(&[&topic])
+            .observe(started.elapsed().as_secs_f64());
+        self.hand_off(Some(source), outputs, changelog).await
+    }
+
+    /// Sends outputs to the producer and passes their deliveries on, in order.
+    async fn hand_off(
+        &mut self,
+        source: Option<Source>,
+        outputs: Vec<OutRecord>,
+        changelog: Vec<OutRecord>,
+    ) -> Result<(), RuntimeError> {
+        let mut deliveries = Vec::with_capacity(outputs.len());
+        for record in outputs {
+            deliveries.push((
+                record.topic.clone(),
+                produce(&self.producer, &record).await?,
+            ));
+        }
+        if source.is_some() {
+            self.metrics.in_flight.inc();
+        }
+        self.pending
+            .send(Pending::Record {
+                source,
+                deliveries,
+                changelog,
+            })
+            .await
+            .map_err(|_| RuntimeError::Fatal("acker stopped".into()))
+    }
+
+    /// Makes the partition's store current: restored from snapshot and changelog on first
+    /// use, caught up with the changelog's tail after a rebalance assigned it again.
+    async fn ensure_store(&mut self, partition: i32) -> Result<(), RuntimeError> {
+        let stale = lock(&self.shared.stale).contains(&partition);
+        if self.stores.contains_key(&partition) && !stale {
+            return Ok(());
+        }
+        let Some(topic) = self.changelog.clone() else {
+            return Ok(());
+        };
+        let bootstrap = self.config.stack.bootstrap_servers.clone();
+        let base = match self.stores.remove(&partition) {
+            Some(mut store) => {
+                // Everything this member handed off was flushed before the revoke, so the
+                // store equals the log up to what the committer saw acknowledged.
+                if let Some(end) = self.shared.changelog_end(partition) {
+                    store.changelog_next = store.changelog_next.max(end);
+                }
+                store
+            }
+            None => {
+                let end = {
+                    let (b, t) = (bootstrap.clone(), topic.clone());
+                    tokio::task::spawn_blocking(move || state_io::changelog_end(&b, &t, partition))
+                        .await
+                        .map_err(|e| RuntimeError::Fatal(e.to_string()))??
+                };
+                let path = state_io::snapshot_path(&self.config, P::STORE, partition);
+                state::read_snapshot(&path, end).unwrap_or_default()
+            }
+        };
+        let from = base.changelog_next;
+        let restored = tokio::task::spawn_blocking(move || {
+            state_io::restore(&bootstrap, &topic, partition, base)
+        })
+        .await
+        .map_err(|e| RuntimeError::Fatal(e.to_string()))??;
+        self.metrics.restored_records.inc_by(restored.records);
+        if restored.records > 0 || from == 0 {
+            info!(
+                partition,
+                from,
+                records = restored.records,
+                keys = restored.store.len(),
+                seconds = restored.elapsed.as_secs_f64(),
+                "state restored"
+            );
+        }
+        self.stores.insert(partition, restored.store);
+        lock(&self.shared.stale).remove(&partition);
+        Ok(())
+    }
+
+    /// Fires every due timer of every owned partition, one at a time.
+    async fn fire_due_timers(&mut self) -> Result<(), RuntimeError> {
+        let now = now_millis();
+        let owned: Vec<i32> = lock(&self.shared.owned).iter().copied().collect();
+        for partition in owned {
+            self.ensure_store(partition).await?;
+            while let Some(timer) = self.stores.get(&partition).and_then(|s| s.next_due(now)) {
+                let Driver {
+                    stores,
+                    processor,
+                    codecs,
+                    ..
+                } = self;
+                let Some(store) = stores.get_mut(&partition) else {
+                    break;
+                };
+                let mut outputs = Outputs::new(codecs);
+                let mut view = State::new(store);
+                view.cancel_timer(&timer.key);
+                if let Err(e) = processor.on_timer(&timer, &mut view, &mut outputs).await {
+                    view.rollback();
+                    warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
+                    self.metrics.failures.with_label_values(&["timer"]).inc();
+                    break;
+                }
+                let dirty = view.into_dirty();
+                let records = outputs.into_records();
+                let batch_id = format!("timer:{}:{}", timer.key, timer.at_ms);
+                let changelog = self.changelog_records(partition, &dirty, None, &batch_id)?;
+                self.metrics.timers_fired.inc();
+                self.hand_off(None, records, changelog).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn changelog_records(
+        &mut self,
+        partition: i32,
+        dirty: &std::collections::BTreeSet<crate::state::Dirty>,
+        applied: Option<(&str, i64)>,
+        batch_id: &str,
+    ) -> Result<Vec<OutRecord>, RuntimeError> {
+        let (Some(topic), Some(store)) = (&self.changelog, self.stores.get_mut(&partition)) else {
+            return Ok(Vec::new());
+        };
+        if let Some((input, offset)) = applied {
+            store.applied.insert(input.to_string(), offset);
+        }
+        let batch = state::changelog_batch(store, dirty, applied, batch_id)
+            .map_err(|e| RuntimeError::Fatal(format!("state value does not serialize: {e}")))?;
+        Ok(batch
+            .into_iter()
+            .map(|r| OutRecord {
+                topic: topic.clone(),
+                partition: Some(partition),
+                headers: vec![
+                    (state::BATCH_HEADER.to_string(), r.batch.clone()),
+                    (state::PART_HEADER.to_string(), r.part_header()),
+                ],
+                key: Some(r.key.into_bytes()),
+                payload: r.value,
+            })
+            .collect())
+    }
+
+    /// Decodes and handles one record, retrying as the policy says; a record the policy
+    /// gives up on becomes a dead-letter output instead.
+    async fn handle_with_retries(
+        &mut self,
+        message: &OwnedMessage,
+    ) -> Result<Handled, RuntimeError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let failure = match self.try_handle(message).await {
+                Ok(done) => return Ok(done),
+                Err(failure) => failure,
+            };
+            self.metrics
+                .failures
+                .with_label_values(&[failure.kind()])
+                .inc();
+            match decide(&failure, attempt, &self.config.retry) {
+                Action::Retry(delay) => {
+                    self.metrics
+                        .retries
+                        .with_label_values(&[failure.kind()])
+                        .inc();
+                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), attempt, ?delay, error = %failure, "retrying record");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Ok(Handled::Abandoned),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Action::DeadLetter(kind) => {
+                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error_kind = kind.as_str(), error = %failure, "dead-lettering record");
+                    let letter = self.dead_letter(message, kind, &failure, attempt);
+                    let outputs = vec![self.dead_letter_record(message.topic(), letter)?];
+                    // The skip marker only: a dead-lettered record changed no state.
+                    let changelog = self.changelog_records(
+                        message.partition(),
+                        &Default::default(),
+                        Some((message.topic(), message.offset())),
+                        &batch_id(message),
+                    )?;
+                    return Ok(Handled::Done { outputs, changelog });
+                }
+                Action::Stop => {
+                    error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %failure, "stopping processor");
+                    return Err(RuntimeError::Fatal(failure.to_string()));
+                }
+            }
+        }
+    }
+
+    async fn try_handle(&mut self, message: &OwnedMessage) -> Result<Handled, Failure> {
+        let topic = message.topic();
+        let value = match (message.payload(), self.formats.get(topic)) {
+            (None, _) => None,
+            (Some(bytes), Some(ValueFormat::Avro)) => {
+                let codec = self.codecs.get(topic).ok_or_else(|| {
+                    Failure::Decode(codec::CodecError::Registry(format!(
+                        "no codec for `{topic}`"
+                    )))
+                })?;
+                Some(codec.decode(bytes).await.map_err(Failure::Decode)?)
+            }
+            (Some(bytes), _) => Some(Value::Bytes(bytes.to_vec())),
+        };
+        let input = Input {
+            topic: topic.to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value,
+            timestamp_ms: message.timestamp().to_millis(),
+        };
+        let Driver {
+            stores,
+            processor,
+            codecs,
+            ..
+        } = self;
+        let mut scratch = PartitionStore::default();
+        let store = stores.get_mut(&input.partition).unwrap_or(&mut scratch);
+        let mut outputs = Outputs::new(codecs);
+        let mut view = State::new(store);
+        if let Err(e) = processor.handle(&input, &mut view, &mut outputs).await {
+            view.rollback();
+            return Err(Failure::Handler(e));
+        }
+        let dirty = view.into_dirty();
+        let records = outputs.into_records();
+        let changelog = self
+            .changelog_records(
+                input.partition,
+                &dirty,
+                Some((topic, input.offset)),
+                &batch_id(message),
+            )
+            .map_err(|e| Failure::Handler(crate::HandlerError::Fatal(e.to_string())))?;
+        Ok(Handled::Done {
+            outputs: records,
+            changelog,
+        })
+    }
+
+    fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        kind: crate::DeadLetterErrorKind,
+        failure: &Failure,
+        attempts: u32,
+    ) -> DeadLetter {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|header| crate::DeadLetterHeader {
+                        key: header.key.to_string(),
+                        value: header.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let schema_id = message
+            .payload()
+            .and_then(|p| codec::unframe(p).ok())
+            .and_then(|(id, _)| i32::try_from(id).ok());
+        DeadLetter {
+            original_key: message.key().map(<[u8]>::to_vec),
+            original_value: message.payload().map(<[u8]>::to_vec),
+            source_topic: message.topic().to_string(),
+            source_partition: message.partition(),
+            source_offset: message.offset(),
+            original_timestamp: message.timestamp().to_millis(),
+            original_schema_id: schema_id,
+            processor: self.config.processor.clone(),
+            consumer_group: self.config.group.clone(),
+            error_kind: kind,
+            reason: failure.to_string(),
+            attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+            failed_at: now_millis(),
+            headers,
+        }
+    }
+
+    fn dead_letter_record(
+        &self,
+        source: &str,
+        letter: DeadLetter,
+    ) -> Result<OutRecord, RuntimeError> {
+        let topic = self
+            .config
+            .dead_letter_for(source)
+            .ok_or_else(|| RuntimeError::Config(format!("no dead-letter topic for `{source}`")))?;
+        let codec = self.codecs.get(topic).ok_or_else(|| {
+            RuntimeError::Config(format!("dead-letter topic `{topic}` has no Avro codec"))
+        })?;
+        let payload = codec.encode(&letter)?;
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[topic, letter.error_kind.as_str()])
+            .inc();
+        Ok(OutRecord {
+            topic: topic.to_string(),
+            partition: None,
+            key: letter.original_key.clone(),
+            payload: Some(payload),
+            headers: letter
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        })
+    }
+}
+
+fn batch_id(message: &OwnedMessage) -> String {
+    format!(
+        "{}:{}:{}",
+        message.topic(),
+        message.partition(),
+        message.offset()
+    )
+}
+
+/// Hands one record to the producer; waits only while its queue is full.
+pub(crate) async fn produce(
+    producer: &FutureProducer,
+    record: &OutRecord,
+) -> Result<DeliveryFuture, RuntimeError> {
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    loop {
+        let mut future = FutureRecord::to(&record.topic);
+        if !record.headers.is_empty() {
+            future = future.headers(headers.clone());
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        if let Some(key) = &record.key {
+            future = future.key(key);
+        }
+        if let Some(payload) = &record.payload {
+            future = future.payload(payload);
+        }
+        match producer.send_result(future) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
