@@ -1,7 +1,9 @@
 //! `fleet bench runtime`: records/s through the stateless shipping processor, beside the raw
 //! broker figure (produce + consume, no processing) measured in the same run on the same
-//! broker with the same records.
+//! broker with the same records, then through a stateful counter on the same input
+//! (`bench_state::stateful_phase`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -11,6 +13,8 @@ use loadgen::orders::{shipments_of, OrderGenerator};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
+use crate::bench_state::Tally;
+
 /// A storage engine for a private benchmark broker.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Engine {
@@ -18,15 +22,25 @@ pub enum Engine {
     Sqlite,
 }
 
+impl Engine {
+    /// How figures name the engine.
+    pub fn label(self) -> &'static str {
+        match self {
+            Engine::Memory => "private nisshi, memory engine",
+            Engine::Sqlite => "private nisshi, sqlite engine",
+        }
+    }
+}
+
 /// A broker of the benchmark's own, killed when dropped.
-struct PrivateBroker {
+pub(crate) struct PrivateBroker {
     child: std::process::Child,
     _dir: tempfile::TempDir,
-    bootstrap: String,
+    pub(crate) bootstrap: String,
 }
 
 impl PrivateBroker {
-    async fn start(engine: Engine) -> Result<Self> {
+    pub(crate) async fn start(engine: Engine) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = stack::free_port()?;
         let storage = match engine {
@@ -66,11 +80,7 @@ pub async fn runtime(
         Some(engine) => Some(PrivateBroker::start(engine).await?),
         None => None,
     };
-    let engine_name = match engine {
-        Some(Engine::Memory) => "private nisshi, memory engine",
-        Some(Engine::Sqlite) => "private nisshi, sqlite engine",
-        None => "the stack's nisshi, sqlite engine",
-    };
+    let engine_name = engine.map_or("the stack's nisshi, sqlite engine", Engine::label);
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }
@@ -100,9 +110,13 @@ pub async fn runtime(
     let now = i64::try_from(stamp)?;
     let mut payloads = Vec::with_capacity(records as usize);
     let mut expected_outputs = 0;
+    let mut expected_state: HashMap<String, Tally> = HashMap::new();
     for _ in 0..records {
         let order = generator.next_order(now);
         expected_outputs += 2 * shipments_of(&order);
+        let tally = expected_state.entry(order.order_id.clone()).or_default();
+        tally.count += 1;
+        tally.sum += order.total_minor;
         payloads.push((order.order_id.clone(), codec.encode(&order)?));
     }
     let bytes: usize = payloads.iter().map(|(_, p)| p.len()).sum();
@@ -184,7 +198,11 @@ pub async fn runtime(
         records as f64 / last.as_secs_f64().max(1e-9),
         outputs.len() as f64 / last.as_secs_f64().max(1e-9)
     );
-    Ok(())
+
+    // 3. The same preloaded input through a stateful counter (state per key, one changelog
+    //    batch per input), in a fresh consumer group.
+    crate::bench_state::stateful_phase(&proc_topology, spec, &env, partitions, &expected_state)
+        .await
 }
 
 fn isolated(topology: &Topology, suffix: &str, partitions: i32) -> Result<Topology> {

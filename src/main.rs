@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_registry;
+mod bench_state;
 mod demo;
 mod processors;
 mod supervisor;
@@ -120,6 +121,19 @@ enum BenchWhat {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Restore time of one partition's state: N keys from the changelog alone, then from a
+    /// local snapshot plus the changelog's tail (private broker).
+    StateRestore {
+        /// Keys in the state (one changelog batch each).
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Batches appended after the snapshot.
+        #[arg(long, default_value_t = 10_000)]
+        tail: u64,
+        /// Storage engine of the private broker.
+        #[arg(long, value_enum, default_value_t = bench::Engine::Memory)]
+        engine: bench::Engine,
+    },
 }
 
 #[tokio::main]
@@ -184,6 +198,9 @@ async fn main() -> Result<()> {
                     concurrency,
                 },
         } => bench_registry::registry(schemas, lookups, concurrency).await,
+        Command::Bench {
+            what: BenchWhat::StateRestore { keys, tail, engine },
+        } => bench_state::state_restore(keys, tail, engine).await,
     }
 }
 

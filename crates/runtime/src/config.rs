@@ -74,6 +74,8 @@ pub struct RuntimeConfig {
     pub inputs: Vec<InputSpec>,
     pub outputs: Vec<String>,
     pub offset_reset: OffsetReset,
+    /// At-least-once with idempotent effects, or Kafka transactions (exactly-once).
+    pub guarantee: topology::Guarantee,
     pub admin_addr: SocketAddr,
     pub stack: StackEnv,
     pub retry: RetryPolicy,
@@ -102,14 +104,6 @@ impl RuntimeConfig {
                 spec.name, spec.instances
             )));
         }
-        if spec.guarantee == topology::Guarantee::ExactlyOnce {
-            // Refuse rather than silently run at-least-once under an exactly-once label.
-            return Err(RuntimeError::Config(format!(
-                "`{}` asks for guarantee: exactly_once, which needs Kafka transactions; this \
-                 runtime implements at_least_once (with idempotent outputs) only so far",
-                spec.name
-            )));
-        }
         let port = spec.admin_port.checked_add(instance).ok_or_else(|| {
             RuntimeError::Config(format!(
                 "admin port {} + {instance} overflows",
@@ -124,6 +118,7 @@ impl RuntimeConfig {
             inputs: spec.inputs.clone(),
             outputs: spec.outputs.clone(),
             offset_reset: spec.offset_reset,
+            guarantee: spec.guarantee,
             admin_addr: SocketAddr::new(stack.admin_host, port),
             stack,
             retry: RetryPolicy::default(),

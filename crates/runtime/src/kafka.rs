@@ -20,6 +20,9 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        // Never read outputs of aborted (or still open) transactions; without transactions
+        // this reads exactly what read_uncommitted would.
+        .set("isolation.level", "read_committed")
         .set("topic.metadata.refresh.interval.ms", "10000");
     c
 }
@@ -36,5 +39,22 @@ pub fn producer_config(bootstrap_servers: &str, client_id: &str) -> ClientConfig
         .set("linger.ms", "2")
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "200000");
+    c
+}
+
+/// The producer of a processor instance: transactional (stable `transactional.id` per
+/// instance, so a restart fences its predecessor) in exactly-once mode.
+pub fn processor_producer_config(config: &RuntimeConfig) -> ClientConfig {
+    let client_id = format!("{}-{}", config.processor, config.instance);
+    let mut c = producer_config(&config.stack.bootstrap_servers, &client_id);
+    if config.guarantee == topology::Guarantee::ExactlyOnce {
+        c.set(
+            "transactional.id",
+            format!("{}-{}", config.group, config.instance),
+        )
+        .set("transaction.timeout.ms", "60000")
+        // librdkafka requires deliveries to give up within the transaction's timeout.
+        .set("message.timeout.ms", "60000");
+    }
     c
 }

@@ -3,7 +3,7 @@
 //! partitions are given up, so the next owner restores a changelog that is complete.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::acker::Pending;
+use super::txn::Txn;
 use crate::Metrics;
 
 /// State shared between the driver, the committer and rebalance callbacks. Each field has
@@ -21,6 +22,8 @@ pub struct Shared {
     pub owned: Mutex<HashSet<i32>>,
     pub stale: Mutex<HashSet<i32>>,
     changelog_end: Mutex<HashMap<i32, i64>>,
+    /// Set when a rebalance callback failed (it cannot return an error): the driver stops.
+    pub failed: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -48,6 +51,8 @@ pub struct TrackingContext {
     shared: Arc<Shared>,
     /// The driver's hand-off channel, to push a flush marker through before a revoke.
     flush: Mutex<Option<(mpsc::Sender<Pending>, tokio::runtime::Handle)>>,
+    /// Exactly-once mode: the transaction to commit before partitions are given up.
+    pub txn: OnceLock<Arc<Txn>>,
 }
 
 impl TrackingContext {
@@ -56,6 +61,7 @@ impl TrackingContext {
             metrics,
             shared,
             flush: Mutex::new(None),
+            txn: OnceLock::new(),
         }
     }
 
@@ -90,9 +96,22 @@ impl TrackingContext {
 impl ClientContext for TrackingContext {}
 
 impl ConsumerContext for TrackingContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        use rdkafka::consumer::Consumer;
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.flush_all();
+            match self.txn.get() {
+                Some(txn) => {
+                    let group = consumer.group_metadata();
+                    let committed = match tokio::runtime::Handle::try_current() {
+                        Ok(_) => tokio::task::block_in_place(|| txn.commit(group)),
+                        Err(_) => txn.commit(group),
+                    };
+                    if let Err(e) = committed {
+                        *lock(&self.shared.failed) = Some(format!("commit before revoke: {e}"));
+                    }
+                }
+                None => self.flush_all(),
+            }
             let mut owned = lock(&self.shared.owned);
             for element in tpl.elements() {
                 owned.remove(&element.partition());

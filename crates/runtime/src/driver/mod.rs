@@ -37,10 +37,12 @@ use crate::{kafka, Metrics, Processor, RuntimeConfig, RuntimeError};
 
 mod acker;
 mod context;
-mod state_io;
+pub(crate) mod state_io;
+mod txn;
 
 use acker::{Acker, Committer, Pending, Source};
 use context::{lock, Shared, TrackingContext};
+use txn::Txn;
 
 /// Runs a stateless `processor` until `shutdown` is cancelled (graceful: in-flight outputs
 /// acknowledged, offsets committed, group left) or a fatal error.
@@ -104,11 +106,17 @@ async fn run_inner<P: StatefulProcessor>(
         Some(topic)
     };
 
-    let producer: FutureProducer = kafka::producer_config(
-        &config.stack.bootstrap_servers,
-        &format!("{}-{}", config.processor, config.instance),
-    )
-    .create()?;
+    let producer: FutureProducer = kafka::processor_producer_config(&config).create()?;
+    let txn = match config.guarantee {
+        topology::Guarantee::ExactlyOnce => {
+            let p = producer.clone();
+            let txn = tokio::task::spawn_blocking(move || Txn::init(p))
+                .await
+                .map_err(|e| RuntimeError::Fatal(e.to_string()))??;
+            Some(Arc::new(txn))
+        }
+        topology::Guarantee::AtLeastOnce => None,
+    };
     let shared = Arc::new(Shared::default());
     let consumer: Arc<StreamConsumer<TrackingContext>> = Arc::new(
         kafka::consumer_config(&config)
@@ -118,6 +126,9 @@ async fn run_inner<P: StatefulProcessor>(
     consumer
         .context()
         .set_flush(pending_tx.clone(), tokio::runtime::Handle::current());
+    if let Some(txn) = &txn {
+        let _ = consumer.context().txn.set(txn.clone());
+    }
     let topics: Vec<String> = config.inputs.iter().map(|i| i.topic.clone()).collect();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
@@ -154,11 +165,21 @@ async fn run_inner<P: StatefulProcessor>(
         changelog,
         stores: HashMap::new(),
         shared,
+        txn,
     };
     phase.set(Phase::RUNNING);
     info!(processor = %driver.config.processor, ?topics, "consuming");
-    let outcome = driver.consume(&consumer, &fatal, queries).await;
+    let mut outcome = driver.consume(&consumer, &fatal, queries).await;
     phase.set(Phase::STOPPING);
+    if let Some(txn) = &driver.txn {
+        outcome = match outcome {
+            Ok(()) => commit_blocking(txn, &consumer),
+            Err(e) => {
+                txn.abort();
+                Err(e)
+            }
+        };
+    }
 
     // Drain: closing the channel lets the acker and committer finish and commit.
     consumer.context().clear_flush();
@@ -180,6 +201,15 @@ async fn run_inner<P: StatefulProcessor>(
     // Dropping the consumer closes it, which leaves the group so partitions move at once.
     drop(consumer);
     outcome.and(acked)
+}
+
+/// Commits the open transaction (blocking librdkafka calls, off the async workers' path).
+fn commit_blocking(
+    txn: &Txn,
+    consumer: &StreamConsumer<TrackingContext>,
+) -> Result<(), RuntimeError> {
+    let group = consumer.group_metadata();
+    tokio::task::block_in_place(|| txn.commit(group))
 }
 
 /// After a clean drain every owned store equals its changelog up to the acknowledged end:
@@ -269,6 +299,8 @@ struct Driver<P: StatefulProcessor> {
     /// Stores by input partition. Single writer: this driver.
     stores: HashMap<i32, PartitionStore<P::Value>>,
     shared: Arc<Shared>,
+    /// Exactly-once mode's transaction; `None` in at-least-once mode.
+    txn: Option<Arc<Txn>>,
 }
 
 /// The outcome of handling one record.
@@ -295,7 +327,11 @@ impl<P: StatefulProcessor> Driver<P> {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 _ = fatal.cancelled() => return Ok(()),
                 Some(query) = queries.recv() => self.answer(query),
-                _ = timers.tick(), if self.changelog.is_some() => self.fire_due_timers().await?,
+                _ = timers.tick(), if self.changelog.is_some() || self.txn.is_some() => {
+                    if self.changelog.is_some() {
+                        self.fire_due_timers().await?;
+                    }
+                }
                 message = consumer.recv() => match message {
                     Ok(m) => self.on_message(m.detach()).await?,
                     Err(e) => {
@@ -303,6 +339,14 @@ impl<P: StatefulProcessor> Driver<P> {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
+            }
+            if let Some(failed) = lock(&self.shared.failed).take() {
+                return Err(RuntimeError::Fatal(failed));
+            }
+            if let Some(txn) = &self.txn {
+                if txn.due(self.config.commit_interval) {
+                    commit_blocking(txn, consumer)?;
+                }
             }
         }
     }
@@ -353,6 +397,18 @@ impl<P: StatefulProcessor> Driver<P> {
         outputs: Vec<OutRecord>,
         changelog: Vec<OutRecord>,
     ) -> Result<(), RuntimeError> {
+        if let Some(txn) = &self.txn {
+            // Inside the transaction: commit_transaction flushes and fails on any failed
+            // delivery, so the futures need no awaiting here.
+            txn.begin()?;
+            for record in outputs.iter().chain(&changelog) {
+                produce(&self.producer, record).await?;
+            }
+            if let Some(source) = source {
+                txn.record(&source.topic, source.partition, source.offset);
+            }
+            return Ok(());
+        }
         let mut deliveries = Vec::with_capacity(outputs.len());
         for record in outputs {
             deliveries.push((

@@ -62,6 +62,17 @@ pub async fn ensure_changelog(
     topic: &str,
     partitions: i32,
 ) -> Result<(), RuntimeError> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.stack.bootstrap_servers)
+        .create()?;
+    let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    if metadata
+        .topics()
+        .first()
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+    {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.stack.bootstrap_servers)
         .create()?;
