@@ -364,6 +364,8 @@ struct Progress {
     written: i64,
     all_committed: Option<Duration>,
     committed: i64,
+    /// The last error of a watermark query, if any.
+    error: Option<String>,
 }
 
 /// Polls (every 20 ms, on this blocking thread) the changelog's high watermarks until
@@ -397,9 +399,9 @@ fn watch(
         if progress.all_written.is_none() {
             let mut written = 0;
             for p in 0..partitions {
-                // Not yet created by the runtime, or not answering: count as nothing yet.
-                if let Ok((_, high)) = ends.fetch_watermarks(changelog, p, Duration::from_secs(5)) {
-                    written += high;
+                match ends.fetch_watermarks(changelog, p, Duration::from_secs(5)) {
+                    Ok((_, high)) => written += high,
+                    Err(e) => progress.error = Some(format!("watermarks of {changelog}/{p}: {e}")),
                 }
             }
             if written > progress.written {
@@ -469,6 +471,9 @@ pub async fn stateful_phase(
     let admin_port = stack::free_port()?;
     config.admin_addr = SocketAddr::from(([127, 0, 0, 1], admin_port));
     let changelog = format!("{}-{}-changelog", config.group, Counter::STORE);
+    // Created here as the runtime creates it (it finds it existing), so the watcher's
+    // metadata never caches it as unknown.
+    create_changelog(&env.bootstrap_servers, &changelog, partitions).await?;
     let group = config.group.clone();
     let input = spec.inputs[0].topic.clone();
 
@@ -504,10 +509,11 @@ pub async fn stateful_phase(
         let _ = task.await;
         bail!(
             "stateful run stalled: {} of {} changelog records written, {} of {records} inputs \
-             committed",
+             committed (last query error: {})",
             progress.written,
             2 * records,
-            progress.committed
+            progress.committed,
+            progress.error.as_deref().unwrap_or("none")
         );
     };
     let steady = (written_at - first).as_secs_f64();
