@@ -193,10 +193,16 @@ async fn wait_for_exact(
     }
 }
 
-async fn wait_until_progress(port: u16) {
+/// Waits until some instance on `ports` has state for `k000` (whichever owns its partition).
+async fn wait_until_progress(ports: &[u16]) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while query(port, "k000").await.is_none() {
-        assert!(Instant::now() < deadline, "no progress on port {port}");
+    loop {
+        for port in ports {
+            if query(*port, "k000").await.is_some() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no progress on ports {ports:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -224,7 +230,7 @@ fn assert_exact(s: &Scenario, seen: &HashMap<String, Option<Tally>>) {
 async fn state_survives_kill_9_and_timers_fire_exactly_once() {
     let s = scenario("state-kill9", 6_000, 40).await;
     let mut first = start(&s, 0);
-    wait_until_progress(s.port).await;
+    wait_until_progress(&[s.port]).await;
     sigkill(&first);
     first.wait().await.unwrap();
     let mut second = start(&s, 0);
@@ -246,7 +252,7 @@ async fn with_two_instances_a_killed_ones_partitions_and_state_move_to_the_survi
     let s = scenario("state-scale", 6_000, 40).await;
     let mut a = start(&s, 0);
     let mut b = start(&s, 1);
-    wait_until_progress(s.port).await;
+    wait_until_progress(&[s.port, s.port + 1]).await;
     sigkill(&a);
     a.wait().await.unwrap();
     // The survivor (instance 1, port + 1) ends up owning every partition and every key.
