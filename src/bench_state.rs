@@ -16,12 +16,9 @@ use anyhow::{bail, ensure, Context, Result};
 use events::orders::OrderPlaced;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use runtime::state::{PartitionStore, State, Timer, BATCH_HEADER, PART_HEADER};
 use runtime::{HandlerError, Input, Outputs, StatefulProcessor};
@@ -74,24 +71,6 @@ impl StatefulProcessor for Counter {
     ) -> Result<(), HandlerError> {
         Ok(())
     }
-}
-
-/// Creates a compacted changelog topic as the runtime does (`ensure_changelog`).
-async fn create_changelog(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("retention.ms", "-1");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics([&new], &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("creating changelog {name}: {code}"),
-        }
-    }
-    Ok(())
 }
 
 fn key_of(i: u64) -> String {
@@ -228,7 +207,7 @@ pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
     let broker = PrivateBroker::start(engine).await?;
     let bootstrap = broker.bootstrap.clone();
     let topic = format!("bench-state-{}-tally-changelog", millis()?);
-    create_changelog(&bootstrap, &topic, 1).await?;
+    runtime::ensure_changelog(&bootstrap, &topic, 1).await?;
     println!(
         "workload: {keys} keys, one changelog batch each (value + applied marker), then {tail} \
          tail batches; 1-partition compacted changelog on a private broker {bootstrap} ({})",
@@ -473,7 +452,7 @@ pub async fn stateful_phase(
     let changelog = format!("{}-{}-changelog", config.group, Counter::STORE);
     // Created here as the runtime creates it (it finds it existing), so the watcher's
     // metadata never caches it as unknown.
-    create_changelog(&env.bootstrap_servers, &changelog, partitions).await?;
+    runtime::ensure_changelog(&env.bootstrap_servers, &changelog, partitions).await?;
     let group = config.group.clone();
     let input = spec.inputs[0].topic.clone();
 

@@ -62,8 +62,17 @@ pub async fn ensure_changelog(
     topic: &str,
     partitions: i32,
 ) -> Result<(), RuntimeError> {
+    ensure_changelog_at(&config.stack.bootstrap_servers, topic, partitions).await
+}
+
+/// [`ensure_changelog`] on the broker at `bootstrap` (benchmarks prepare changelogs too).
+pub async fn ensure_changelog_at(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), RuntimeError> {
     let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.stack.bootstrap_servers)
+        .set("bootstrap.servers", bootstrap)
         .create()?;
     let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     if metadata
@@ -74,7 +83,7 @@ pub async fn ensure_changelog(
         return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.stack.bootstrap_servers)
+        .set("bootstrap.servers", bootstrap)
         .create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
         .set("cleanup.policy", "compact")
