@@ -149,7 +149,10 @@ fn start(s: &Scenario, instance: u16) -> tokio::process::Child {
         .env("STOREFLEET_BOOTSTRAP", env().bootstrap_servers)
         .env("STOREFLEET_REGISTRY", env().registry_url)
         .env("STOREFLEET_STATE_DIR", s.state_dir.path())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
         .unwrap()

@@ -32,7 +32,9 @@ pub mod state;
 pub use admin::serve_admin;
 pub use config::{RetryPolicy, RuntimeConfig, StackEnv};
 pub use dead_letter::{DeadLetter, DeadLetterErrorKind, DeadLetterHeader};
-pub use driver::state_io::{ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored};
+pub use driver::state_io::{
+    ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored,
+};
 pub use driver::{run, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
