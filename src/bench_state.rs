@@ -144,7 +144,10 @@ async fn restore(
     base: PartitionStore<Tally>,
 ) -> Result<runtime::Restored<Tally>> {
     let (b, t) = (bootstrap.to_string(), topic.to_string());
-    Ok(tokio::task::spawn_blocking(move || runtime::restore_partition(&b, &t, 0, base)).await??)
+    Ok(
+        tokio::task::spawn_blocking(move || runtime::restore_partition(&b, &t, 0, move |_| base))
+            .await??,
+    )
 }
 
 async fn watermarks(bootstrap: &str, topic: &str) -> Result<(i64, i64)> {

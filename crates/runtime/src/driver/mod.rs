@@ -440,32 +440,24 @@ impl<P: StatefulProcessor> Driver<P> {
             return Ok(());
         };
         let bootstrap = self.config.stack.bootstrap_servers.clone();
-        let base = match self.stores.remove(&partition) {
-            Some(mut store) => {
-                // Everything this member handed off was flushed before the revoke, so the
-                // store equals the log up to what the committer saw acknowledged.
-                if let Some(end) = self.shared.changelog_end(partition) {
-                    store.changelog_next = store.changelog_next.max(end);
-                }
-                store
+        let kept = self.stores.remove(&partition).map(|mut store| {
+            // Everything this member handed off was flushed before the revoke, so the store
+            // equals the log up to what the committer saw acknowledged.
+            if let Some(end) = self.shared.changelog_end(partition) {
+                store.changelog_next = store.changelog_next.max(end);
             }
-            None => {
-                let end = {
-                    let (b, t) = (bootstrap.clone(), topic.clone());
-                    tokio::task::spawn_blocking(move || state_io::changelog_end(&b, &t, partition))
-                        .await
-                        .map_err(|e| RuntimeError::Fatal(e.to_string()))??
-                };
-                let path = state_io::snapshot_path(&self.config, P::STORE, partition);
-                state::read_snapshot(&path, end).unwrap_or_default()
-            }
+            store
+        });
+        let path = state_io::snapshot_path(&self.config, P::STORE, partition);
+        let base = move |end: i64| {
+            kept.unwrap_or_else(|| state::read_snapshot(&path, end).unwrap_or_default())
         };
-        let from = base.changelog_next;
         let restored = tokio::task::spawn_blocking(move || {
             state_io::restore(&bootstrap, &topic, partition, base)
         })
         .await
         .map_err(|e| RuntimeError::Fatal(e.to_string()))??;
+        let from = restored.from;
         self.metrics.restored_records.inc_by(restored.records);
         if restored.records > 0 || from == 0 {
             info!(

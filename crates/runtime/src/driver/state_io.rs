@@ -105,26 +105,21 @@ pub async fn ensure_changelog_at(
 /// Outcome of a restore, for metrics and logs.
 pub struct Restored<V> {
     pub store: PartitionStore<V>,
+    /// Changelog offset the restore started at.
+    pub from: i64,
     pub records: u64,
     pub elapsed: Duration,
 }
 
-/// The high watermark of a changelog partition.
-pub fn changelog_end(bootstrap: &str, topic: &str, partition: i32) -> Result<i64, RuntimeError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    Ok(high)
-}
-
-/// Reads changelog `partition` from `base.changelog_next` to its end into `base`. Blocking:
-/// run it on a blocking thread.
+/// Reads changelog `partition` to its end into the store `base` returns. `base` gets the
+/// changelog's end offset (to refuse a snapshot that is ahead of the log) and the restore
+/// starts at its `changelog_next`; one client serves both. Blocking: run it on a blocking
+/// thread.
 pub fn restore<V: DeserializeOwned>(
     bootstrap: &str,
     topic: &str,
     partition: i32,
-    base: PartitionStore<V>,
+    base: impl FnOnce(i64) -> PartitionStore<V>,
 ) -> Result<Restored<V>, RuntimeError> {
     let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
@@ -135,6 +130,7 @@ pub fn restore<V: DeserializeOwned>(
         .set("fetch.wait.max.ms", "10")
         .create()?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let base = base(high);
     let from = base.changelog_next.max(low);
     let mut restorer = Restorer::new(base);
     if from < high {
@@ -168,6 +164,7 @@ pub fn restore<V: DeserializeOwned>(
     let records = restorer.applied_records;
     Ok(Restored {
         store: restorer.finish(),
+        from,
         records,
         elapsed: started.elapsed(),
     })
