@@ -23,8 +23,14 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
+/// The cluster lives outside the data folder: the `postgres` user must traverse every parent
+/// folder, and a clone may sit in a private one (`mktemp -d` makes 0700 folders). One
+/// cluster per port, under the world-traversable `/var/tmp`.
 fn cluster_dir(config: &StackConfig) -> PathBuf {
-    config.data_dir.join("postgres")
+    PathBuf::from(format!(
+        "/var/tmp/storefleet-postgres-{}",
+        config.postgres_port
+    ))
 }
 
 async fn as_postgres(program: PathBuf, args: &[String]) -> Result<bool, StackError> {
