@@ -14,14 +14,7 @@ fi
 target="${CARGO_TARGET_DIR:-target}"
 
 # 1. System packages a fresh machine lacks (the stack installs PostgreSQL and Redis itself).
-missing=()
-command -v cc >/dev/null || missing+=(build-essential)
-command -v make >/dev/null || missing+=(make)
-command -v runuser >/dev/null || missing+=(util-linux)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-fi
+bash scripts/system-deps.sh
 
 # 2. The broker, built once into the cache (about 20-30 minutes the first time on 2 cores).
 broker="$(bash scripts/install-broker.sh)"
@@ -41,6 +34,7 @@ export STOREFLEET_DATA="$PWD/.storefleet/test"
 export STOREFLEET_BROKER_PORT=29092 STOREFLEET_REGISTRY_PORT=28081
 export STOREFLEET_POSTGRES_PORT=25432 STOREFLEET_REDIS_PORT=26379
 export STOREFLEET_BOOTSTRAP=127.0.0.1:29092 STOREFLEET_REGISTRY=http://127.0.0.1:28081
+export STOREFLEET_POSTGRES=postgres://postgres@127.0.0.1:25432/postgres
 fleet="$target/debug/fleet"
 cleanup() {
   "$fleet" stack down || true

@@ -57,6 +57,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         instance: u16,
     },
+    /// Run one connector (PostgreSQL CDC) in the foreground.
+    Connect {
+        connector: String,
+        /// Drop the connector's replication slot and snapshot progress first, then take a new
+        /// initial snapshot: the recovery from an invalidated slot.
+        #[arg(long)]
+        resnapshot: bool,
+    },
     /// Launch the whole fleet from the topology, one OS process per instance; restarts a
     /// crashed one with backoff; Ctrl-C or SIGTERM stops them all cleanly.
     Up,
@@ -72,6 +80,9 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// Fill the stack's catalog and warehouse databases from the product data set (fetched
+    /// once into the cache); a re-seed writes only what changed.
+    Seed,
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -170,6 +181,13 @@ async fn main() -> Result<()> {
             let shutdown = shutdown_on_signals();
             processors::run(&topology, &processor, instance, shutdown).await
         }
+        Command::Connect {
+            connector,
+            resnapshot,
+        } => {
+            let topology = load(&cli.topology)?;
+            processors::connect(&topology, &connector, resnapshot, shutdown_on_signals()).await
+        }
         Command::Up => {
             let topology = load(&cli.topology)?;
             supervisor::run_fleet(&cli.topology, &topology, shutdown_on_signals()).await
@@ -179,6 +197,18 @@ async fn main() -> Result<()> {
             rate,
             keep_running,
         } => demo::run(&cli.topology, orders, rate, keep_running).await,
+        Command::Seed => {
+            let config = stack_config()?;
+            let root = cli.topology.parent().unwrap_or(std::path::Path::new("."));
+            let csv = seed::fetch_dataset(&root.join("scripts/fetch-dataset.sh")).await?;
+            let catalog = config.postgres_url("catalog");
+            let warehouse = config.postgres_url("warehouse");
+            let report = seed::seed(&catalog, &warehouse, &csv)
+                .await
+                .context("seeding the stack's databases (is it up? `fleet stack up`)")?;
+            println!("{report}");
+            Ok(())
+        }
         Command::Bench {
             what:
                 BenchWhat::Runtime {

@@ -23,3 +23,34 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Runs connector `name` until `shutdown`.
+pub async fn connect(
+    topology: &Topology,
+    name: &str,
+    resnapshot: bool,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let (spec, params) = topology
+        .connectors
+        .iter()
+        .find(|(c, _)| c.name == name)
+        .with_context(|| format!("no connector `{name}` in the topology"))?;
+    let stack = runtime::StackEnv::from_env()?;
+    let admin = std::net::SocketAddr::new(stack.admin_host, spec.admin_port);
+    match spec.kind {
+        topology::ConnectorKind::PostgresCdc => {
+            let mut config = postgres_cdc::ConnectorConfig::new(
+                name,
+                params.clone(),
+                topology,
+                &stack.postgres_url,
+                &stack,
+                admin,
+            )?;
+            config.resnapshot = resnapshot;
+            postgres_cdc::run(config, shutdown).await?;
+        }
+    }
+    Ok(())
+}

@@ -22,16 +22,35 @@ pub async fn run_fleet(
 ) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fleet binary")?;
     let mut tasks = Vec::new();
+    let mut units = Vec::new();
     for (spec, _) in &topology.processors {
         for instance in 0..spec.instances {
-            let unit = Unit {
+            units.push(Unit {
                 exe: exe.clone(),
                 topology: topology_path.to_path_buf(),
                 processor: spec.name.clone(),
                 instance,
-            };
-            tasks.push(tokio::spawn(unit.supervise(shutdown.clone())));
+                args: vec![
+                    "run".into(),
+                    spec.name.clone(),
+                    "--instance".into(),
+                    instance.to_string(),
+                ],
+            });
         }
+    }
+    // A connector runs as one process: its slot admits one reader at a time.
+    for (spec, _) in &topology.connectors {
+        units.push(Unit {
+            exe: exe.clone(),
+            topology: topology_path.to_path_buf(),
+            processor: spec.name.clone(),
+            instance: 0,
+            args: vec!["connect".into(), spec.name.clone()],
+        });
+    }
+    for unit in units {
+        tasks.push(tokio::spawn(unit.supervise(shutdown.clone())));
     }
     info!(processes = tasks.len(), "fleet up");
     for task in tasks {
@@ -44,8 +63,11 @@ pub async fn run_fleet(
 struct Unit {
     exe: std::path::PathBuf,
     topology: std::path::PathBuf,
+    /// Processor or connector name (for logs).
     processor: String,
     instance: u16,
+    /// The `fleet` subcommand that runs it.
+    args: Vec<String>,
 }
 
 impl Unit {
@@ -53,12 +75,7 @@ impl Unit {
         Command::new(&self.exe)
             .arg("--topology")
             .arg(&self.topology)
-            .args([
-                "run",
-                &self.processor,
-                "--instance",
-                &self.instance.to_string(),
-            ])
+            .args(&self.args)
             // Own process group: a terminal Ctrl-C reaches the supervisor only, which then
             // stops the children in order rather than all at once.
             .process_group(0)

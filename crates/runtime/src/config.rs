@@ -20,11 +20,15 @@ pub struct StackEnv {
     pub admin_host: std::net::IpAddr,
     /// `STOREFLEET_STATE_DIR`, default `.storefleet/state`: local snapshots of state stores.
     pub state_dir: std::path::PathBuf,
+    /// `STOREFLEET_POSTGRES`, default `postgres://postgres@127.0.0.1:15432/postgres`: the
+    /// PostgreSQL server; each component names its own database on it.
+    pub postgres_url: String,
 }
 
 impl StackEnv {
     pub const DEFAULT_BOOTSTRAP: &'static str = "127.0.0.1:19092";
     pub const DEFAULT_REGISTRY: &'static str = "http://127.0.0.1:18081";
+    pub const DEFAULT_POSTGRES: &'static str = "postgres://postgres@127.0.0.1:15432/postgres";
 
     /// Reads the environment; a malformed value is an error, never silently defaulted.
     pub fn from_env() -> Result<Self, RuntimeError> {
@@ -43,6 +47,8 @@ impl StackEnv {
             state_dir: std::env::var_os("STOREFLEET_STATE_DIR")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| std::path::PathBuf::from(".storefleet/state")),
+            postgres_url: std::env::var("STOREFLEET_POSTGRES")
+                .unwrap_or_else(|_| Self::DEFAULT_POSTGRES.to_string()),
         })
     }
 }

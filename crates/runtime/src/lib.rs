@@ -29,7 +29,7 @@ pub mod policy;
 mod processor;
 pub mod state;
 
-pub use admin::serve_admin;
+pub use admin::{serve_admin, Phase};
 pub use config::{RetryPolicy, RuntimeConfig, StackEnv};
 pub use dead_letter::{DeadLetter, DeadLetterErrorKind, DeadLetterHeader};
 pub use driver::state_io::{

@@ -118,6 +118,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for a component that adds metrics of its own (a connector).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -5,11 +5,13 @@
 //!
 //! `up` is idempotent: what is running is kept, what is missing is installed (Debian
 //! packages, the cached broker build) and started, then topics are created from the
-//! topology and schemas registered. Every process it starts gets a pid file; `down` stops
-//! exactly those, and nothing else.
+//! topology, schemas registered, and the service databases created and migrated
+//! (`migrations/<database>/*.sql`, each applied once). Every process it starts gets a pid
+//! file; `down` stops exactly those, and nothing else.
 
 mod broker;
 mod config;
+mod databases;
 mod postgres;
 mod process;
 mod redis;
@@ -23,6 +25,10 @@ pub use broker::{
     broker_binary, broker_binary_in, broker_command, free_port, BROKER_VERSION, SQLITE_STORAGE,
 };
 pub use config::StackConfig;
+pub use databases::{
+    apply_migrations, create_database, drop_database, migration_files, migrations_dir,
+    prepare as prepare_databases, DATABASES,
+};
 pub use process::{is_running, port_open, wait_for_port, Managed};
 pub use schemas_check::{check_schemas, SchemaStatus, SubjectVerdict};
 pub use topics::{create_topics, create_topics_at, push_schemas};
@@ -44,6 +50,12 @@ pub enum StackError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("schema registry: {0}")]
     Codec(#[from] codec::CodecError),
+    #[error("postgresql: {what}")]
+    Postgres {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StackError {
@@ -69,6 +81,12 @@ pub async fn up(config: &StackConfig, topology: &topology::Topology) -> Result<(
     let pushed = push_schemas(config, topology).await?;
     info!(subjects = pushed, "schemas registered");
     postgres::ensure_started(config).await?;
+    let migrated = databases::prepare(config, topology).await?;
+    info!(
+        databases = databases::DATABASES.len(),
+        migrations = migrated.len(),
+        "databases ready"
+    );
     redis::ensure_started(config).await?;
     Ok(())
 }

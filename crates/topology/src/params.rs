@@ -51,16 +51,40 @@ fn default_fc() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresCdcParams {
-    pub database_url: String,
+    /// Database on the stack's PostgreSQL server (`STOREFLEET_POSTGRES` says where it runs).
+    pub database: String,
+    /// Logical replication slot (pgoutput); created on first start.
     pub slot: String,
+    /// Publication listing the captured tables; created on first start.
     pub publication: String,
-    /// `schema.table` → topic.
+    /// Debezium's logical server name: `source.name` of every event.
+    pub server_name: String,
+    /// Rows per snapshot chunk (one progress checkpoint per chunk).
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u32,
+    /// How often an idle connector acknowledges the server's WAL position and checks its slot.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Where unconvertible rows go (a `storefleet.dlq.DeadLetter` topic).
+    pub dead_letter: String,
+    /// Captured tables.
     pub tables: Vec<CdcTable>,
+}
+
+fn default_chunk_rows() -> u32 {
+    5_000
+}
+
+fn default_heartbeat_ms() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CdcTable {
+    /// `schema.table`.
     pub table: String,
     pub topic: String,
+    /// Avro record name prefix: `<record>Key`, `<record>Row`, `<record>Change`.
+    pub record: String,
 }

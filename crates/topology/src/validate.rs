@@ -114,6 +114,58 @@ impl Topology {
         Some(copy)
     }
 
+    /// A copy in which connector `name` writes its own renamed topics (`<topic>.<suffix>`),
+    /// reads `database`, and uses its own slot and publication: what tests run side by side.
+    pub fn isolated_connector(&self, name: &str, suffix: &str, database: &str) -> Option<Topology> {
+        let (spec, _) = self.connectors.iter().find(|(c, _)| c.name == name)?;
+        let touched = spec.outputs.clone();
+        let rename = |topic: &str| {
+            if touched.iter().any(|t| t == topic) {
+                format!("{topic}.{suffix}")
+            } else {
+                topic.to_string()
+            }
+        };
+        let mut copy = self.clone();
+        for topic in &mut copy.topics {
+            let new = rename(&topic.name);
+            if let Some(s) = copy.value_schemas.remove(&topic.name) {
+                copy.value_schemas.insert(new.clone(), s);
+            }
+            if let Some(s) = copy.key_schemas.remove(&topic.name) {
+                copy.key_schemas.insert(new.clone(), s);
+            }
+            topic.name = new;
+        }
+        let ident: String = suffix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for (c, params) in &mut copy.connectors {
+            if c.name != name {
+                continue;
+            }
+            for output in &mut c.outputs {
+                *output = rename(output);
+            }
+            params.database = database.to_string();
+            params.slot = format!("{}_{ident}", params.slot);
+            params.publication = format!("{}_{ident}", params.publication);
+            params.dead_letter = rename(&params.dead_letter);
+            for table in &mut params.tables {
+                table.topic = rename(&table.topic);
+            }
+            c.params = serde_yaml::to_value(&*params).ok()?;
+        }
+        Some(copy)
+    }
+
     /// The topology as YAML again (schema paths unchanged): what `isolated` copies are
     /// written as, so a separate `fleet` process can run on them.
     pub fn to_yaml(&self) -> String {
@@ -458,11 +510,68 @@ impl Validator {
                 self.check_topic_ref(topics, format!("{at}.outputs[{j}]"), output);
             }
             match serde_yaml::from_value::<PostgresCdcParams>(c.params.clone()) {
-                Ok(params) => out.push((c, params)),
+                Ok(params) => {
+                    self.check_cdc_params(&at, &c, &params);
+                    out.push((c, params));
+                }
                 Err(e) => self.problem(format!("{at}.params"), e.to_string()),
             }
         }
         out
+    }
+
+    /// A CDC connector writes only topics it declares, one table per topic.
+    fn check_cdc_params(&mut self, at: &str, c: &ConnectorSpec, params: &PostgresCdcParams) {
+        let declared = |topic: &str| c.outputs.iter().any(|o| o == topic);
+        if !declared(&params.dead_letter) {
+            self.problem(
+                format!("{at}.params.dead_letter"),
+                format!(
+                    "`{}` is not among the connector's outputs",
+                    params.dead_letter
+                ),
+            );
+        }
+        if params.tables.is_empty() {
+            self.problem(format!("{at}.params.tables"), "no table to capture");
+        }
+        if params.snapshot_chunk_rows == 0 {
+            self.problem(
+                format!("{at}.params.snapshot_chunk_rows"),
+                "must be at least 1",
+            );
+        }
+        let mut seen = HashSet::new();
+        for (k, t) in params.tables.iter().enumerate() {
+            let where_ = format!("{at}.params.tables[{k}]");
+            let parts: Vec<&str> = t.table.split('.').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                self.problem(format!("{where_}.table"), "must be `schema.table`");
+            }
+            if !declared(&t.topic) {
+                self.problem(
+                    format!("{where_}.topic"),
+                    format!("`{}` is not among the connector's outputs", t.topic),
+                );
+            }
+            if !seen.insert(t.topic.as_str()) {
+                self.problem(format!("{where_}.topic"), "two tables cannot share a topic");
+            }
+            let valid_name = t
+                .record
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase())
+                && t.record
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                self.problem(
+                    format!("{where_}.record"),
+                    "must be an Avro name starting with an upper-case letter",
+                );
+            }
+        }
     }
 
     /// Every topic a processor reads must have somebody writing it.

