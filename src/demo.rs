@@ -26,6 +26,17 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     stack::write_env_file(&config)?;
     let bootstrap = config.bootstrap_servers();
 
+    println!("== seeding the catalog and warehouse databases (superstore data set)");
+    let root = topology_path.parent().unwrap_or(Path::new("."));
+    let csv = seed::fetch_dataset(&root.join("scripts/fetch-dataset.sh")).await?;
+    let seeded = seed::seed(
+        &config.postgres_url("catalog"),
+        &config.postgres_url("warehouse"),
+        &csv,
+    )
+    .await?;
+    println!("   {seeded}");
+
     println!("== launching the fleet");
     let exe = std::env::current_exe()?;
     let mut fleet = tokio::process::Command::new(exe)
@@ -34,6 +45,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         .arg("up")
         .env("STOREFLEET_BOOTSTRAP", &bootstrap)
         .env("STOREFLEET_REGISTRY", config.registry_url())
+        .env("STOREFLEET_POSTGRES", config.postgres_url("postgres"))
         .kill_on_drop(true)
         .spawn()
         .context("starting the fleet")?;
@@ -170,6 +182,14 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         pct(0.95),
         pct(0.99)
     );
+    for (topic, table, database) in [
+        ("cdc.catalog.products.v1", "products", "catalog"),
+        ("cdc.warehouse.stock.v1", "stock", "warehouse"),
+    ] {
+        let rows = table_rows(&config.postgres_url(database), table).await?;
+        let keys = distinct_keys(&bootstrap, topic).await?;
+        println!("CDC {topic:<26} {keys:>8} keys  (rows in {database}.{table}: {rows})");
+    }
     println!();
     println!("metrics: {}", admin_urls(&topology).join(" "));
     println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
@@ -248,4 +268,30 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+async fn table_rows(url: &str, table: &str) -> Result<i64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Keys a CDC topic holds a live (non-tombstoned) value for, read from the beginning.
+async fn distinct_keys(bootstrap: &str, topic: &str) -> Result<usize> {
+    let group = format!("demo-cdc-{}", std::process::id());
+    let consumer = loadgen::kafka::reader(bootstrap, topic, &group)?;
+    let mut live: HashMap<Vec<u8>, bool> = HashMap::new();
+    loop {
+        let seen = drain(&consumer, 10_000, Duration::from_secs(3)).await;
+        if seen.is_empty() {
+            break;
+        }
+        for s in seen {
+            live.insert(s.key.unwrap_or_default(), s.payload.is_some());
+        }
+    }
+    Ok(live.values().filter(|v| **v).count())
 }

@@ -2,6 +2,7 @@
 //! crates together; every capability lives in a crate (see ARCHITECTURE.md).
 
 mod bench;
+mod bench_cdc;
 mod bench_registry;
 mod bench_state;
 mod demo;
@@ -134,6 +135,25 @@ enum BenchWhat {
     },
     /// Restore time of one partition's state: N keys from the changelog alone, then from a
     /// local snapshot plus the changelog's tail (private broker).
+    /// The CDC connector on the stack's PostgreSQL: initial-snapshot rows/s, then streamed
+    /// row changes/s and commit → consumer latency, in a scratch database.
+    Cdc {
+        /// Rows present before the connector starts (read by the snapshot).
+        #[arg(long, default_value_t = 100_000)]
+        snapshot_rows: u64,
+        /// Rows inserted while streaming.
+        #[arg(long, default_value_t = 100_000)]
+        stream_rows: u64,
+        /// Rows per streamed transaction.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+        /// Streamed rows per second (0: as fast as one connection inserts).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Produce to a private broker with this storage engine instead of the stack's.
+        #[arg(long)]
+        engine: Option<bench::Engine>,
+    },
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]
@@ -228,6 +248,19 @@ async fn main() -> Result<()> {
                     concurrency,
                 },
         } => bench_registry::registry(schemas, lookups, concurrency).await,
+        Command::Bench {
+            what:
+                BenchWhat::Cdc {
+                    snapshot_rows,
+                    stream_rows,
+                    batch,
+                    rate,
+                    engine,
+                },
+        } => {
+            let topology = load(&cli.topology)?;
+            bench_cdc::cdc(&topology, snapshot_rows, stream_rows, batch, rate, engine).await
+        }
         Command::Bench {
             what: BenchWhat::StateRestore { keys, tail, engine },
         } => bench_state::state_restore(keys, tail, engine).await,

@@ -473,6 +473,98 @@ async fn snapshot_then_inserts_updates_deletes_and_a_multi_row_transaction() {
     s.cleanup().await;
 }
 
+/// Increments the price of the rows in `ids` round-robin (and, with `insert_every`, inserts
+/// a new row every that many updates) until `stop`; returns the number of updates.
+fn spawn_price_writer(
+    url: String,
+    ids: Vec<String>,
+    insert_every: Option<usize>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let db = connect(&url).await;
+        let mut n = 0usize;
+        while !stop.is_cancelled() {
+            db.execute(
+                "UPDATE products SET price = price + 1 WHERE id = $1::text::uuid",
+                &[&ids[(n * 7919) % ids.len()]],
+            )
+            .await
+            .unwrap();
+            if insert_every.is_some_and(|every| n.is_multiple_of(every)) {
+                insert_products(&db, 10_000 + n, 1).await;
+            }
+            n += 1;
+        }
+        n
+    })
+}
+
+/// Every key's price history (cents) as the topic tells it, in order, read until each row
+/// of the database shows its final price; with a readable trail per key for failures.
+struct History {
+    prices: HashMap<String, Vec<i128>>,
+    trail: HashMap<String, Vec<String>>,
+}
+
+impl History {
+    fn add(&mut self, events: &[Event]) {
+        for e in events.iter().filter(|e| e.op.is_some()) {
+            self.prices
+                .entry(e.key.clone())
+                .or_default()
+                .push(e.price_cents());
+            self.trail.entry(e.key.clone()).or_default().push(format!(
+                "{} p{}@{} lsn {:?} tx {:?} {}",
+                e.op.as_deref().unwrap_or("-"),
+                e.partition,
+                e.offset,
+                e.lsn,
+                e.tx_id,
+                e.snapshot
+            ));
+        }
+    }
+
+    async fn until_final(
+        mut self,
+        db: &Client,
+        consumer: &rdkafka::consumer::StreamConsumer,
+    ) -> Self {
+        let rows = db
+            .query("SELECT id::text, (price * 100)::bigint FROM products", &[])
+            .await
+            .unwrap();
+        let finals: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while finals
+            .iter()
+            .any(|(k, p)| self.prices.get(k).and_then(|v| v.last()) != Some(&i128::from(*p)))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every row reached its final value"
+            );
+            let seen = drain(consumer, 5_000, Duration::from_secs(2)).await;
+            self.add(&decode_all(&seen).await);
+        }
+        self
+    }
+
+    /// Asserts `step(previous, next)` along every key's history.
+    fn check(&self, step: impl Fn(i128, i128) -> bool, what: &str) {
+        for (key, prices) in &self.prices {
+            for pair in prices.windows(2) {
+                assert!(
+                    step(pair[0], pair[1]),
+                    "key {key}: prices {prices:?} {what}: {:?}",
+                    self.trail[key]
+                );
+            }
+        }
+    }
+}
+
 /// The snapshot/stream handover under concurrent writes: every committed price change of
 /// every row appears exactly once, in order (per key the prices are consecutive, ending at
 /// the database's final value).
@@ -482,29 +574,7 @@ async fn handover_under_concurrent_writes_delivers_every_change_exactly_once() {
     let ids = insert_products(&s.db, 0, 2_000).await;
     let consumer = s.reader(&s.topic);
     let stop_writer = tokio_util::sync::CancellationToken::new();
-    let writer = {
-        let url = db_url(&s.database);
-        let ids = ids.clone();
-        let stop_writer = stop_writer.clone();
-        tokio::spawn(async move {
-            let db = connect(&url).await;
-            let mut n = 0usize;
-            while !stop_writer.is_cancelled() {
-                let id = &ids[(n * 7919) % ids.len()];
-                db.execute(
-                    "UPDATE products SET price = price + 1 WHERE id = $1::text::uuid",
-                    &[id],
-                )
-                .await
-                .unwrap();
-                if n % 10 == 0 {
-                    insert_products(&db, 10_000 + n, 1).await;
-                }
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = spawn_price_writer(db_url(&s.database), ids, Some(10), stop_writer.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let child = s.start();
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -514,54 +584,12 @@ async fn handover_under_concurrent_writes_delivers_every_change_exactly_once() {
         updates > 100,
         "the writer ran concurrently ({updates} updates)"
     );
-
-    let rows =
-        s.db.query("SELECT id::text, (price * 100)::bigint FROM products", &[])
-            .await
-            .unwrap();
-    let final_prices: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    // Every row's events, in partition order, until each key shows its final price.
-    let mut per_key: HashMap<String, Vec<i128>> = HashMap::new();
-    let mut trail: HashMap<String, Vec<String>> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while per_key.len() < final_prices.len()
-        || final_prices
-            .iter()
-            .any(|(k, p)| per_key.get(k).and_then(|v| v.last()) != Some(&(*p as i128)))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every change arrived"
-        );
-        let seen = drain(&consumer, 5_000, Duration::from_secs(2)).await;
-        for e in decode_all(&seen).await {
-            if e.op.is_some() {
-                per_key
-                    .entry(e.key.clone())
-                    .or_default()
-                    .push(e.price_cents());
-                trail.entry(e.key.clone()).or_default().push(format!(
-                    "{} p{}@{} lsn {:?} tx {:?} {}",
-                    e.op.as_deref().unwrap_or("-"),
-                    e.partition,
-                    e.offset,
-                    e.lsn,
-                    e.tx_id,
-                    e.snapshot
-                ));
-            }
-        }
-    }
-    for (key, prices) in &per_key {
-        for pair in prices.windows(2) {
-            assert_eq!(
-                pair[1],
-                pair[0] + 100,
-                "key {key}: prices {prices:?} skip or repeat a change: {:?}",
-                trail[key]
-            );
-        }
-    }
+    let empty = History {
+        prices: HashMap::new(),
+        trail: HashMap::new(),
+    };
+    let history = empty.until_final(&s.db, &consumer).await;
+    history.check(|a, b| b == a + 100, "skip or repeat a change");
     stop(child).await;
     s.cleanup().await;
 }
@@ -628,24 +656,7 @@ async fn a_snapshot_interrupted_by_kill_9_resumes_without_regressing_any_row() {
     let ids = insert_products(&s.db, 0, 3_000).await;
     let consumer = s.reader(&s.topic);
     let stop_writer = tokio_util::sync::CancellationToken::new();
-    let writer = {
-        let url = db_url(&s.database);
-        let ids = ids.clone();
-        let stop_writer = stop_writer.clone();
-        tokio::spawn(async move {
-            let db = connect(&url).await;
-            let mut n = 0usize;
-            while !stop_writer.is_cancelled() {
-                db.execute(
-                    "UPDATE products SET price = price + 1 WHERE id = $1::text::uuid",
-                    &[&ids[(n * 7919) % ids.len()]],
-                )
-                .await
-                .unwrap();
-                n += 1;
-            }
-        })
-    };
+    let writer = spawn_price_writer(db_url(&s.database), ids, None, stop_writer.clone());
     let first = s.start();
     let early = read(&consumer, 500).await;
     sigkill(&first);
@@ -653,45 +664,16 @@ async fn a_snapshot_interrupted_by_kill_9_resumes_without_regressing_any_row() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop_writer.cancel();
     writer.await.unwrap();
-    let rows =
-        s.db.query("SELECT id::text, (price * 100)::bigint FROM products", &[])
-            .await
-            .unwrap();
-    let final_prices: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let mut per_key: HashMap<String, Vec<i128>> = HashMap::new();
-    for e in &early {
-        per_key
-            .entry(e.key.clone())
-            .or_default()
-            .push(e.price_cents());
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while final_prices
-        .iter()
-        .any(|(k, p)| per_key.get(k).and_then(|v| v.last()) != Some(&(*p as i128)))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every row reached its final value"
-        );
-        let seen = drain(&consumer, 5_000, Duration::from_secs(2)).await;
-        for e in decode_all(&seen).await {
-            if e.op.is_some() {
-                per_key
-                    .entry(e.key.clone())
-                    .or_default()
-                    .push(e.price_cents());
-            }
-        }
-    }
-    for (key, prices) in &per_key {
-        for pair in prices.windows(2) {
-            assert!(
-                pair[1] == pair[0] || pair[1] == pair[0] + 100,
-                "key {key}: prices {prices:?} go backwards or skip a change"
-            );
-        }
-    }
+    let mut history = History {
+        prices: HashMap::new(),
+        trail: HashMap::new(),
+    };
+    history.add(&early);
+    let history = history.until_final(&s.db, &consumer).await;
+    history.check(
+        |a, b| b == a || b == a + 100,
+        "go backwards or skip a change",
+    );
     stop(second).await;
     s.cleanup().await;
 }

@@ -78,6 +78,10 @@ async fn child_member() {
         return;
     };
     let instance: u16 = std::env::var("STATEFUL_INSTANCE").unwrap().parse().unwrap();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let t = topology::load(std::path::Path::new(&file)).unwrap();
     let (spec, _) = t.processor("shipping").unwrap();
     let config = runtime::RuntimeConfig::from_spec(spec, instance, env()).unwrap();

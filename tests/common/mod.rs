@@ -48,12 +48,9 @@ pub async fn isolated_shipping(label: &str, partitions: u32) -> Topology {
             topic.partitions = partitions;
         }
     }
-    // A free admin port of its own, so tests running side by side do not collide.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Free admin ports of its own (instance i binds admin_port + i), so tests running side
+    // by side do not collide.
+    let free = free_port_pair();
     for (p, _) in &mut t.processors {
         p.admin_port = free;
     }
@@ -110,4 +107,15 @@ pub fn fleet_command() -> tokio::process::Command {
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     c
+}
+
+/// A port `p` with `p` and `p + 1` both free now (two instances' admin ports).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
 }

@@ -42,12 +42,7 @@ pub fn row_value(
     for (column, datum) in shape.columns.iter().zip(datums) {
         let value = match datum {
             Datum::Text(text) => {
-                let v = convert(&column.ty, text).map_err(|reason| ConvertError {
-                    column: column.name.clone(),
-                    value: text.clone(),
-                    expected: format!("{:?}", column.ty),
-                    reason,
-                })?;
+                let v = convert_column(column, text)?;
                 if column.key {
                     v
                 } else {
@@ -104,12 +99,7 @@ pub fn key_value(shape: &TableShape, datums: &[Datum]) -> Result<Value, ConvertE
                 reason: "key columns must be present".into(),
             });
         };
-        let v = convert(&column.ty, text).map_err(|reason| ConvertError {
-            column: column.name.clone(),
-            value: text.clone(),
-            expected: format!("{:?}", column.ty),
-            reason,
-        })?;
+        let v = convert_column(column, text)?;
         fields.push((column.name.clone(), v));
     }
     Ok(Value::Record(fields))
@@ -137,6 +127,15 @@ fn placeholder(ty: &ColumnType) -> Option<Value> {
         ColumnType::Array(_) => Some(Value::Array(Vec::new())),
         _ => None,
     }
+}
+
+fn convert_column(column: &crate::schema::Column, text: &str) -> Result<Value, ConvertError> {
+    convert(&column.ty, text).map_err(|reason| ConvertError {
+        column: column.name.clone(),
+        value: text.to_string(),
+        expected: format!("{:?}", column.ty),
+        reason,
+    })
 }
 
 /// Converts one non-null text value.

@@ -23,7 +23,10 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
         // Never read outputs of aborted (or still open) transactions; without transactions
         // this reads exactly what read_uncommitted would.
         .set("isolation.level", "read_committed")
-        .set("topic.metadata.refresh.interval.ms", "10000");
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // Incremental rebalancing: a member joining or leaving moves only the partitions
+        // that change owner; the others keep processing (no stop-the-world revoke).
+        .set("partition.assignment.strategy", "cooperative-sticky");
     c
 }
 

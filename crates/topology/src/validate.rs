@@ -91,16 +91,7 @@ impl Topology {
             }
         };
         let mut copy = self.clone();
-        for topic in &mut copy.topics {
-            let new = rename(&topic.name);
-            if let Some(s) = copy.value_schemas.remove(&topic.name) {
-                copy.value_schemas.insert(new.clone(), s);
-            }
-            if let Some(s) = copy.key_schemas.remove(&topic.name) {
-                copy.key_schemas.insert(new.clone(), s);
-            }
-            topic.name = new;
-        }
+        copy.rename_topics(&rename);
         for (p, _) in &mut copy.processors {
             for input in &mut p.inputs {
                 input.topic = rename(&input.topic);
@@ -127,16 +118,7 @@ impl Topology {
             }
         };
         let mut copy = self.clone();
-        for topic in &mut copy.topics {
-            let new = rename(&topic.name);
-            if let Some(s) = copy.value_schemas.remove(&topic.name) {
-                copy.value_schemas.insert(new.clone(), s);
-            }
-            if let Some(s) = copy.key_schemas.remove(&topic.name) {
-                copy.key_schemas.insert(new.clone(), s);
-            }
-            topic.name = new;
-        }
+        copy.rename_topics(&rename);
         let ident: String = suffix
             .chars()
             .map(|c| {
@@ -164,6 +146,20 @@ impl Topology {
             c.params = serde_yaml::to_value(&*params).ok()?;
         }
         Some(copy)
+    }
+
+    /// Renames topics (and their schema entries) by `rename`.
+    fn rename_topics(&mut self, rename: &impl Fn(&str) -> String) {
+        for topic in &mut self.topics {
+            let new = rename(&topic.name);
+            if let Some(s) = self.value_schemas.remove(&topic.name) {
+                self.value_schemas.insert(new.clone(), s);
+            }
+            if let Some(s) = self.key_schemas.remove(&topic.name) {
+                self.key_schemas.insert(new.clone(), s);
+            }
+            topic.name = new;
+        }
     }
 
     /// The topology as YAML again (schema paths unchanged): what `isolated` copies are
