@@ -160,7 +160,9 @@ pub async fn runtime(
         records as f64 / load_secs.max(1e-9)
     );
 
-    let ProcessorParams::Shipping(shipping_params) = params;
+    let ProcessorParams::Shipping(shipping_params) = params else {
+        panic!("the shipping processor has shipping parameters")
+    };
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
     config.admin_addr = "127.0.0.1:0".parse()?;
     let out_reader = reader(

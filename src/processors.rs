@@ -20,6 +20,34 @@ pub async fn run(
             let processor = shipping::Shipping::new(p.clone(), &spec.outputs);
             runtime::run(config, topology, processor, shutdown).await?;
         }
+        ProcessorParams::Inventory(_) => {
+            let processor = inventory::ledger_processor::Ledger::new(&spec.outputs);
+            runtime::run_stateful(config, topology, processor, shutdown).await?;
+        }
+        ProcessorParams::InventoryOrders(p) => {
+            let output = |prefix: &str| {
+                spec.outputs
+                    .iter()
+                    .find(|o| o.starts_with(prefix))
+                    .cloned()
+                    .with_context(|| format!("inventory-orders needs an output `{prefix}*`"))
+            };
+            let processor = inventory::orders_processor::Reservations {
+                default_hold_ms: p.default_hold_ms,
+                stock_commands: output("inventory.stock-commands")?,
+                answers: output("inventory.reservation-events")?,
+            };
+            runtime::run_stateful(config, topology, processor, shutdown).await?;
+        }
+        ProcessorParams::InventoryStockFeed(_) => {
+            let output = spec
+                .outputs
+                .first()
+                .cloned()
+                .context("inventory-stock-feed needs an output")?;
+            let processor = inventory::feed::StockFeed { output };
+            runtime::run(config, topology, processor, shutdown).await?;
+        }
     }
     Ok(())
 }

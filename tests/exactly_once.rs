@@ -96,7 +96,9 @@ async fn run(
     token: CancellationToken,
 ) -> Result<(), runtime::RuntimeError> {
     let (spec, params) = t.processor("shipping").unwrap();
-    let ProcessorParams::Shipping(params) = params;
+    let ProcessorParams::Shipping(params) = params else {
+        panic!("the shipping processor has shipping parameters")
+    };
     let mut stack = env();
     stack.bootstrap_servers = bootstrap.to_string();
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, stack).unwrap();

@@ -67,7 +67,9 @@ async fn transient_failures_are_retried_then_dead_lettered_when_the_budget_runs_
     .unwrap();
 
     let (spec, params) = t.processor("shipping").unwrap();
-    let ProcessorParams::Shipping(params) = params;
+    let ProcessorParams::Shipping(params) = params else {
+        panic!("the shipping processor has shipping parameters")
+    };
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env()).unwrap();
     config.admin_addr = "127.0.0.1:0".parse().unwrap();
     config.retry = RetryPolicy {

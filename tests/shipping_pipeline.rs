@@ -22,7 +22,9 @@ fn start_shipping(
     tokio::task::JoinHandle<Result<(), runtime::RuntimeError>>,
 ) {
     let (spec, params) = t.processor("shipping").unwrap();
-    let ProcessorParams::Shipping(params) = params;
+    let ProcessorParams::Shipping(params) = params else {
+        panic!("the shipping processor has shipping parameters")
+    };
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env()).unwrap();
     config.admin_addr = "127.0.0.1:0".parse().unwrap();
     let processor = shipping::Shipping::new(params.clone(), &spec.outputs);

@@ -17,7 +17,10 @@ pub use model::{
     CleanupPolicy, ConnectorKind, ConnectorSpec, Guarantee, InputSpec, KeyFormat, OffsetReset,
     ProcessorKind, ProcessorSpec, TopicSpec, ValueFormat,
 };
-pub use params::{CdcTable, PostgresCdcParams, ProcessorParams, ShippingParams};
+pub use params::{
+    CdcTable, InventoryOrdersParams, InventoryParams, InventoryStockFeedParams, PostgresCdcParams,
+    ProcessorParams, ShippingParams,
+};
 pub use validate::{load, load_str, Problem, Topology, TopologyError};
 
 /// Record name every dead-letter topic's value schema must have.

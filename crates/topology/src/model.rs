@@ -80,12 +80,21 @@ pub enum ValueFormat {
 #[serde(rename_all = "kebab-case")]
 pub enum ProcessorKind {
     Shipping,
+    /// The stock ledger, partitioned by product id.
+    Inventory,
+    /// Order-level reservations over the ledger, partitioned by order id.
+    InventoryOrders,
+    /// Warehouse stock CDC re-keyed by product id into ledger commands.
+    InventoryStockFeed,
 }
 
 impl ProcessorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessorKind::Shipping => "shipping",
+            ProcessorKind::Inventory => "inventory",
+            ProcessorKind::InventoryOrders => "inventory-orders",
+            ProcessorKind::InventoryStockFeed => "inventory-stock-feed",
         }
     }
 }

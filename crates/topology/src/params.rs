@@ -9,6 +9,9 @@ use crate::model::ProcessorKind;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProcessorParams {
     Shipping(ShippingParams),
+    Inventory(InventoryParams),
+    InventoryOrders(InventoryOrdersParams),
+    InventoryStockFeed(InventoryStockFeedParams),
 }
 
 impl ProcessorParams {
@@ -23,6 +26,13 @@ impl ProcessorParams {
         };
         Ok(match kind {
             ProcessorKind::Shipping => ProcessorParams::Shipping(serde_yaml::from_value(raw)?),
+            ProcessorKind::Inventory => ProcessorParams::Inventory(serde_yaml::from_value(raw)?),
+            ProcessorKind::InventoryOrders => {
+                ProcessorParams::InventoryOrders(serde_yaml::from_value(raw)?)
+            }
+            ProcessorKind::InventoryStockFeed => {
+                ProcessorParams::InventoryStockFeed(serde_yaml::from_value(raw)?)
+            }
         })
     }
 }
@@ -46,6 +56,29 @@ fn default_carrier() -> String {
 fn default_fc() -> String {
     "FC-EAST-1".to_string()
 }
+
+/// The stock ledger.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryParams {}
+
+/// Order-level reservations.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryOrdersParams {
+    /// How long a reservation holds stock when the RESERVE names no hold (ms).
+    #[serde(default = "default_hold_ms")]
+    pub default_hold_ms: i64,
+}
+
+fn default_hold_ms() -> i64 {
+    15 * 60 * 1000
+}
+
+/// The warehouse stock feed.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryStockFeedParams {}
 
 /// The PostgreSQL change-data-capture connector.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -77,11 +77,20 @@ impl Topology {
     /// renamed `<name>.<suffix>`, so a test or benchmark runs the processor on private topics
     /// of the same shape, beside the real ones, on one broker.
     pub fn isolated(&self, processor: &str, suffix: &str) -> Option<Topology> {
-        let (spec, _) = self.processor(processor)?;
-        let mut touched: Vec<String> = spec.outputs.clone();
-        for input in &spec.inputs {
-            touched.push(input.topic.clone());
-            touched.push(input.dead_letter.clone());
+        self.isolated_all(&[processor], suffix)
+    }
+
+    /// [`Topology::isolated`] for several processors that talk to each other: the topics any
+    /// of them touches are renamed, and each gets its own consumer group.
+    pub fn isolated_all(&self, processors: &[&str], suffix: &str) -> Option<Topology> {
+        let mut touched: Vec<String> = Vec::new();
+        for processor in processors {
+            let (spec, _) = self.processor(processor)?;
+            touched.extend(spec.outputs.iter().cloned());
+            for input in &spec.inputs {
+                touched.push(input.topic.clone());
+                touched.push(input.dead_letter.clone());
+            }
         }
         let rename = |name: &str| {
             if touched.iter().any(|t| t == name) {

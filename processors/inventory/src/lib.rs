@@ -1,10 +1,16 @@
-//! Inventory: the one place the design chooses consistency over availability.
+//! Inventory: the one place the design chooses consistency over availability. Three
+//! processors, each the single writer of its state:
 //!
-//! - [`ledger`]: one product's stock (pure), the single-writer state of the `inventory`
-//!   processor, partitioned by product id.
+//! - `inventory` ([`ledger_processor`] over the pure [`ledger`]): the stock of each product,
+//!   partitioned by product id; holds, releases, commits and warehouse levels are applied one
+//!   at a time by the instance owning the product, so no two orders take the same unit.
+//! - `inventory-orders` ([`orders_processor`] over the pure [`order`]): one order's
+//!   reservation, partitioned by order id; it asks every product's ledger for a hold and
+//!   answers checkout all or nothing, giving back partial holds; expiry is a durable timer.
+//! - `inventory-stock-feed` ([`feed`]): warehouse stock CDC re-keyed by product id.
 
-//! - [`order`]: one order's all-or-nothing reservation over the products' answers (pure),
-//!   the state of the `inventory-orders` processor, partitioned by order id.
-
+pub mod feed;
 pub mod ledger;
+pub mod ledger_processor;
 pub mod order;
+pub mod orders_processor;

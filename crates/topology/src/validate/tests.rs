@@ -63,12 +63,11 @@ fn a_good_topology_loads_with_typed_params_and_schemas() {
     let (spec, params) = t.processor("shipping").unwrap();
     assert_eq!(spec.kind, ProcessorKind::Shipping);
     assert_eq!(spec.guarantee, Guarantee::AtLeastOnce);
-    match params {
-        ProcessorParams::Shipping(p) => {
-            assert_eq!(p.carrier, "acme");
-            assert_eq!(p.default_fulfillment_center, "FC-EAST-1");
-        }
-    }
+    let ProcessorParams::Shipping(p) = params else {
+        panic!("shipping parameters expected, got {params:?}");
+    };
+    assert_eq!(p.carrier, "acme");
+    assert_eq!(p.default_fulfillment_center, "FC-EAST-1");
     assert!(t.value_schema("orders.order-placed.v1").is_some());
     let subjects: Vec<String> = t.subjects().into_iter().map(|(s, _)| s).collect();
     assert!(subjects.contains(&"orders.order-placed.v1-value".to_string()));

@@ -1,0 +1,799 @@
+//! `storefleet.inventory`: the order-level reservation protocol with checkout, the internal
+//! per-product ledger protocol, stock movements and the availability projection.
+
+use serde::{Deserialize, Serialize};
+
+/// schemas/inventory/InventoryCommand.avsc — checkout and the returns desk ask the ledger
+/// about one order's stock; `kind` says which fields matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryCommand {
+    pub event_id: String,
+    pub occurred_at: i64,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    /// Stays the same across re-sends; the ledger applies it at most once.
+    pub command_id: String,
+    pub kind: InventoryCommandKind,
+    pub order_id: String,
+    /// RESERVE only (all or nothing); empty otherwise.
+    pub lines: Vec<InventoryLine>,
+    /// RESERVE: hold duration (schema default 900 000).
+    pub hold_ms: i64,
+    pub destination_country: Option<String>,
+    /// RELEASE: why the saga gives the stock back.
+    pub reason: Option<String>,
+    /// RECEIVE_RETURN and RECORD_INSPECTION only.
+    pub return_item: Option<ReturnItem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InventoryCommandKind {
+    Unknown,
+    Reserve,
+    Commit,
+    Release,
+    ReceiveReturn,
+    RecordInspection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryLine {
+    pub line_number: i32,
+    pub product_id: String,
+    pub quantity: i32,
+    /// Preferred center; `None` lets inventory choose.
+    pub fulfillment_center: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnItem {
+    pub return_id: String,
+    pub product_id: String,
+    pub fulfillment_center: String,
+    pub quantity: i32,
+    /// RECORD_INSPECTION: the outcome; `None` for RECEIVE_RETURN.
+    pub outcome: Option<InspectionOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InspectionOutcome {
+    Unknown,
+    Restockable,
+    Damaged,
+}
+
+/// schemas/inventory/ReservationEvent.avsc — the answer to an [`InventoryCommand`] (or an
+/// expiry) for one order's reservation; `kind` says which fields matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationEvent {
+    pub event_id: String,
+    pub occurred_at: i64,
+    pub correlation_id: String,
+    /// `None` for an expiry.
+    pub causation_id: Option<String>,
+    pub kind: ReservationEventKind,
+    pub order_id: String,
+    /// `None` for an expiry-driven release.
+    pub command_id: Option<String>,
+    /// RESERVED, COMMITTED, RELEASED; one order line may be split across centers.
+    pub lines: Vec<ReservedLine>,
+    /// RESERVED: epoch milliseconds.
+    pub expires_at: Option<i64>,
+    /// REJECTED and COMMIT_REJECTED.
+    pub rejection: Option<Rejection>,
+    /// RELEASED.
+    pub release_cause: Option<ReleaseCause>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationEventKind {
+    Unknown,
+    Reserved,
+    Rejected,
+    Committed,
+    CommitRejected,
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedLine {
+    pub line_number: i32,
+    pub product_id: String,
+    pub quantity: i32,
+    pub fulfillment_center: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The first (deciding) reason.
+    pub reason: RejectReason,
+    /// Every offending line; empty for reservation-level reasons.
+    pub lines: Vec<RejectedLine>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectReason {
+    Unknown,
+    OutOfStock,
+    UnknownProduct,
+    InvalidQuantity,
+    DuplicateLine,
+    ReservationNotFound,
+    ReservationExpired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedLine {
+    pub line_number: i32,
+    pub product_id: String,
+    pub reason: RejectReason,
+    pub requested_quantity: i32,
+    pub available_quantity: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReleaseCause {
+    Unknown,
+    Requested,
+    Expired,
+}
+
+/// schemas/inventory/StockEvent.avsc — units of one product moved between buckets at one
+/// fulfillment center (restock, adjustment, returns; not reservation holds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockEvent {
+    pub event_id: String,
+    pub occurred_at: i64,
+    /// The order id for returns; `<txId>:<lsn>` for stock-CDC-driven changes.
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub kind: StockEventKind,
+    pub product_id: String,
+    pub fulfillment_center: String,
+    pub quantity: i32,
+    /// `None` when the units entered the ledger.
+    pub from_status: Option<StockStatus>,
+    /// `None` when the units left the ledger.
+    pub to_status: Option<StockStatus>,
+    pub levels: StockLevels,
+    pub return_id: Option<String>,
+    pub order_id: Option<String>,
+    pub source_lsn: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockEventKind {
+    Unknown,
+    Restocked,
+    Adjusted,
+    Arrived,
+    ReturnReceived,
+    ReturnRestocked,
+    ReturnDamaged,
+}
+
+/// The bucket a unit of stock is in at a fulfillment center.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockStatus {
+    Unknown,
+    Available,
+    Reserved,
+    InTransit,
+    Damaged,
+    PendingReturn,
+}
+
+/// Units per bucket at one fulfillment center after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevels {
+    pub available: i32,
+    pub reserved: i32,
+    pub in_transit: i32,
+    pub damaged: i32,
+    pub pending_return: i32,
+}
+
+/// schemas/inventory/ProductAvailability.avsc — compacted, slightly stale projection of
+/// whether a product can be bought.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductAvailability {
+    pub event_id: String,
+    pub occurred_at: i64,
+    /// The product id.
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub product_id: String,
+    pub in_stock: bool,
+    pub available_quantity: i32,
+    /// Centers with zero may be omitted.
+    pub fulfillment_centers: Vec<CenterAvailability>,
+    /// Ledger version of the product; readers ignore older updates.
+    pub sequence: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CenterAvailability {
+    pub fulfillment_center: String,
+    pub available_quantity: i32,
+}
+
+/// schemas/inventory/StockCommand.avsc — internal to inventory: an instruction to the ledger
+/// of one product (keyed by product id, so each product has one writer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCommand {
+    /// Derived from its cause, so a re-sent command has the same id.
+    pub event_id: String,
+    pub occurred_at: i64,
+    /// The order id (HOLD/RELEASE/COMMIT) or the product id (SET_LEVEL).
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub kind: StockCommandKind,
+    pub product_id: String,
+    /// HOLD, RELEASE, COMMIT.
+    pub order_id: Option<String>,
+    pub command_id: Option<String>,
+    /// HOLD: the lines to hold.
+    pub lines: Vec<StockCommandLine>,
+    /// SET_LEVEL: the new level.
+    pub level: Option<StockLevel>,
+    /// HOLD: informational (schema default 0); the order stage owns expiry.
+    pub hold_ms: i64,
+    /// RELEASE: why (requested, expired, compensation).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockCommandKind {
+    Unknown,
+    Hold,
+    Release,
+    Commit,
+    SetLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCommandLine {
+    pub line_number: i32,
+    pub quantity: i32,
+    /// Preferred center; `None` lets the ledger choose.
+    pub fulfillment_center: Option<String>,
+}
+
+/// The warehouse's on-hand units of one bucket (from `warehouse.public.stock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub fulfillment_center: String,
+    /// The warehouse's lowercase status text (`available`, `in_transit`, `damaged`,
+    /// `pending_return`), a string in the schema, not a [`StockStatus`].
+    pub status: String,
+    /// Absolute level; 0 when the row was deleted.
+    pub on_hand: i32,
+    pub source_lsn: Option<i64>,
+}
+
+/// schemas/inventory/StockResult.avsc — internal to inventory: what the ledger of one
+/// product did for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockResult {
+    pub event_id: String,
+    pub occurred_at: i64,
+    /// The order id.
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub kind: StockResultKind,
+    pub order_id: String,
+    pub command_id: Option<String>,
+    pub product_id: String,
+    /// HELD, RELEASED, COMMITTED: the units by fulfillment center.
+    pub lines: Vec<StockResultLine>,
+    /// REFUSED: sellable units when the ledger decided.
+    pub available_quantity: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockResultKind {
+    Unknown,
+    Held,
+    Refused,
+    Released,
+    Committed,
+    NotHeld,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockResultLine {
+    pub line_number: i32,
+    pub quantity: i32,
+    pub fulfillment_center: String,
+}
+
+/// One value of each top-level record with every optional field set and every list
+/// non-empty.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::*;
+
+    const ORDER: &str = "ord-1";
+    const PRODUCT: &str = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+    pub fn inventory_command() -> InventoryCommand {
+        InventoryCommand {
+            event_id: "2b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_000,
+            correlation_id: ORDER.into(),
+            causation_id: Some("0b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            command_id: "3b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            kind: InventoryCommandKind::Reserve,
+            order_id: ORDER.into(),
+            lines: vec![InventoryLine {
+                line_number: 1,
+                product_id: PRODUCT.into(),
+                quantity: 2,
+                fulfillment_center: Some("FC-WEST-2".into()),
+            }],
+            hold_ms: 900_000,
+            destination_country: Some("US".into()),
+            reason: Some("payment declined".into()),
+            return_item: Some(ReturnItem {
+                return_id: "rma-1".into(),
+                product_id: PRODUCT.into(),
+                fulfillment_center: "FC-WEST-2".into(),
+                quantity: 1,
+                outcome: Some(InspectionOutcome::Restockable),
+            }),
+        }
+    }
+
+    pub fn reservation_event() -> ReservationEvent {
+        ReservationEvent {
+            event_id: "4b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_001,
+            correlation_id: ORDER.into(),
+            causation_id: Some("2b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            kind: ReservationEventKind::Reserved,
+            order_id: ORDER.into(),
+            command_id: Some("3b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            lines: vec![ReservedLine {
+                line_number: 1,
+                product_id: PRODUCT.into(),
+                quantity: 2,
+                fulfillment_center: "FC-WEST-2".into(),
+            }],
+            expires_at: Some(1_764_300_900_001),
+            rejection: Some(Rejection {
+                reason: RejectReason::OutOfStock,
+                lines: vec![RejectedLine {
+                    line_number: 1,
+                    product_id: PRODUCT.into(),
+                    reason: RejectReason::OutOfStock,
+                    requested_quantity: 2,
+                    available_quantity: Some(1),
+                }],
+                message: Some("only 1 left".into()),
+            }),
+            release_cause: Some(ReleaseCause::Expired),
+        }
+    }
+
+    pub fn stock_event() -> StockEvent {
+        StockEvent {
+            event_id: "5b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_002,
+            correlation_id: ORDER.into(),
+            causation_id: Some("2b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            kind: StockEventKind::ReturnRestocked,
+            product_id: PRODUCT.into(),
+            fulfillment_center: "FC-WEST-2".into(),
+            quantity: 1,
+            from_status: Some(StockStatus::PendingReturn),
+            to_status: Some(StockStatus::Available),
+            levels: StockLevels {
+                available: 10,
+                reserved: 2,
+                in_transit: 5,
+                damaged: 1,
+                pending_return: 0,
+            },
+            return_id: Some("rma-1".into()),
+            order_id: Some(ORDER.into()),
+            source_lsn: Some(0x16_B374_D848),
+        }
+    }
+
+    pub fn product_availability() -> ProductAvailability {
+        ProductAvailability {
+            event_id: "6b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_003,
+            correlation_id: PRODUCT.into(),
+            causation_id: Some("5b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            product_id: PRODUCT.into(),
+            in_stock: true,
+            available_quantity: 12,
+            fulfillment_centers: vec![
+                CenterAvailability {
+                    fulfillment_center: "FC-WEST-2".into(),
+                    available_quantity: 10,
+                },
+                CenterAvailability {
+                    fulfillment_center: "FC-EAST-1".into(),
+                    available_quantity: 2,
+                },
+            ],
+            sequence: 42,
+        }
+    }
+
+    pub fn stock_command() -> StockCommand {
+        StockCommand {
+            event_id: "7b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_004,
+            correlation_id: ORDER.into(),
+            causation_id: Some("2b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            kind: StockCommandKind::Hold,
+            product_id: PRODUCT.into(),
+            order_id: Some(ORDER.into()),
+            command_id: Some("3b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            lines: vec![StockCommandLine {
+                line_number: 1,
+                quantity: 2,
+                fulfillment_center: Some("FC-WEST-2".into()),
+            }],
+            level: Some(StockLevel {
+                fulfillment_center: "FC-WEST-2".into(),
+                status: "available".into(),
+                on_hand: 12,
+                source_lsn: Some(0x16_B374_D848),
+            }),
+            hold_ms: 900_000,
+            reason: Some("requested".into()),
+        }
+    }
+
+    pub fn stock_result() -> StockResult {
+        StockResult {
+            event_id: "8b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into(),
+            occurred_at: 1_764_300_000_005,
+            correlation_id: ORDER.into(),
+            causation_id: Some("7b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            kind: StockResultKind::Held,
+            order_id: ORDER.into(),
+            command_id: Some("3b9f6a52-3c1d-4e8f-9a7b-1c2d3e4f5a6b".into()),
+            product_id: PRODUCT.into(),
+            lines: vec![StockResultLine {
+                line_number: 1,
+                quantity: 2,
+                fulfillment_center: "FC-WEST-2".into(),
+            }],
+            available_quantity: Some(12),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples;
+    use super::*;
+    use crate::schema_check::round_trip;
+
+    // Each record is checked full (samples), empty (every union null, every list empty),
+    // and once per enum symbol, so a symbol renamed on either side fails here.
+
+    #[test]
+    fn inventory_command_matches_its_schema() {
+        const FILE: &str = "inventory/InventoryCommand.avsc";
+        let full = samples::inventory_command();
+        round_trip(FILE, &full);
+        let empty = InventoryCommand {
+            causation_id: None,
+            kind: InventoryCommandKind::Commit,
+            lines: vec![],
+            destination_country: None,
+            reason: None,
+            return_item: None,
+            ..full.clone()
+        };
+        round_trip(FILE, &empty);
+        let item = full.return_item.clone().expect("sample has a return item");
+        round_trip(
+            FILE,
+            &InventoryCommand {
+                kind: InventoryCommandKind::ReceiveReturn,
+                lines: vec![InventoryLine {
+                    fulfillment_center: None,
+                    ..full.lines[0].clone()
+                }],
+                return_item: Some(ReturnItem {
+                    outcome: None,
+                    ..item.clone()
+                }),
+                ..empty.clone()
+            },
+        );
+        for kind in [
+            InventoryCommandKind::Unknown,
+            InventoryCommandKind::Reserve,
+            InventoryCommandKind::Commit,
+            InventoryCommandKind::Release,
+            InventoryCommandKind::ReceiveReturn,
+            InventoryCommandKind::RecordInspection,
+        ] {
+            round_trip(
+                FILE,
+                &InventoryCommand {
+                    kind,
+                    ..empty.clone()
+                },
+            );
+        }
+        for outcome in [
+            InspectionOutcome::Unknown,
+            InspectionOutcome::Restockable,
+            InspectionOutcome::Damaged,
+        ] {
+            let return_item = Some(ReturnItem {
+                outcome: Some(outcome),
+                ..item.clone()
+            });
+            round_trip(
+                FILE,
+                &InventoryCommand {
+                    return_item,
+                    ..empty.clone()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn reservation_event_matches_its_schema() {
+        const FILE: &str = "inventory/ReservationEvent.avsc";
+        let full = samples::reservation_event();
+        round_trip(FILE, &full);
+        let empty = ReservationEvent {
+            causation_id: None,
+            kind: ReservationEventKind::Released,
+            command_id: None,
+            lines: vec![],
+            expires_at: None,
+            rejection: None,
+            release_cause: None,
+            ..full.clone()
+        };
+        round_trip(FILE, &empty);
+        round_trip(
+            FILE,
+            &ReservationEvent {
+                kind: ReservationEventKind::CommitRejected,
+                rejection: Some(Rejection {
+                    reason: RejectReason::ReservationExpired,
+                    lines: vec![],
+                    message: None,
+                }),
+                ..empty.clone()
+            },
+        );
+        for kind in [
+            ReservationEventKind::Unknown,
+            ReservationEventKind::Reserved,
+            ReservationEventKind::Rejected,
+            ReservationEventKind::Committed,
+            ReservationEventKind::CommitRejected,
+            ReservationEventKind::Released,
+        ] {
+            round_trip(
+                FILE,
+                &ReservationEvent {
+                    kind,
+                    ..empty.clone()
+                },
+            );
+        }
+        let line = full.rejection.as_ref().expect("sample rejects").lines[0].clone();
+        for reason in [
+            RejectReason::Unknown,
+            RejectReason::OutOfStock,
+            RejectReason::UnknownProduct,
+            RejectReason::InvalidQuantity,
+            RejectReason::DuplicateLine,
+            RejectReason::ReservationNotFound,
+            RejectReason::ReservationExpired,
+        ] {
+            let rejection = Rejection {
+                reason,
+                lines: vec![RejectedLine {
+                    reason,
+                    available_quantity: None,
+                    ..line.clone()
+                }],
+                message: None,
+            };
+            round_trip(
+                FILE,
+                &ReservationEvent {
+                    rejection: Some(rejection),
+                    ..empty.clone()
+                },
+            );
+        }
+        for cause in [
+            ReleaseCause::Unknown,
+            ReleaseCause::Requested,
+            ReleaseCause::Expired,
+        ] {
+            round_trip(
+                FILE,
+                &ReservationEvent {
+                    release_cause: Some(cause),
+                    ..empty.clone()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn stock_event_matches_its_schema() {
+        const FILE: &str = "inventory/StockEvent.avsc";
+        let full = samples::stock_event();
+        round_trip(FILE, &full);
+        let empty = StockEvent {
+            causation_id: None,
+            kind: StockEventKind::Restocked,
+            from_status: None,
+            to_status: None,
+            return_id: None,
+            order_id: None,
+            source_lsn: None,
+            ..full.clone()
+        };
+        round_trip(FILE, &empty);
+        for kind in [
+            StockEventKind::Unknown,
+            StockEventKind::Restocked,
+            StockEventKind::Adjusted,
+            StockEventKind::Arrived,
+            StockEventKind::ReturnReceived,
+            StockEventKind::ReturnRestocked,
+            StockEventKind::ReturnDamaged,
+        ] {
+            round_trip(
+                FILE,
+                &StockEvent {
+                    kind,
+                    ..empty.clone()
+                },
+            );
+        }
+        for status in [
+            StockStatus::Unknown,
+            StockStatus::Available,
+            StockStatus::Reserved,
+            StockStatus::InTransit,
+            StockStatus::Damaged,
+            StockStatus::PendingReturn,
+        ] {
+            // The two fields are separate unions over one named enum: check both.
+            round_trip(
+                FILE,
+                &StockEvent {
+                    from_status: Some(status),
+                    ..empty.clone()
+                },
+            );
+            round_trip(
+                FILE,
+                &StockEvent {
+                    to_status: Some(status),
+                    ..empty.clone()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn product_availability_matches_its_schema() {
+        const FILE: &str = "inventory/ProductAvailability.avsc";
+        let full = samples::product_availability();
+        round_trip(FILE, &full);
+        round_trip(
+            FILE,
+            &ProductAvailability {
+                causation_id: None,
+                in_stock: false,
+                available_quantity: 0,
+                fulfillment_centers: vec![],
+                ..full
+            },
+        );
+    }
+
+    #[test]
+    fn stock_command_matches_its_schema() {
+        const FILE: &str = "inventory/StockCommand.avsc";
+        let full = samples::stock_command();
+        round_trip(FILE, &full);
+        let empty = StockCommand {
+            causation_id: None,
+            kind: StockCommandKind::Release,
+            order_id: None,
+            command_id: None,
+            lines: vec![],
+            level: None,
+            hold_ms: 0,
+            reason: None,
+            ..full.clone()
+        };
+        round_trip(FILE, &empty);
+        round_trip(
+            FILE,
+            &StockCommand {
+                kind: StockCommandKind::SetLevel,
+                lines: vec![StockCommandLine {
+                    fulfillment_center: None,
+                    ..full.lines[0].clone()
+                }],
+                level: Some(StockLevel {
+                    source_lsn: None,
+                    ..full.level.clone().expect("sample has a level")
+                }),
+                ..empty.clone()
+            },
+        );
+        for kind in [
+            StockCommandKind::Unknown,
+            StockCommandKind::Hold,
+            StockCommandKind::Release,
+            StockCommandKind::Commit,
+            StockCommandKind::SetLevel,
+        ] {
+            round_trip(
+                FILE,
+                &StockCommand {
+                    kind,
+                    ..empty.clone()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn stock_result_matches_its_schema() {
+        const FILE: &str = "inventory/StockResult.avsc";
+        let full = samples::stock_result();
+        round_trip(FILE, &full);
+        let empty = StockResult {
+            causation_id: None,
+            kind: StockResultKind::NotHeld,
+            command_id: None,
+            lines: vec![],
+            available_quantity: None,
+            ..full.clone()
+        };
+        round_trip(FILE, &empty);
+        for kind in [
+            StockResultKind::Unknown,
+            StockResultKind::Held,
+            StockResultKind::Refused,
+            StockResultKind::Released,
+            StockResultKind::Committed,
+            StockResultKind::NotHeld,
+        ] {
+            round_trip(
+                FILE,
+                &StockResult {
+                    kind,
+                    ..empty.clone()
+                },
+            );
+        }
+    }
+}

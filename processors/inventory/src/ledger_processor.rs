@@ -1,0 +1,326 @@
+//! `inventory`: the stock ledger processor. Input `inventory.stock-commands.v1` (key product
+//! id); outputs the per-product answers to the order stage (`inventory.stock-results.v1`, key
+//! order id), stock movements (`inventory.stock-events.v1`) and the availability projection
+//! (`inventory.availability.v1`, compacted, key product id).
+//!
+//! State layout (one store, keys per product so a write never re-serialises other orders'
+//! holds, which matters for a hot product):
+//! - `<product>`: the centers and their buckets;
+//! - `<product>/h/<order>`: the order's hold of this product;
+//! - `<product>/c/<order>`: how it ended (so a redelivered command answers the same), dropped
+//!   by a timer an hour later.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use events::inventory::{
+    CenterAvailability, ProductAvailability, StockCommand, StockCommandKind, StockEvent,
+    StockEventKind, StockLevels, StockResult, StockResultKind, StockResultLine, StockStatus,
+};
+use runtime::state::{State, Timer};
+use runtime::{ids, HandlerError, Input, Outputs, StatefulProcessor};
+
+use crate::ledger::{Bucket, Center, Closed, EndOutcome, Hold, HoldOutcome, ProductStock, Want};
+
+/// How long an ended hold's outcome is remembered for redeliveries.
+const CLOSED_TTL_MS: i64 = 60 * 60 * 1000;
+
+/// What the store holds under one key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Entry {
+    Centers(BTreeMap<String, Center>),
+    Hold(Hold),
+    Closed(Closed),
+}
+
+pub struct Ledger {
+    pub results: String,
+    pub events: String,
+    pub availability: String,
+}
+
+impl Ledger {
+    pub fn new(outputs: &[String]) -> Self {
+        let pick = |suffix: &str, default: &str| {
+            outputs
+                .iter()
+                .find(|o| o.starts_with(suffix))
+                .cloned()
+                .unwrap_or_else(|| default.to_string())
+        };
+        Self {
+            results: pick("inventory.stock-results", "inventory.stock-results.v1"),
+            events: pick("inventory.stock-events", "inventory.stock-events.v1"),
+            availability: pick("inventory.availability", "inventory.availability.v1"),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn qty(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Loads the product's centers and `order`'s hold or outcome into a ledger value.
+fn load(state: &State<'_, Entry>, product: &str, order: Option<&str>) -> ProductStock {
+    let mut stock = ProductStock::default();
+    if let Some(Entry::Centers(centers)) = state.get(product) {
+        stock.centers = centers.clone();
+    }
+    if let Some(order) = order {
+        if let Some(Entry::Hold(hold)) = state.get(&format!("{product}/h/{order}")) {
+            stock.holds.insert(order.to_string(), hold.clone());
+        }
+        if let Some(Entry::Closed(closed)) = state.get(&format!("{product}/c/{order}")) {
+            stock.closed.insert(order.to_string(), *closed);
+        }
+    }
+    stock
+}
+
+/// Writes back what `load` read (and the order's changes).
+fn store(
+    state: &mut State<'_, Entry>,
+    product: &str,
+    order: Option<&str>,
+    stock: &ProductStock,
+    now: i64,
+) {
+    state.put(product, Entry::Centers(stock.centers.clone()));
+    let Some(order) = order else { return };
+    let hold_key = format!("{product}/h/{order}");
+    match stock.holds.get(order) {
+        Some(hold) => state.put(&hold_key, Entry::Hold(hold.clone())),
+        None => {
+            if state.get(&hold_key).is_some() {
+                state.delete(&hold_key);
+            }
+        }
+    }
+    if let Some(closed) = stock.closed.get(order) {
+        let key = format!("{product}/c/{order}");
+        if state.get(&key).is_none() {
+            state.put(&key, Entry::Closed(*closed));
+            state.set_timer(&key, now + CLOSED_TTL_MS, "forget");
+        }
+    }
+}
+
+impl Ledger {
+    fn result(
+        &self,
+        cmd: &StockCommand,
+        order: &str,
+        kind: StockResultKind,
+        lines: &[crate::ledger::HeldLine],
+        available: Option<i64>,
+        now: i64,
+    ) -> StockResult {
+        StockResult {
+            event_id: ids::derived(&[&cmd.event_id, "stock-result"]),
+            occurred_at: now,
+            correlation_id: order.to_string(),
+            causation_id: Some(cmd.event_id.clone()),
+            kind,
+            order_id: order.to_string(),
+            command_id: cmd.command_id.clone(),
+            product_id: cmd.product_id.clone(),
+            lines: lines
+                .iter()
+                .map(|l| StockResultLine {
+                    line_number: l.line_number,
+                    quantity: qty(l.quantity),
+                    fulfillment_center: l.fulfillment_center.clone(),
+                })
+                .collect(),
+            available_quantity: available.map(qty),
+        }
+    }
+
+    fn availability(
+        &self,
+        cmd: &StockCommand,
+        stock: &ProductStock,
+        sequence: i64,
+        now: i64,
+    ) -> ProductAvailability {
+        let available = stock.available();
+        ProductAvailability {
+            event_id: ids::derived(&[&cmd.event_id, "availability"]),
+            occurred_at: now,
+            correlation_id: cmd.product_id.clone(),
+            causation_id: Some(cmd.event_id.clone()),
+            product_id: cmd.product_id.clone(),
+            in_stock: available > 0,
+            available_quantity: qty(available),
+            fulfillment_centers: stock
+                .centers
+                .iter()
+                .map(|(name, c)| CenterAvailability {
+                    fulfillment_center: name.clone(),
+                    available_quantity: qty(c.available),
+                })
+                .collect(),
+            sequence,
+        }
+    }
+}
+
+impl StatefulProcessor for Ledger {
+    type Value = Entry;
+    const STORE: &'static str = "stock";
+
+    async fn handle(
+        &mut self,
+        input: &Input,
+        state: &mut State<'_, Entry>,
+        out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        let cmd: StockCommand = input.decode()?;
+        let product = cmd.product_id.as_str();
+        if input.key_str() != Some(product) {
+            return Err(HandlerError::Invalid(format!(
+                "stock command for {product} under key {:?}: the ledger is partitioned by product id",
+                input.key_str()
+            )));
+        }
+        let now = now_ms();
+        let order = cmd.order_id.clone();
+        let needs_order = || {
+            order
+                .clone()
+                .ok_or_else(|| HandlerError::Invalid(format!("{:?} without order_id", cmd.kind)))
+        };
+        let mut stock = load(state, product, order.as_deref());
+        let before = stock.available();
+        match cmd.kind {
+            StockCommandKind::Hold => {
+                let order = needs_order()?;
+                let wants: Vec<Want> = cmd
+                    .lines
+                    .iter()
+                    .map(|l| Want {
+                        line_number: l.line_number,
+                        quantity: i64::from(l.quantity),
+                        preferred: l.fulfillment_center.clone(),
+                    })
+                    .collect();
+                let command_id = cmd.command_id.clone().unwrap_or_default();
+                let never_stocked = stock.centers.is_empty();
+                let result = match stock.hold(&order, &command_id, &wants) {
+                    HoldOutcome::Held(lines) => {
+                        self.result(&cmd, &order, StockResultKind::Held, &lines, None, now)
+                    }
+                    HoldOutcome::Refused { available } => {
+                        let available = (!never_stocked).then_some(available);
+                        self.result(&cmd, &order, StockResultKind::Refused, &[], available, now)
+                    }
+                    HoldOutcome::AlreadyClosed(_) | HoldOutcome::Conflict { .. } => {
+                        self.result(&cmd, &order, StockResultKind::NotHeld, &[], None, now)
+                    }
+                };
+                out.send(&self.results, &order, &result)?;
+            }
+            StockCommandKind::Release | StockCommandKind::Commit => {
+                let order = needs_order()?;
+                let (outcome, done) = if cmd.kind == StockCommandKind::Release {
+                    (stock.release(&order), StockResultKind::Released)
+                } else {
+                    (stock.commit(&order), StockResultKind::Committed)
+                };
+                let result = match outcome {
+                    EndOutcome::Ended(lines) => self.result(&cmd, &order, done, &lines, None, now),
+                    EndOutcome::NotHeld(Some(Closed::Released))
+                        if done == StockResultKind::Released =>
+                    {
+                        self.result(&cmd, &order, done, &[], None, now)
+                    }
+                    EndOutcome::NotHeld(Some(Closed::Committed))
+                        if done == StockResultKind::Committed =>
+                    {
+                        self.result(&cmd, &order, done, &[], None, now)
+                    }
+                    EndOutcome::NotHeld(_) => {
+                        self.result(&cmd, &order, StockResultKind::NotHeld, &[], None, now)
+                    }
+                };
+                out.send(&self.results, &order, &result)?;
+            }
+            StockCommandKind::SetLevel => {
+                let level = cmd
+                    .level
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Invalid("SET_LEVEL without level".into()))?;
+                let bucket = Bucket::parse(&level.status).ok_or_else(|| {
+                    HandlerError::Invalid(format!("unknown warehouse status `{}`", level.status))
+                })?;
+                let change =
+                    stock.set_level(&level.fulfillment_center, bucket, i64::from(level.on_hand));
+                if change.applied != 0 {
+                    let c = &stock.centers[&level.fulfillment_center];
+                    let event = StockEvent {
+                        event_id: ids::derived(&[&cmd.event_id, "stock-event"]),
+                        occurred_at: now,
+                        correlation_id: product.to_string(),
+                        causation_id: Some(cmd.event_id.clone()),
+                        kind: if change.applied > 0 {
+                            StockEventKind::Restocked
+                        } else {
+                            StockEventKind::Adjusted
+                        },
+                        product_id: product.to_string(),
+                        fulfillment_center: level.fulfillment_center.clone(),
+                        quantity: qty(change.applied.abs()),
+                        from_status: None,
+                        to_status: Some(StockStatus::Available),
+                        levels: StockLevels {
+                            available: qty(c.available),
+                            reserved: qty(c.reserved),
+                            in_transit: qty(c.in_transit),
+                            damaged: qty(c.damaged),
+                            pending_return: qty(c.pending_return),
+                        },
+                        return_id: None,
+                        order_id: None,
+                        source_lsn: level.source_lsn,
+                    };
+                    out.send(&self.events, product, &event)?;
+                }
+                if change.shortfall > 0 {
+                    tracing::warn!(product, center = %level.fulfillment_center, shortfall = change.shortfall, "warehouse counted fewer units than are held or sold");
+                }
+            }
+            StockCommandKind::Unknown => {
+                return Err(HandlerError::Invalid(
+                    "stock command of unknown kind".into(),
+                ))
+            }
+        }
+        if stock.available() != before || state.get(product).is_none() {
+            out.send(
+                &self.availability,
+                product,
+                &self.availability(&cmd, &stock, input.offset, now),
+            )?;
+        }
+        store(state, product, order.as_deref(), &stock, now);
+        Ok(())
+    }
+
+    async fn on_timer(
+        &mut self,
+        timer: &Timer,
+        state: &mut State<'_, Entry>,
+        _out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        // Forget an ended hold's outcome.
+        state.delete(&timer.key);
+        Ok(())
+    }
+}
