@@ -248,6 +248,8 @@ pub struct StockCommand {
     pub hold_ms: i64,
     /// RELEASE: why (requested, expired, compensation).
     pub reason: Option<String>,
+    /// RECEIVE_RETURN / RECORD_INSPECTION: the returned units.
+    pub return_item: Option<ReturnLine>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -258,6 +260,18 @@ pub enum StockCommandKind {
     Release,
     Commit,
     SetLevel,
+    ReceiveReturn,
+    RecordInspection,
+}
+
+/// Returned units of one product (schemas/inventory/StockCommand.avsc `ReturnLine`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnLine {
+    pub return_id: String,
+    pub fulfillment_center: String,
+    pub quantity: i32,
+    /// RECORD_INSPECTION: back to available (true) or damaged (false).
+    pub restockable: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,6 +470,12 @@ pub(crate) mod samples {
             }),
             hold_ms: 900_000,
             reason: Some("requested".into()),
+            return_item: Some(ReturnLine {
+                return_id: "rma-1".into(),
+                fulfillment_center: "FC-WEST-2".into(),
+                quantity: 1,
+                restockable: Some(true),
+            }),
         }
     }
 
@@ -730,9 +750,21 @@ mod tests {
             level: None,
             hold_ms: 0,
             reason: None,
+            return_item: None,
             ..full.clone()
         };
         round_trip(FILE, &empty);
+        round_trip(
+            FILE,
+            &StockCommand {
+                kind: StockCommandKind::ReceiveReturn,
+                return_item: Some(ReturnLine {
+                    restockable: None,
+                    ..full.return_item.clone().expect("sample has a return")
+                }),
+                ..empty.clone()
+            },
+        );
         round_trip(
             FILE,
             &StockCommand {
@@ -754,6 +786,8 @@ mod tests {
             StockCommandKind::Release,
             StockCommandKind::Commit,
             StockCommandKind::SetLevel,
+            StockCommandKind::ReceiveReturn,
+            StockCommandKind::RecordInspection,
         ] {
             round_trip(
                 FILE,

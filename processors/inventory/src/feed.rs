@@ -70,6 +70,7 @@ impl Processor for StockFeed {
             }),
             hold_ms: 0,
             reason: None,
+            return_item: None,
         };
         out.send(&self.output, &row.product_id, &command)
     }

@@ -271,6 +271,31 @@ impl ProductStock {
     }
 }
 
+impl ProductStock {
+    /// Returned units arrived at `center`: pending inspection, not sellable.
+    pub fn receive_return(&mut self, center: &str, quantity: Qty) {
+        self.centers
+            .entry(center.to_string())
+            .or_default()
+            .pending_return += quantity.max(0);
+    }
+
+    /// Inspected returned units leave `pending_return` for `available` (restockable) or
+    /// `damaged`. Returns the units moved to `available`.
+    pub fn inspect_return(&mut self, center: &str, quantity: Qty, restockable: bool) -> Qty {
+        let c = self.centers.entry(center.to_string()).or_default();
+        let quantity = quantity.max(0);
+        c.pending_return = (c.pending_return - quantity).max(0);
+        if restockable {
+            c.available += quantity;
+            quantity
+        } else {
+            c.damaged += quantity;
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +400,7 @@ mod tests {
         Release(u8),
         Commit(u8),
         Level(u8, Qty),
+        Return(u8, Qty, bool),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -384,6 +410,7 @@ mod tests {
             (0u8..8).prop_map(Op::Release),
             (0u8..8).prop_map(Op::Commit),
             (0u8..3, 0i64..20).prop_map(|(c, n)| Op::Level(c, n)),
+            (0u8..3, 1i64..4, any::<bool>()).prop_map(|(c, n, ok)| Op::Return(c, n, ok)),
         ]
     }
 
@@ -428,6 +455,11 @@ mod tests {
                     Op::Commit(o) => { s.commit(&format!("o{o}")); }
                     Op::Level(c, n) => {
                         inflow += s.set_level(&format!("FC-{c}"), Bucket::Available, n).applied;
+                    }
+                    Op::Return(c, n, restockable) => {
+                        let center = format!("FC-{c}");
+                        s.receive_return(&center, n);
+                        inflow += s.inspect_return(&center, n, restockable);
                     }
                 }
                 let mut total = 0;

@@ -31,6 +31,7 @@ pub enum Entry {
     Centers(BTreeMap<String, Center>),
     Hold(Hold),
     Closed(Closed),
+    Return(ReturnStage),
 }
 
 pub struct Ledger {
@@ -172,6 +173,107 @@ impl Ledger {
     }
 }
 
+/// How far a return got (under `<product>/r/<return id>`), so redeliveries change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReturnStage {
+    Received,
+    Inspected,
+}
+
+impl Ledger {
+    fn on_return(
+        &self,
+        cmd: &StockCommand,
+        state: &mut State<'_, Entry>,
+        stock: &mut ProductStock,
+        out: &mut Outputs<'_>,
+        now: i64,
+    ) -> Result<(), HandlerError> {
+        let item = cmd
+            .return_item
+            .as_ref()
+            .ok_or_else(|| HandlerError::Invalid(format!("{:?} without return_item", cmd.kind)))?;
+        if item.quantity <= 0 {
+            return Err(HandlerError::Invalid(format!(
+                "return {} of {} units",
+                item.return_id, item.quantity
+            )));
+        }
+        let key = format!("{}/r/{}", cmd.product_id, item.return_id);
+        let stage = match state.get(&key) {
+            Some(Entry::Return(stage)) => Some(*stage),
+            _ => None,
+        };
+        let quantity = i64::from(item.quantity);
+        let center = item.fulfillment_center.as_str();
+        let mut moves = Vec::new();
+        if stage.is_none() {
+            stock.receive_return(center, quantity);
+            moves.push((
+                StockEventKind::ReturnReceived,
+                None,
+                StockStatus::PendingReturn,
+            ));
+        }
+        let inspect = cmd.kind == StockCommandKind::RecordInspection;
+        if inspect && stage != Some(ReturnStage::Inspected) {
+            let restockable = item.restockable.ok_or_else(|| {
+                HandlerError::Invalid(format!(
+                    "inspection of {} without an outcome",
+                    item.return_id
+                ))
+            })?;
+            stock.inspect_return(center, quantity, restockable);
+            moves.push(if restockable {
+                (
+                    StockEventKind::ReturnRestocked,
+                    Some(StockStatus::PendingReturn),
+                    StockStatus::Available,
+                )
+            } else {
+                (
+                    StockEventKind::ReturnDamaged,
+                    Some(StockStatus::PendingReturn),
+                    StockStatus::Damaged,
+                )
+            });
+        }
+        let stage = if inspect {
+            ReturnStage::Inspected
+        } else {
+            stage.unwrap_or(ReturnStage::Received)
+        };
+        state.put(&key, Entry::Return(stage));
+        let c = stock.centers.get(center).cloned().unwrap_or_default();
+        for (i, (kind, from, to)) in moves.into_iter().enumerate() {
+            let event = StockEvent {
+                event_id: ids::derived(&[&cmd.event_id, "return", &i.to_string()]),
+                occurred_at: now,
+                correlation_id: cmd.product_id.clone(),
+                causation_id: Some(cmd.event_id.clone()),
+                kind,
+                product_id: cmd.product_id.clone(),
+                fulfillment_center: center.to_string(),
+                quantity: item.quantity,
+                from_status: from,
+                to_status: Some(to),
+                levels: StockLevels {
+                    available: qty(c.available),
+                    reserved: qty(c.reserved),
+                    in_transit: qty(c.in_transit),
+                    damaged: qty(c.damaged),
+                    pending_return: qty(c.pending_return),
+                },
+                return_id: Some(item.return_id.clone()),
+                order_id: cmd.order_id.clone(),
+                source_lsn: None,
+            };
+            out.send(&self.events, &cmd.product_id, &event)?;
+        }
+        Ok(())
+    }
+}
+
 impl StatefulProcessor for Ledger {
     type Value = Entry;
     const STORE: &'static str = "stock";
@@ -295,6 +397,9 @@ impl StatefulProcessor for Ledger {
                 if change.shortfall > 0 {
                     tracing::warn!(product, center = %level.fulfillment_center, shortfall = change.shortfall, "warehouse counted fewer units than are held or sold");
                 }
+            }
+            StockCommandKind::ReceiveReturn | StockCommandKind::RecordInspection => {
+                self.on_return(&cmd, state, &mut stock, out, now)?;
             }
             StockCommandKind::Unknown => {
                 return Err(HandlerError::Invalid(

@@ -5,9 +5,9 @@
 //! a durable timer per order. State: the order's [`Reservation`], under the order id.
 
 use events::inventory::{
-    InventoryCommand, InventoryCommandKind, RejectReason, RejectedLine, Rejection, ReleaseCause,
-    ReservationEvent, ReservationEventKind, ReservedLine, StockCommand, StockCommandKind,
-    StockCommandLine, StockResult, StockResultKind,
+    InspectionOutcome, InventoryCommand, InventoryCommandKind, RejectReason, RejectedLine,
+    Rejection, ReleaseCause, ReservationEvent, ReservationEventKind, ReservedLine, ReturnLine,
+    StockCommand, StockCommandKind, StockCommandLine, StockResult, StockResultKind,
 };
 use runtime::state::{State, Timer};
 use runtime::{ids, HandlerError, Input, Outputs, StatefulProcessor};
@@ -97,6 +97,7 @@ impl Reservations {
                         level: None,
                         hold_ms: 0,
                         reason,
+                        return_item: None,
                     };
                     out.send(&self.stock_commands, &product_id, &command)?;
                 }
@@ -222,15 +223,67 @@ impl Reservations {
                 let effects = r.release();
                 (r, effects)
             }
-            (kind, _) => {
-                return Err(HandlerError::Invalid(format!(
-                    "inventory command {kind:?} is not handled by inventory-orders"
-                )))
+            (InventoryCommandKind::ReceiveReturn | InventoryCommandKind::RecordInspection, _) => {
+                return self.forward_return(&cmd, out);
+            }
+            (InventoryCommandKind::Unknown, _) => {
+                return Err(HandlerError::Invalid(
+                    "inventory command of unknown kind".into(),
+                ))
             }
         };
         let command_id = reservation.command_id.clone();
         state.put(&order, reservation);
         self.apply(&order, &command_id, &cmd.event_id, effects, state, out)
+    }
+
+    /// Returns concern one product's stock only: forwarded to its ledger.
+    fn forward_return(
+        &self,
+        cmd: &InventoryCommand,
+        out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        let item = cmd
+            .return_item
+            .as_ref()
+            .ok_or_else(|| HandlerError::Invalid(format!("{:?} without return_item", cmd.kind)))?;
+        let kind = if cmd.kind == InventoryCommandKind::ReceiveReturn {
+            StockCommandKind::ReceiveReturn
+        } else {
+            StockCommandKind::RecordInspection
+        };
+        let restockable = match (kind, item.outcome) {
+            (StockCommandKind::ReceiveReturn, _) => None,
+            (_, Some(InspectionOutcome::Restockable)) => Some(true),
+            (_, Some(InspectionOutcome::Damaged)) => Some(false),
+            (_, other) => {
+                return Err(HandlerError::Invalid(format!(
+                    "inspection of {} with outcome {other:?}",
+                    item.return_id
+                )))
+            }
+        };
+        let command = StockCommand {
+            event_id: ids::derived(&[&cmd.event_id, "return"]),
+            occurred_at: now_ms(),
+            correlation_id: cmd.order_id.clone(),
+            causation_id: Some(cmd.event_id.clone()),
+            kind,
+            product_id: item.product_id.clone(),
+            order_id: Some(cmd.order_id.clone()),
+            command_id: Some(cmd.command_id.clone()),
+            lines: Vec::new(),
+            level: None,
+            hold_ms: 0,
+            reason: None,
+            return_item: Some(ReturnLine {
+                return_id: item.return_id.clone(),
+                fulfillment_center: item.fulfillment_center.clone(),
+                quantity: item.quantity,
+                restockable,
+            }),
+        };
+        out.send(&self.stock_commands, &item.product_id, &command)
     }
 
     async fn on_result(
