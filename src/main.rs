@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_cdc;
+mod bench_inventory;
 mod bench_registry;
 mod bench_state;
 mod demo;
@@ -154,6 +155,17 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
+    /// Reservations/s through the inventory processors: orders spread over many products,
+    /// then a flash sale on one hot product beside them.
+    Inventory {
+        #[arg(long, default_value_t = 20_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 1_000)]
+        products: usize,
+        /// Run on a private broker with this storage engine instead of the stack's.
+        #[arg(long)]
+        engine: Option<bench::Engine>,
+    },
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]
@@ -260,6 +272,17 @@ async fn main() -> Result<()> {
         } => {
             let topology = load(&cli.topology)?;
             bench_cdc::cdc(&topology, snapshot_rows, stream_rows, batch, rate, engine).await
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Inventory {
+                    orders,
+                    products,
+                    engine,
+                },
+        } => {
+            let topology = load(&cli.topology)?;
+            bench_inventory::inventory(&topology, orders, products, engine).await
         }
         Command::Bench {
             what: BenchWhat::StateRestore { keys, tail, engine },
