@@ -39,6 +39,9 @@ pub fn producer_config(bootstrap_servers: &str, client_id: &str) -> ClientConfig
         .set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // The Java client's partitioner: a key lands on the same partition whichever client
+        // wrote it, which processors with several inputs keyed alike (co-partitioning) need.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "200000");
