@@ -407,3 +407,202 @@ async fn scarce_stock_is_sold_exactly_once_with_a_ledger_killed_mid_run() {
         child.wait().await.unwrap();
     }
 }
+
+/// Warehouse stock changes, as the CDC connector writes them (its own envelope builder and
+/// schema), reach the ledger through the feed: a restock, an adjustment down, a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
+    use apache_avro::types::Value;
+    use postgres_cdc::convert::{key_value, row_value, Datum};
+    use postgres_cdc::envelope::{envelope, Change, Op, SnapshotMark, Source};
+    use postgres_cdc::schema::{Column, TableShape};
+    use postgres_cdc::types::ColumnType;
+
+    let suffix = unique("inv-feed");
+    let mut t = topology()
+        .isolated_all(&["inventory", "inventory-stock-feed"], &suffix)
+        .unwrap();
+    for (p, _) in &mut t.processors {
+        p.admin_port = free_port_pair();
+    }
+    stack::create_topics_at(&env().bootstrap_servers, &t)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_topology(&t, dir.path());
+    let state = tempfile::tempdir().unwrap();
+    let cdc_topic = format!("cdc.warehouse.stock.v1.{suffix}");
+    let availability = format!("inventory.availability.v1.{suffix}");
+
+    let shape = TableShape {
+        schema: "public".into(),
+        table: "stock".into(),
+        record: "Stock".into(),
+        columns: vec![
+            Column {
+                name: "product_id".into(),
+                ty: ColumnType::Uuid,
+                key: true,
+            },
+            Column {
+                name: "fulfillment_center".into(),
+                ty: ColumnType::Text,
+                key: true,
+            },
+            Column {
+                name: "status".into(),
+                ty: ColumnType::Text,
+                key: true,
+            },
+            Column {
+                name: "on_hand".into(),
+                ty: ColumnType::Int4,
+                key: false,
+            },
+            Column {
+                name: "updated_at".into(),
+                ty: ColumnType::TimestampTz,
+                key: false,
+            },
+        ],
+    };
+    let registry = codec::RegistryClient::new(&env().registry_url);
+    let key_id = registry
+        .register(&format!("{cdc_topic}-key"), &shape.key_schema().to_string())
+        .await
+        .unwrap();
+    let value_id = registry
+        .register(
+            &format!("{cdc_topic}-value"),
+            &shape.value_schema().to_string(),
+        )
+        .await
+        .unwrap();
+    let key_schema = apache_avro::Schema::parse(&shape.key_schema()).unwrap();
+    let value_schema = apache_avro::Schema::parse(&shape.value_schema()).unwrap();
+    let row = |center: &str, on_hand: Option<i32>| {
+        let mut r = vec![
+            Datum::Text(SCARCE.into()),
+            Datum::Text(center.into()),
+            Datum::Text("available".into()),
+        ];
+        r.push(on_hand.map_or(Datum::Null, |n| Datum::Text(n.to_string())));
+        r.push(Datum::Text("2026-11-28 12:00:00+00".into()));
+        r
+    };
+    let record = |op: Op, center: &str, on_hand: Option<i32>, lsn: u64| {
+        let datums = row(center, on_hand);
+        let key = key_value(&shape, &datums).unwrap();
+        let (after, _) = row_value(&shape, &datums).unwrap();
+        let (before, after) = match op {
+            Op::Delete => (
+                Some(postgres_cdc::convert::key_only_row(&shape, &datums[..3]).unwrap()),
+                None,
+            ),
+            _ => (None, Some(after)),
+        };
+        let value: Value = envelope(
+            &shape,
+            Change {
+                op,
+                before,
+                after,
+                source: Source {
+                    server_name: "warehouse",
+                    db: "warehouse",
+                    ts_ms: 0,
+                    snapshot: SnapshotMark::False,
+                    tx_id: Some(1),
+                    lsn: Some(lsn),
+                    sequence: None,
+                },
+                ts_ms: 0,
+                transaction: None,
+                unchanged_toast: Vec::new(),
+            },
+        );
+        #[allow(deprecated)]
+        let key = codec::frame(
+            key_id,
+            &apache_avro::to_avro_datum(&key_schema, key).unwrap(),
+        );
+        #[allow(deprecated)]
+        let value = codec::frame(
+            value_id,
+            &apache_avro::to_avro_datum(&value_schema, value).unwrap(),
+        );
+        (key, value)
+    };
+    // Snapshot read 40 at the east center, 10 arrive at the west one, the east count drops to
+    // 35, then the west row is deleted (0 there): 35 sellable.
+    let changes = [
+        record(Op::Read, "FC-EAST-1", Some(40), 100),
+        record(Op::Create, "FC-WEST-1", Some(10), 200),
+        record(Op::Update, "FC-EAST-1", Some(35), 300),
+        record(Op::Delete, "FC-WEST-1", None, 400),
+    ];
+    let producer = producer(&env().bootstrap_servers).unwrap();
+    for (key, value) in &changes {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&cdc_topic)
+                    .key(key)
+                    .payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    // The tombstone after the delete: the feed skips it.
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&cdc_topic).key(&changes[3].0[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let start = |processor: &str| {
+        fleet_command()
+            .env("STOREFLEET_STATE_DIR", state.path())
+            .arg("--topology")
+            .arg(&file)
+            .args(["run", processor])
+            .spawn()
+            .unwrap()
+    };
+    let mut feed = start("inventory-stock-feed");
+    let mut ledger = start("inventory");
+    let availability_codec = codec_for(&t, &availability).await;
+    let projection = reader(
+        &env().bootstrap_servers,
+        &availability,
+        &unique("inv-feed-a"),
+    )
+    .unwrap();
+    let mut levels = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while levels.last() != Some(&35) {
+        assert!(
+            Instant::now() < deadline,
+            "availability levels seen: {levels:?}"
+        );
+        for record in drain(&projection, 100, Duration::from_secs(1)).await {
+            let value = availability_codec
+                .decode(record.payload.as_deref().unwrap())
+                .await
+                .unwrap();
+            let a: ProductAvailability = codec::from_value(&value).unwrap();
+            levels.push(a.available_quantity);
+        }
+    }
+    assert_eq!(
+        levels,
+        vec![40, 50, 45, 35],
+        "one projection per change, in order"
+    );
+    for child in [&mut feed, &mut ledger] {
+        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        child.wait().await.unwrap();
+    }
+}

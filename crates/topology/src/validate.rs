@@ -111,6 +111,17 @@ impl Topology {
             }
             p.group = format!("{}.{suffix}", p.group);
         }
+        // A connector writing a renamed topic writes the renamed copy.
+        for (c, params) in &mut copy.connectors {
+            for output in &mut c.outputs {
+                *output = rename(output);
+            }
+            params.dead_letter = rename(&params.dead_letter);
+            for table in &mut params.tables {
+                table.topic = rename(&table.topic);
+            }
+            c.params = serde_yaml::to_value(&*params).ok()?;
+        }
         Some(copy)
     }
 
