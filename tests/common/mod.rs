@@ -50,9 +50,11 @@ pub async fn isolated_shipping(label: &str, partitions: u32) -> Topology {
     }
     // Free admin ports of its own (instance i binds admin_port + i), so tests running side
     // by side do not collide.
-    let free = free_port_pair();
+    // Only shipping runs on this copy (`fleet up` on it must not start the rest of the fleet).
+    t.processors.retain(|(p, _)| p.name == "shipping");
+    t.connectors.clear();
     for (p, _) in &mut t.processors {
-        p.admin_port = free;
+        p.admin_port = free_port_pair();
     }
     stack::create_topics_at(&env().bootstrap_servers, &t)
         .await
