@@ -51,4 +51,4 @@ echo "== starting the test stack"
 
 # 5. Every test: unit tests first (fast), then integration tests against the stack.
 echo "== testing"
-cargo test --workspace -- --test-threads 4
+cargo test --workspace --no-fail-fast -- --test-threads 4

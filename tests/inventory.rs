@@ -582,7 +582,7 @@ async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
     .unwrap();
     let mut levels = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while levels.last() != Some(&35) {
+    while levels.len() < 4 || levels.last() != Some(&35) {
         assert!(
             Instant::now() < deadline,
             "availability levels seen: {levels:?}"
@@ -596,10 +596,29 @@ async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
             levels.push(a.available_quantity);
         }
     }
-    assert_eq!(
-        levels,
-        vec![40, 50, 45, 35],
-        "one projection per change, in order"
+    // One projection per change. The two centers' rows are different keys of the CDC topic
+    // (different partitions), so their changes may interleave; each row keeps its own order.
+    let (east, west) = ([40, 35], [10, 0]);
+    let possible: Vec<Vec<i32>> = (0u8..16)
+        .filter(|mask| mask.count_ones() == 2)
+        .map(|mask| {
+            let (mut e, mut w, mut totals) = (0usize, 0usize, Vec::new());
+            for bit in 0..4 {
+                if mask & (1 << bit) != 0 {
+                    e += 1;
+                } else {
+                    w += 1;
+                }
+                let level =
+                    |history: &[i32; 2], seen: usize| if seen == 0 { 0 } else { history[seen - 1] };
+                totals.push(level(&east, e) + level(&west, w));
+            }
+            totals
+        })
+        .collect();
+    assert!(
+        possible.contains(&levels),
+        "{levels:?} is not an interleaving of the two rows' histories ({possible:?})"
     );
     for child in [&mut feed, &mut ledger] {
         kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
