@@ -35,7 +35,9 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         &csv,
     )
     .await?;
-    println!("   {seeded}");
+    for line in seeded.to_string().lines() {
+        println!("   {}", line.trim());
+    }
 
     println!("== launching the fleet");
     let exe = std::env::current_exe()?;
@@ -192,6 +194,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
     }
     println!();
     println!("metrics: {}", admin_urls(&topology).join(" "));
+    println!("connectors: {}", connector_urls(&topology).join(" "));
     println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
 
     if keep_running {
@@ -224,6 +227,14 @@ fn admin_urls(topology: &topology::Topology) -> Vec<String> {
         .flat_map(|(p, _)| {
             (0..p.instances).map(move |i| format!("http://127.0.0.1:{}/metrics", p.admin_port + i))
         })
+        .collect()
+}
+
+fn connector_urls(topology: &topology::Topology) -> Vec<String> {
+    topology
+        .connectors
+        .iter()
+        .map(|(c, _)| format!("http://127.0.0.1:{}/metrics", c.admin_port))
         .collect()
 }
 
