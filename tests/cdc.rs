@@ -784,3 +784,152 @@ async fn schema_changes_toast_and_bad_rows() {
     );
     s.cleanup().await;
 }
+
+/// A slot whose WAL exceeded `max_slot_wal_keep_size` is invalidated by PostgreSQL: the
+/// connector refuses to stream with a gap (non-zero exit, the recovery named), and
+/// `--resnapshot` recovers by reading the table again. On a PostgreSQL cluster of the test's
+/// own (the setting is server-wide; other tests' slots must not be touched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_slot_stops_the_connector_and_resnapshot_recovers() {
+    let port = stack::free_port().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = stack::StackConfig {
+        data_dir: data.path().to_path_buf(),
+        cache_dir: data.path().to_path_buf(),
+        broker_port: 1,
+        registry_port: 2,
+        postgres_port: port,
+        redis_port: 3,
+        // A slot may hold back only 1 MB of WAL on this cluster.
+        slot_wal_keep_mb: 1,
+        registry_command: Vec::new(),
+        broker_installer: repo().join("scripts/install-broker.sh"),
+    };
+    stack::start_postgres(&config)
+        .await
+        .expect("a private PostgreSQL");
+    let _cluster = PrivateCluster(port);
+    let server = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let admin = connect(&server).await;
+    admin
+        .batch_execute("CREATE DATABASE catalog")
+        .await
+        .unwrap();
+    let db = connect(&format!("postgres://postgres@127.0.0.1:{port}/catalog")).await;
+    let migration =
+        std::fs::read_to_string(repo().join("migrations/catalog/0001_products.sql")).unwrap();
+    db.batch_execute(&migration).await.unwrap();
+    insert_products(&db, 0, 5).await;
+
+    let suffix = unique("cdc-lost");
+    let t = topology()
+        .isolated_connector(CONNECTOR, &suffix, "catalog")
+        .unwrap();
+    let mut t = t;
+    let topic = {
+        let (spec, params) = t
+            .connectors
+            .iter_mut()
+            .find(|(c, _)| c.name == CONNECTOR)
+            .unwrap();
+        spec.admin_port = stack::free_port().unwrap();
+        params.tables[0].topic.clone()
+    };
+    stack::create_topics_at(&env().bootstrap_servers, &t)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_topology(&t, dir.path());
+    let state = dir.path().join("state");
+    let run = |extra: &[&str]| {
+        fleet_command()
+            .env("STOREFLEET_POSTGRES", &server)
+            .env("STOREFLEET_STATE_DIR", &state)
+            .arg("--topology")
+            .arg(&file)
+            .arg("connect")
+            .arg(CONNECTOR)
+            .args(extra)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let consumer = reader(&env().bootstrap_servers, &topic, &unique("cdc-lost-reader")).unwrap();
+    let first = run(&[]);
+    read(&consumer, 5).await;
+    stop(first).await;
+
+    // With the connector away, WAL piles up past the 1 MB allowance and a checkpoint removes it.
+    admin
+        .batch_execute("CREATE TABLE filler (pad text)")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        for statement in [
+            "INSERT INTO filler SELECT md5(random()::text) FROM generate_series(1, 200000)",
+            "SELECT pg_switch_wal()",
+            "CHECKPOINT",
+        ] {
+            admin.batch_execute(statement).await.unwrap();
+        }
+    }
+    let status: String = admin
+        .query_one(
+            "SELECT COALESCE(wal_status, 'gone') FROM pg_replication_slots WHERE slot_name LIKE 'storefleet_catalog_cdc_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "lost", "the slot was invalidated");
+
+    let refused = run(&[]);
+    let output = tokio::time::timeout(Duration::from_secs(60), refused.wait_with_output())
+        .await
+        .expect("the connector stops")
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("invalidated") && log.contains("--resnapshot"),
+        "{log}"
+    );
+
+    // Recovery: a new slot and a new snapshot of the current rows.
+    db.execute("DELETE FROM products WHERE sku = 'SKU-0'", &[])
+        .await
+        .unwrap();
+    insert_products(&db, 100, 2).await;
+    let recovered = run(&["--resnapshot"]);
+    let events = read(&consumer, 6).await;
+    assert!(events.iter().all(|e| e.op.as_deref() == Some("r")));
+    stop(recovered).await;
+    drop(db);
+    drop(admin);
+    stack::stop_postgres(&config).await.unwrap();
+}
+
+/// Stops and removes the test's private cluster however the test ends (a panic included).
+struct PrivateCluster(u16);
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let dir = format!("/var/tmp/storefleet-postgres-{}", self.0);
+        if std::path::Path::new(&dir).join("postmaster.pid").is_file() {
+            let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin/pg_ctl"))
+                .find(|p| p.is_file());
+            if let Some(pg_ctl) = pg_ctl {
+                let _ = std::process::Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(pg_ctl)
+                    .args(["-D", &dir, "-m", "immediate", "stop"])
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

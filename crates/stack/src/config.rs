@@ -13,6 +13,9 @@ pub struct StackConfig {
     pub registry_port: u16,
     pub postgres_port: u16,
     pub redis_port: u16,
+    /// WAL a replication slot may hold back before PostgreSQL invalidates it (MB,
+    /// `max_slot_wal_keep_size`). `STOREFLEET_SLOT_WAL_KEEP_MB`, default 1024.
+    pub slot_wal_keep_mb: u32,
     /// Program and leading arguments that run the schema registry (`fleet registry`).
     pub registry_command: Vec<String>,
     /// Script that installs the broker and prints its path.
@@ -65,6 +68,12 @@ impl StackConfig {
             registry_port: ports[1],
             postgres_port: ports[2],
             redis_port: ports[3],
+            slot_wal_keep_mb: match std::env::var("STOREFLEET_SLOT_WAL_KEEP_MB") {
+                Ok(v) => v.parse().map_err(|_| {
+                    format!("STOREFLEET_SLOT_WAL_KEEP_MB={v:?} is not a number of MB")
+                })?,
+                Err(_) => 1024,
+            },
             registry_command,
             broker_installer: cwd.join("scripts/install-broker.sh"),
         })

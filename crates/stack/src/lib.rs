@@ -29,6 +29,7 @@ pub use databases::{
     apply_migrations, create_database, drop_database, migration_files, migrations_dir,
     prepare as prepare_databases, DATABASES,
 };
+pub use postgres::{ensure_started as start_postgres, stop as stop_postgres};
 pub use process::{is_running, port_open, wait_for_port, Managed};
 pub use schemas_check::{check_schemas, SchemaStatus, SubjectVerdict};
 pub use topics::{create_topics, create_topics_at, push_schemas};

@@ -84,10 +84,11 @@ pub async fn ensure_started(config: &StackConfig) -> Result<(), StackError> {
     chown_postgres(&socket_dir).await?;
     let options = format!(
         "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c wal_level=logical \
-         -c max_replication_slots=16 -c max_wal_senders=16 -c max_slot_wal_keep_size=1024 \
+         -c max_replication_slots=16 -c max_wal_senders=16 -c max_slot_wal_keep_size={} \
          -c fsync=on -c max_connections=200",
         config.postgres_port,
-        path_str(&socket_dir)
+        path_str(&socket_dir),
+        config.slot_wal_keep_mb
     );
     let ok = as_postgres(
         bin.join("pg_ctl"),
