@@ -39,7 +39,28 @@ pub(crate) struct PrivateBroker {
     pub(crate) bootstrap: String,
 }
 
+/// How figures name the broker a benchmark runs on: a private one of `engine`, or the stack's.
+pub(crate) fn broker_label(engine: Option<Engine>) -> &'static str {
+    engine.map_or("the stack's nisshi, sqlite engine", Engine::label)
+}
+
+/// The value at fraction `p` (0..=1) of `sorted`; 0 when empty.
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
 impl PrivateBroker {
+    /// A private broker of `engine`, or `None` to use the stack's.
+    pub(crate) async fn for_engine(engine: Option<Engine>) -> Result<Option<Self>> {
+        match engine {
+            Some(engine) => Ok(Some(Self::start(engine).await?)),
+            None => Ok(None),
+        }
+    }
+
     pub(crate) async fn start(engine: Engine) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = stack::free_port()?;
@@ -76,11 +97,8 @@ pub async fn runtime(
     engine: Option<Engine>,
 ) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = match engine {
-        Some(engine) => Some(PrivateBroker::start(engine).await?),
-        None => None,
-    };
-    let engine_name = engine.map_or("the stack's nisshi, sqlite engine", Engine::label);
+    let private = PrivateBroker::for_engine(engine).await?;
+    let engine_name = broker_label(engine);
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }

@@ -24,20 +24,11 @@ pub async fn cdc(
     let config = crate::stack_config()?;
     // The stack's broker (SQLite engine) or a private one, to separate the connector's cost
     // from the broker's storage engine; the registry is always the stack's.
-    let private = match engine {
-        Some(engine) => Some(crate::bench::PrivateBroker::start(engine).await?),
-        None => None,
-    };
+    let private = crate::bench::PrivateBroker::for_engine(engine).await?;
     let bootstrap = private
         .as_ref()
         .map_or_else(|| config.bootstrap_servers(), |b| b.bootstrap.clone());
-    println!(
-        "broker: {}",
-        engine.map_or(
-            "the stack's nisshi, sqlite engine",
-            crate::bench::Engine::label
-        )
-    );
+    println!("broker: {}", crate::bench::broker_label(engine));
     let suffix = format!("bench{}", std::process::id());
     let database = format!("bench_cdc_{}", std::process::id());
     let server = config.postgres_url("postgres");
@@ -134,12 +125,7 @@ pub async fn cdc(
     let stream_secs = streamed_at.elapsed().as_secs_f64();
     writer.await??;
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| crate::bench::percentile(&latencies, p);
     println!(
         "streaming  {read:>9} rows in {stream_secs:>6.2} s  = {:>9.0} rows/s (first insert to last row read)",
         read as f64 / stream_secs

@@ -29,10 +29,7 @@ pub async fn inventory(
     engine: Option<Engine>,
 ) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = match engine {
-        Some(engine) => Some(PrivateBroker::start(engine).await?),
-        None => None,
-    };
+    let private = PrivateBroker::for_engine(engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }
@@ -41,7 +38,7 @@ pub async fn inventory(
     println!(
         "broker: {} ({})",
         env.bootstrap_servers,
-        engine.map_or("the stack's nisshi, sqlite engine", Engine::label)
+        crate::bench::broker_label(engine)
     );
     for (phase, hot_share) in [("spread", 0.0), ("flash sale", 0.5)] {
         run_phase(topology, &env, phase, orders, products, hot_share).await?;
@@ -266,7 +263,7 @@ async fn run_phase(
             continue;
         };
         l.sort_unstable();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        let pct = |p: f64| crate::bench::percentile(l, p);
         println!(
             "           {label:<6} orders: time to answer after the burst was sent p50 {} ms, p99 {} ms ({} answers)",
             pct(0.5),

@@ -152,12 +152,7 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         .filter(|(id, n)| labelled.get(*id) == Some(n))
         .count();
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| crate::bench::percentile(&latencies, p);
 
     println!();
     println!("== report (computed from the topics)");
