@@ -593,11 +593,8 @@ impl Connector {
     fn key_texts(&self, qualified: &str, row: &[Datum]) -> Vec<String> {
         self.tables[qualified]
             .shape
-            .columns
-            .iter()
-            .zip(row)
-            .filter(|(c, _)| c.key)
-            .map(|(_, d)| match d {
+            .key_of(row)
+            .map(|d| match d {
                 Datum::Text(t) => t.clone(),
                 _ => String::new(),
             })
@@ -876,10 +873,12 @@ impl Connector {
                 let xid = t.xid;
                 let row = self.datums(&qualified, &new_data);
                 let old = old_data.map(|o| self.datums(&qualified, &o));
-                let old_key = old.as_ref().map(|o| self.key_texts(&qualified, o));
-                let new_key = self.key_texts(&qualified, &row);
-                match (old, old_key) {
-                    (Some(old), Some(old_key)) if old_key != new_key => {
+                // An old image comes only with a key change (or REPLICA IDENTITY FULL).
+                let key_changed = old.as_ref().is_some_and(|o| {
+                    self.key_texts(&qualified, o) != self.key_texts(&qualified, &row)
+                });
+                match old {
+                    Some(old) if key_changed => {
                         // The key changed: Debezium's delete + tombstone of the old key, then
                         // a create of the new one.
                         if !self.is_fenced(&qualified, &old, xid) {
@@ -899,7 +898,7 @@ impl Connector {
                             t_push(txn, d);
                         }
                     }
-                    (old, _) => {
+                    old => {
                         if !self.is_fenced(&qualified, &row, xid) {
                             let before = match (old, replica_identity) {
                                 (Some(old), ReplicaIdentity::Full) => {
@@ -1024,14 +1023,7 @@ impl Connector {
     }
 
     fn key_datums(&self, qualified: &str, row: &[Datum]) -> Vec<Datum> {
-        self.tables[qualified]
-            .shape
-            .columns
-            .iter()
-            .zip(row)
-            .filter(|(c, _)| c.key)
-            .map(|(_, d)| d.clone())
-            .collect()
+        self.tables[qualified].shape.key_of(row).cloned().collect()
     }
 
     fn is_fenced(&self, qualified: &str, row: &[Datum], xid: u32) -> bool {

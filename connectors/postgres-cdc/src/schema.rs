@@ -64,6 +64,15 @@ impl TableShape {
         self.columns.iter().filter(|c| c.key)
     }
 
+    /// The key columns' entries of a row given in column order.
+    pub fn key_of<'a, T>(&'a self, row: &'a [T]) -> impl Iterator<Item = &'a T> + 'a {
+        self.columns
+            .iter()
+            .zip(row)
+            .filter(|(c, _)| c.key)
+            .map(|(_, v)| v)
+    }
+
     pub fn diff(&self, newer: &TableShape) -> ShapeChange {
         let mut change = ShapeChange::default();
         for column in &newer.columns {
