@@ -30,14 +30,15 @@ struct Fleet {
     stock_commands: String,
     answers: String,
     availability: String,
+    /// The warehouse CDC topic inventory-stock-feed reads.
+    stock_cdc: String,
     topology: topology::Topology,
 }
 
-async fn fleet(label: &str) -> Fleet {
+/// `processors` on private copies of their topics, each with its own admin ports.
+async fn fleet(label: &str, processors: &[&str]) -> Fleet {
     let suffix = unique(label);
-    let mut t = topology()
-        .isolated_all(&["inventory", "inventory-orders"], &suffix)
-        .unwrap();
+    let mut t = topology().isolated_all(processors, &suffix).unwrap();
     for (p, _) in &mut t.processors {
         p.admin_port = free_port_pair();
     }
@@ -55,6 +56,12 @@ async fn fleet(label: &str) -> Fleet {
         stock_commands: name("inventory.stock-commands.v1"),
         answers: name("inventory.reservation-events.v1"),
         availability: name("inventory.availability.v1"),
+        stock_cdc: t
+            .topics
+            .iter()
+            .map(|topic| topic.name.clone())
+            .find(|topic| topic.starts_with("cdc.warehouse.stock.v1"))
+            .unwrap(),
         topology: t,
     }
 }
@@ -160,7 +167,7 @@ fn has(events: &[ReservationEvent], kind: ReservationEventKind) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scarce_stock_is_sold_exactly_once_with_a_ledger_killed_mid_run() {
-    let f = fleet("inv-race").await;
+    let f = fleet("inv-race", &["inventory", "inventory-orders"]).await;
     let bootstrap = env().bootstrap_servers;
     let producer = producer(&bootstrap).unwrap();
     let stock_codec = f.codec(&f.stock_commands).await;
@@ -418,21 +425,8 @@ async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
     use postgres_cdc::schema::{Column, TableShape};
     use postgres_cdc::types::ColumnType;
 
-    let suffix = unique("inv-feed");
-    let mut t = topology()
-        .isolated_all(&["inventory", "inventory-stock-feed"], &suffix)
-        .unwrap();
-    for (p, _) in &mut t.processors {
-        p.admin_port = free_port_pair();
-    }
-    stack::create_topics_at(&env().bootstrap_servers, &t)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_topology(&t, dir.path());
-    let state = tempfile::tempdir().unwrap();
-    let cdc_topic = format!("cdc.warehouse.stock.v1.{suffix}");
-    let availability = format!("inventory.availability.v1.{suffix}");
+    let f = fleet("inv-feed", &["inventory", "inventory-stock-feed"]).await;
+    let cdc_topic = &f.stock_cdc;
 
     let shape = TableShape {
         schema: "public".into(),
@@ -545,7 +539,7 @@ async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
     for (key, value) in &changes {
         producer
             .send(
-                rdkafka::producer::FutureRecord::to(&cdc_topic)
+                rdkafka::producer::FutureRecord::to(cdc_topic)
                     .key(key)
                     .payload(value),
                 Duration::from_secs(10),
@@ -556,27 +550,18 @@ async fn warehouse_stock_changes_reach_the_ledger_through_the_feed() {
     // The tombstone after the delete: the feed skips it.
     producer
         .send(
-            rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&cdc_topic).key(&changes[3].0[..]),
+            rdkafka::producer::FutureRecord::<[u8], [u8]>::to(cdc_topic).key(&changes[3].0[..]),
             Duration::from_secs(10),
         )
         .await
         .unwrap();
 
-    let start = |processor: &str| {
-        fleet_command()
-            .env("STOREFLEET_STATE_DIR", state.path())
-            .arg("--topology")
-            .arg(&file)
-            .args(["run", processor])
-            .spawn()
-            .unwrap()
-    };
-    let mut feed = start("inventory-stock-feed");
-    let mut ledger = start("inventory");
-    let availability_codec = codec_for(&t, &availability).await;
+    let mut feed = f.start("inventory-stock-feed", 0);
+    let mut ledger = f.start("inventory", 0);
+    let availability_codec = f.codec(&f.availability).await;
     let projection = reader(
         &env().bootstrap_servers,
-        &availability,
+        &f.availability,
         &unique("inv-feed-a"),
     )
     .unwrap();

@@ -68,6 +68,17 @@ fn qty(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// A center's buckets as a stock event reports them.
+fn levels(c: &Center) -> StockLevels {
+    StockLevels {
+        available: qty(c.available),
+        reserved: qty(c.reserved),
+        in_transit: qty(c.in_transit),
+        damaged: qty(c.damaged),
+        pending_return: qty(c.pending_return),
+    }
+}
+
 /// Loads the product's centers and `order`'s hold or outcome into a ledger value.
 fn load(state: &State<'_, Entry>, product: &str, order: Option<&str>) -> ProductStock {
     let mut stock = ProductStock::default();
@@ -257,13 +268,7 @@ impl Ledger {
                 quantity: item.quantity,
                 from_status: from,
                 to_status: Some(to),
-                levels: StockLevels {
-                    available: qty(c.available),
-                    reserved: qty(c.reserved),
-                    in_transit: qty(c.in_transit),
-                    damaged: qty(c.damaged),
-                    pending_return: qty(c.pending_return),
-                },
+                levels: levels(&c),
                 return_id: Some(item.return_id.clone()),
                 order_id: cmd.order_id.clone(),
                 source_lsn: None,
@@ -381,13 +386,7 @@ impl StatefulProcessor for Ledger {
                         quantity: qty(change.applied.abs()),
                         from_status: None,
                         to_status: Some(StockStatus::Available),
-                        levels: StockLevels {
-                            available: qty(c.available),
-                            reserved: qty(c.reserved),
-                            in_transit: qty(c.in_transit),
-                            damaged: qty(c.damaged),
-                            pending_return: qty(c.pending_return),
-                        },
+                        levels: levels(c),
                         return_id: None,
                         order_id: None,
                         source_lsn: level.source_lsn,
