@@ -92,6 +92,44 @@ impl Topology {
                 touched.push(input.dead_letter.clone());
             }
         }
+        let mut copy = self.with_renamed(&touched, suffix)?;
+        for (p, _) in &mut copy.processors {
+            p.group = format!("{}.{suffix}", p.group);
+        }
+        Some(copy)
+    }
+
+    /// A copy in which connector `name` writes its own renamed topics (`<topic>.<suffix>`),
+    /// reads `database`, and uses its own slot and publication: what tests run side by side.
+    pub fn isolated_connector(&self, name: &str, suffix: &str, database: &str) -> Option<Topology> {
+        let (spec, _) = self.connectors.iter().find(|(c, _)| c.name == name)?;
+        let mut copy = self.with_renamed(&spec.outputs, suffix)?;
+        let ident: String = suffix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for (c, params) in &mut copy.connectors {
+            if c.name != name {
+                continue;
+            }
+            params.database = database.to_string();
+            params.slot = format!("{}_{ident}", params.slot);
+            params.publication = format!("{}_{ident}", params.publication);
+            c.params = serde_yaml::to_value(&*params).ok()?;
+        }
+        Some(copy)
+    }
+
+    /// A copy in which the `touched` topics are `<topic>.<suffix>` everywhere: the topic
+    /// list, every processor's inputs, dead letters and outputs, and every connector's
+    /// outputs and tables (a writer or reader of a renamed topic uses the renamed copy).
+    fn with_renamed(&self, touched: &[String], suffix: &str) -> Option<Topology> {
         let rename = |name: &str| {
             if touched.iter().any(|t| t == name) {
                 format!("{name}.{suffix}")
@@ -109,56 +147,11 @@ impl Topology {
             for output in &mut p.outputs {
                 *output = rename(output);
             }
-            p.group = format!("{}.{suffix}", p.group);
         }
-        // A connector writing a renamed topic writes the renamed copy.
         for (c, params) in &mut copy.connectors {
             for output in &mut c.outputs {
                 *output = rename(output);
             }
-            params.dead_letter = rename(&params.dead_letter);
-            for table in &mut params.tables {
-                table.topic = rename(&table.topic);
-            }
-            c.params = serde_yaml::to_value(&*params).ok()?;
-        }
-        Some(copy)
-    }
-
-    /// A copy in which connector `name` writes its own renamed topics (`<topic>.<suffix>`),
-    /// reads `database`, and uses its own slot and publication: what tests run side by side.
-    pub fn isolated_connector(&self, name: &str, suffix: &str, database: &str) -> Option<Topology> {
-        let (spec, _) = self.connectors.iter().find(|(c, _)| c.name == name)?;
-        let touched = spec.outputs.clone();
-        let rename = |topic: &str| {
-            if touched.iter().any(|t| t == topic) {
-                format!("{topic}.{suffix}")
-            } else {
-                topic.to_string()
-            }
-        };
-        let mut copy = self.clone();
-        copy.rename_topics(&rename);
-        let ident: String = suffix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        for (c, params) in &mut copy.connectors {
-            if c.name != name {
-                continue;
-            }
-            for output in &mut c.outputs {
-                *output = rename(output);
-            }
-            params.database = database.to_string();
-            params.slot = format!("{}_{ident}", params.slot);
-            params.publication = format!("{}_{ident}", params.publication);
             params.dead_letter = rename(&params.dead_letter);
             for table in &mut params.tables {
                 table.topic = rename(&table.topic);
