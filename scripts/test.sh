@@ -35,9 +35,9 @@ cargo build --workspace --all-targets
 # 4. A private test stack on its own ports and folder, so a running demo is left alone.
 export STOREFLEET_DATA="$PWD/.storefleet/test"
 export STOREFLEET_BROKER_PORT=29092 STOREFLEET_REGISTRY_PORT=28081
-export STOREFLEET_POSTGRES_PORT=25432 STOREFLEET_REDIS_PORT=26379
+export STOREFLEET_POSTGRES_PORT=25432 STOREFLEET_REDIS_PORT=26379 STOREFLEET_GATEWAY_PORT=28090
 export STOREFLEET_BOOTSTRAP=127.0.0.1:29092 STOREFLEET_REGISTRY=http://127.0.0.1:28081
-export STOREFLEET_POSTGRES=postgres://postgres@127.0.0.1:25432/postgres
+export STOREFLEET_POSTGRES=postgres://postgres@127.0.0.1:25432/postgres STOREFLEET_GATEWAY=http://127.0.0.1:28090
 fleet="$target/debug/fleet"
 cleanup() {
   "$fleet" stack down || true

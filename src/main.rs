@@ -82,6 +82,43 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// Run the payment gateway simulator (the stack starts it): a real HTTP card processor
+    /// with an in-memory ledger and injectable faults (also changeable at runtime through
+    /// `PUT /v1/faults`).
+    GatewaySim {
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        listen: std::net::SocketAddr,
+        /// Base latency of every mutating call (ms), plus uniform jitter up to --jitter-ms.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+        /// Fraction of calls that take --slow-ms longer.
+        #[arg(long, default_value_t = 0.0)]
+        slow_rate: f64,
+        #[arg(long, default_value_t = 0)]
+        slow_ms: u64,
+        /// Fraction answered 5xx without applying anything.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Fraction that hang (nothing applied) until the caller times out.
+        #[arg(long, default_value_t = 0.0)]
+        timeout_rate: f64,
+        /// Fraction applied and then left unanswered: charged, but the caller cannot know.
+        #[arg(long, default_value_t = 0.0)]
+        lost_rate: f64,
+        /// Fraction of payment keys declined (a hash of the key: retries get the same answer).
+        #[arg(long, default_value_t = 0.0)]
+        decline_rate: f64,
+        /// The contract's calls per second (429 beyond it); 0 = unlimited.
+        #[arg(long, default_value_t = 0)]
+        rate_limit_per_sec: u32,
+    },
+    /// Dead letters: list them, inspect one, redrive them (deferred, with jitter).
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::DlqAction,
+    },
     /// Fill the stack's catalog and warehouse databases from the product data set (fetched
     /// once into the cache); a re-seed writes only what changed.
     Seed,
@@ -193,6 +230,40 @@ async fn main() -> Result<()> {
         Command::Validate => validate(&cli.topology),
         Command::Stack { action } => stack(&cli.topology, action).await,
         Command::Registry { listen, memory } => registry(listen, memory).await,
+        Command::GatewaySim {
+            listen,
+            latency_ms,
+            jitter_ms,
+            slow_rate,
+            slow_ms,
+            error_rate,
+            timeout_rate,
+            lost_rate,
+            decline_rate,
+            rate_limit_per_sec,
+        } => {
+            let config = gateway_sim::GatewayConfig {
+                latency_ms,
+                jitter_ms,
+                slow_rate,
+                slow_ms,
+                error_rate,
+                timeout_rate,
+                lost_rate,
+                decline_rate,
+                rate_limit_per_sec,
+                ..Default::default()
+            };
+            config
+                .validate()
+                .map_err(|e| anyhow::anyhow!("gateway-sim: {e}"))?;
+            gateway_sim::bind_and_serve(listen, config, shutdown_on_signals()).await?;
+            Ok(())
+        }
+        Command::Dlq { action } => {
+            let topology = load(&cli.topology)?;
+            dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await
+        }
         Command::Schemas {
             action: SchemasAction::Push,
         } => {

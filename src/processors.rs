@@ -48,6 +48,33 @@ pub async fn run(
             let processor = inventory::feed::StockFeed { output };
             runtime::run(config, topology, processor, shutdown).await?;
         }
+        ProcessorParams::Payment(p) => {
+            let output = |prefix: &str| {
+                spec.outputs
+                    .iter()
+                    .find(|o| o.starts_with(prefix))
+                    .cloned()
+                    .with_context(|| format!("payment needs an output `{prefix}*`"))
+            };
+            let topics = payment::Topics {
+                results: output("payments.results")?,
+                retries: output("payments.retries")?,
+                exhausted: output("dlq.")?,
+            };
+            let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
+            let processor = payment::Payments::new(
+                p.clone(),
+                topics,
+                &spec.name,
+                &spec.group,
+                spec.instances,
+                &database,
+                &config.stack.gateway_url,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
+            runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
+        }
     }
     Ok(())
 }

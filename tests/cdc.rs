@@ -800,6 +800,7 @@ async fn an_invalidated_slot_stops_the_connector_and_resnapshot_recovers() {
         registry_port: 2,
         postgres_port: port,
         redis_port: 3,
+        gateway_port: 4,
         // A slot may hold back only 1 MB of WAL on this cluster.
         slot_wal_keep_mb: 1,
         registry_command: Vec::new(),

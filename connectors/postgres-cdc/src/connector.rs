@@ -108,20 +108,8 @@ impl ConnectorConfig {
 }
 
 fn with_database(server_url: &str, database: &str) -> Result<String, CdcError> {
-    let bad = || {
-        CdcError::Config(format!(
-            "`{server_url}` is not a postgres://user@host:port/db URL"
-        ))
-    };
-    let rest = server_url
-        .strip_prefix("postgres://")
-        .or_else(|| server_url.strip_prefix("postgresql://"))
-        .ok_or_else(bad)?;
-    let authority = rest.split(['/', '?']).next().ok_or_else(bad)?;
-    if authority.is_empty() {
-        return Err(bad());
-    }
-    Ok(format!("postgres://{authority}/{database}"))
+    runtime::postgres_database_url(server_url, database)
+        .map_err(|e| CdcError::Config(e.to_string()))
 }
 
 /// A registered schema: its registry id and parsed form.

@@ -8,6 +8,7 @@
 
 pub mod inventory;
 pub mod orders;
+pub mod payments;
 pub mod shipping;
 
 use serde::{Deserialize, Serialize};

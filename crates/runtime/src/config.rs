@@ -23,12 +23,16 @@ pub struct StackEnv {
     /// `STOREFLEET_POSTGRES`, default `postgres://postgres@127.0.0.1:15432/postgres`: the
     /// PostgreSQL server; each component names its own database on it.
     pub postgres_url: String,
+    /// `STOREFLEET_GATEWAY`, default `http://127.0.0.1:18090`: the card gateway (the
+    /// simulator, `fleet gateway-sim`, locally).
+    pub gateway_url: String,
 }
 
 impl StackEnv {
     pub const DEFAULT_BOOTSTRAP: &'static str = "127.0.0.1:19092";
     pub const DEFAULT_REGISTRY: &'static str = "http://127.0.0.1:18081";
     pub const DEFAULT_POSTGRES: &'static str = "postgres://postgres@127.0.0.1:15432/postgres";
+    pub const DEFAULT_GATEWAY: &'static str = "http://127.0.0.1:18090";
 
     /// Reads the environment; a malformed value is an error, never silently defaulted.
     pub fn from_env() -> Result<Self, RuntimeError> {
@@ -49,8 +53,28 @@ impl StackEnv {
                 .unwrap_or_else(|| std::path::PathBuf::from(".storefleet/state")),
             postgres_url: std::env::var("STOREFLEET_POSTGRES")
                 .unwrap_or_else(|_| Self::DEFAULT_POSTGRES.to_string()),
+            gateway_url: std::env::var("STOREFLEET_GATEWAY")
+                .unwrap_or_else(|_| Self::DEFAULT_GATEWAY.to_string()),
         })
     }
+}
+
+/// `server_url` (`postgres://user@host:port/anything`) pointed at `database` instead.
+pub fn postgres_database_url(server_url: &str, database: &str) -> Result<String, RuntimeError> {
+    let bad = || {
+        RuntimeError::Config(format!(
+            "`{server_url}` is not a postgres://user@host:port/db URL"
+        ))
+    };
+    let rest = server_url
+        .strip_prefix("postgres://")
+        .or_else(|| server_url.strip_prefix("postgresql://"))
+        .ok_or_else(bad)?;
+    let authority = rest.split(['/', '?']).next().ok_or_else(bad)?;
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    Ok(format!("postgres://{authority}/{database}"))
 }
 
 /// Exponential backoff with full jitter for transient failures.

@@ -22,6 +22,7 @@ mod config;
 mod dead_letter;
 mod driver;
 mod error;
+pub mod headers;
 pub mod ids;
 mod kafka;
 mod metrics;
@@ -30,13 +31,15 @@ mod processor;
 pub mod state;
 
 pub use admin::{serve_admin, Phase};
-pub use config::{RetryPolicy, RuntimeConfig, StackEnv};
+pub use config::{postgres_database_url, RetryPolicy, RuntimeConfig, StackEnv};
 pub use dead_letter::{DeadLetter, DeadLetterErrorKind, DeadLetterHeader};
 pub use driver::state_io::{
     ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored,
 };
-pub use driver::{run, run_stateful};
+pub use driver::{now_millis as now_ms, run, run_pipelined, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
 pub use metrics::Metrics;
-pub use processor::{HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless};
+pub use processor::{
+    ConcurrentProcessor, HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless,
+};

@@ -33,6 +33,8 @@ pub struct Input {
     /// `None` for a tombstone.
     pub value: Option<Value>,
     pub timestamp_ms: Option<i64>,
+    /// The record's headers (name, value); a header without a value has an empty one.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Input {
@@ -50,6 +52,14 @@ impl Input {
             .as_ref()
             .ok_or_else(|| HandlerError::Invalid("tombstone where a value was expected".into()))?;
         codec::from_value(value).map_err(|e| HandlerError::Invalid(format!("value shape: {e}")))
+    }
+
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// A stable identity of this record, for deriving output ids.
@@ -105,6 +115,40 @@ impl<'a> Outputs<'a> {
             key: Some(key.as_bytes().to_vec()),
             payload: Some(payload),
             headers: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Encodes `value` as `topic`'s schema would (Confluent framing), without sending it:
+    /// for embedding a record in another, e.g. the original bytes of a dead letter.
+    pub fn encode<T: Serialize>(&self, topic: &str, value: &T) -> Result<Vec<u8>, HandlerError> {
+        let codec = self.codecs.get(topic).ok_or_else(|| {
+            HandlerError::Fatal(format!("`{topic}` has no Avro codec in this processor"))
+        })?;
+        codec.encode(value).map_err(|e| {
+            HandlerError::Fatal(format!("value for `{topic}` does not fit its schema: {e}"))
+        })
+    }
+
+    /// Queues already-encoded bytes for `topic` (see [`Outputs::encode`]), with headers.
+    pub fn send_raw(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), HandlerError> {
+        if !self.codecs.contains_key(topic) {
+            return Err(HandlerError::Fatal(format!(
+                "`{topic}` is not a declared output of this processor"
+            )));
+        }
+        self.records.push(OutRecord {
+            topic: topic.to_string(),
+            partition: None,
+            key,
+            payload: Some(payload),
+            headers,
         });
         Ok(())
     }
@@ -185,4 +229,17 @@ impl<P: Processor> StatefulProcessor for Stateless<P> {
     ) -> Result<(), HandlerError> {
         Ok(())
     }
+}
+
+/// A stateless processor whose records are independent across keys, run by
+/// [`crate::run_pipelined`]: records with different keys are handled concurrently (their
+/// handlers wait on I/O such as a payment gateway), records with the same key one after
+/// another in offset order. Offsets are still committed in order, each only after its own
+/// outputs and those of every earlier record of its partition are acknowledged.
+pub trait ConcurrentProcessor: Send + Sync + 'static {
+    fn handle(
+        &self,
+        input: &Input,
+        out: &mut Outputs<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }

@@ -13,6 +13,9 @@ pub struct StackConfig {
     pub registry_port: u16,
     pub postgres_port: u16,
     pub redis_port: u16,
+    /// The payment gateway simulator (`fleet gateway-sim`), standing in for the card
+    /// processor. `STOREFLEET_GATEWAY_PORT`, default 18090.
+    pub gateway_port: u16,
     /// WAL a replication slot may hold back before PostgreSQL invalidates it (MB,
     /// `max_slot_wal_keep_size`). `STOREFLEET_SLOT_WAL_KEEP_MB`, default 1024.
     pub slot_wal_keep_mb: u32,
@@ -54,6 +57,7 @@ impl StackConfig {
             env_port("STOREFLEET_REGISTRY_PORT", 18081)?,
             env_port("STOREFLEET_POSTGRES_PORT", 15432)?,
             env_port("STOREFLEET_REDIS_PORT", 16379)?,
+            env_port("STOREFLEET_GATEWAY_PORT", 18090)?,
         ];
         let mut unique = ports.to_vec();
         unique.sort_unstable();
@@ -68,6 +72,7 @@ impl StackConfig {
             registry_port: ports[1],
             postgres_port: ports[2],
             redis_port: ports[3],
+            gateway_port: ports[4],
             slot_wal_keep_mb: match std::env::var("STOREFLEET_SLOT_WAL_KEEP_MB") {
                 Ok(v) => v.parse().map_err(|_| {
                     format!("STOREFLEET_SLOT_WAL_KEEP_MB={v:?} is not a number of MB")
@@ -92,6 +97,10 @@ impl StackConfig {
             "postgres://postgres@127.0.0.1:{}/{database}",
             self.postgres_port
         )
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
     pub fn redis_url(&self) -> String {

@@ -66,7 +66,11 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stac
 
 /// The components, in start order.
 pub fn components(config: &StackConfig) -> Vec<Managed> {
-    vec![Managed::broker(config), Managed::registry(config)]
+    vec![
+        Managed::broker(config),
+        Managed::registry(config),
+        Managed::gateway(config),
+    ]
 }
 
 /// Brings everything up (idempotently) and prepares topics and schemas.
@@ -89,6 +93,9 @@ pub async fn up(config: &StackConfig, topology: &topology::Topology) -> Result<(
         "databases ready"
     );
     redis::ensure_started(config).await?;
+    let gateway = Managed::gateway(config);
+    gateway.ensure_started(config).await?;
+    wait_for_port(config.gateway_port, Duration::from_secs(30)).await?;
     Ok(())
 }
 
@@ -125,6 +132,11 @@ pub fn status(config: &StackConfig) -> Vec<(String, bool, String)> {
             port_open(config.redis_port),
             config.redis_url(),
         ),
+        (
+            "payment gateway simulator".into(),
+            port_open(config.gateway_port),
+            config.gateway_url(),
+        ),
     ]
 }
 
@@ -132,11 +144,12 @@ pub fn status(config: &StackConfig) -> Vec<(String, bool, String)> {
 pub fn write_env_file(config: &StackConfig) -> Result<std::path::PathBuf, StackError> {
     let path = config.data_dir.join("stack.env");
     let text = format!(
-        "STOREFLEET_BOOTSTRAP={}\nSTOREFLEET_REGISTRY={}\nSTOREFLEET_POSTGRES={}\nSTOREFLEET_REDIS={}\n",
+        "STOREFLEET_BOOTSTRAP={}\nSTOREFLEET_REGISTRY={}\nSTOREFLEET_POSTGRES={}\nSTOREFLEET_REDIS={}\nSTOREFLEET_GATEWAY={}\n",
         config.bootstrap_servers(),
         config.registry_url(),
         config.postgres_url("postgres"),
-        config.redis_url()
+        config.redis_url(),
+        config.gateway_url()
     );
     std::fs::write(&path, text).map_err(io("write stack.env"))?;
     Ok(path)

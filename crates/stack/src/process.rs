@@ -25,6 +25,7 @@ pub struct Managed {
 enum Kind {
     Broker,
     Registry,
+    Gateway,
 }
 
 impl Managed {
@@ -45,6 +46,17 @@ impl Managed {
             pid_file: config.data_dir.join("registry.pid"),
             log_file: config.data_dir.join("registry.log"),
             kind: Kind::Registry,
+        }
+    }
+
+    /// The payment gateway simulator: an external service in production, ours locally.
+    pub fn gateway(config: &StackConfig) -> Self {
+        Self {
+            name: "gateway-sim",
+            port: config.gateway_port,
+            pid_file: config.data_dir.join("gateway-sim.pid"),
+            log_file: config.data_dir.join("gateway-sim.log"),
+            kind: Kind::Gateway,
         }
     }
 
@@ -70,6 +82,7 @@ impl Managed {
         let mut command = match self.kind {
             Kind::Broker => self.broker_command(config).await?,
             Kind::Registry => self.registry_command(config)?,
+            Kind::Gateway => self.gateway_command(config)?,
         };
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -113,6 +126,22 @@ impl Managed {
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .env("STOREFLEET_BOOTSTRAP", config.bootstrap_servers());
+        Ok(command)
+    }
+
+    /// `fleet gateway-sim` (the same program as the registry's), without faults: the demo
+    /// and benchmarks set theirs through its `PUT /v1/faults`.
+    fn gateway_command(&self, config: &StackConfig) -> Result<std::process::Command, StackError> {
+        let program = config
+            .registry_command
+            .first()
+            .ok_or_else(|| StackError::Failed("no fleet program configured".into()))?;
+        let mut command = std::process::Command::new(program);
+        command.args([
+            "gateway-sim",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+        ]);
         Ok(command)
     }
 

@@ -86,6 +86,8 @@ pub enum ProcessorKind {
     InventoryOrders,
     /// Warehouse stock CDC re-keyed by product id into ledger commands.
     InventoryStockFeed,
+    /// Payment commands against the card gateway (and their retries), keyed by order id.
+    Payment,
 }
 
 impl ProcessorKind {
@@ -95,6 +97,7 @@ impl ProcessorKind {
             ProcessorKind::Inventory => "inventory",
             ProcessorKind::InventoryOrders => "inventory-orders",
             ProcessorKind::InventoryStockFeed => "inventory-stock-feed",
+            ProcessorKind::Payment => "payment",
         }
     }
 }

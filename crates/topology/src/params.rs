@@ -12,6 +12,7 @@ pub enum ProcessorParams {
     Inventory(InventoryParams),
     InventoryOrders(InventoryOrdersParams),
     InventoryStockFeed(InventoryStockFeedParams),
+    Payment(PaymentParams),
 }
 
 impl ProcessorParams {
@@ -33,6 +34,7 @@ impl ProcessorParams {
             ProcessorKind::InventoryStockFeed => {
                 ProcessorParams::InventoryStockFeed(serde_yaml::from_value(raw)?)
             }
+            ProcessorKind::Payment => ProcessorParams::Payment(serde_yaml::from_value(raw)?),
         })
     }
 }
@@ -120,4 +122,115 @@ pub struct CdcTable {
     pub topic: String,
     /// Avro record name prefix: `<record>Key`, `<record>Row`, `<record>Change`.
     pub record: String,
+}
+
+/// The payment processor: one instance group reads the saga's commands, another the retries
+/// (so a record waiting for its backoff never holds up new payments). The gateway's address
+/// is `STOREFLEET_GATEWAY` (an address, not behaviour); everything else is here.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentParams {
+    /// The payment service's own database (its transaction log) on `STOREFLEET_POSTGRES`.
+    #[serde(default = "default_payments_db")]
+    pub database: String,
+    /// Payments handled at once per instance (different orders; one order's commands run
+    /// one after another). Also the instance's PostgreSQL connections.
+    #[serde(default = "default_payment_concurrency")]
+    pub concurrency: usize,
+    /// Client-side deadline of one gateway call; after it the outcome is unknown (retried).
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Gateway attempts per command before it is dead-lettered and answered FAILED.
+    #[serde(default = "default_payment_attempts")]
+    pub max_attempts: u32,
+    /// Retry backoff: full jitter over `min(retry_max_ms, retry_base_ms * 2^(attempt-1))`.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// The gateway contract's calls per second for this processor, split evenly over its
+    /// instances (governor); 0 = unlimited.
+    #[serde(default)]
+    pub gateway_rate_per_sec: u32,
+    /// Circuit breaker: over the last `breaker_window` calls (at least `breaker_min_calls`),
+    /// a failure ratio at or above `breaker_failure_ratio` opens it for `breaker_open_ms`.
+    #[serde(default = "default_breaker_window")]
+    pub breaker_window: u32,
+    #[serde(default = "default_breaker_min_calls")]
+    pub breaker_min_calls: u32,
+    #[serde(default = "default_breaker_failure_ratio")]
+    pub breaker_failure_ratio: f64,
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+}
+
+impl PaymentParams {
+    /// Ranges checked before anything connects.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.database.is_empty() {
+            problems.push("database is empty".to_string());
+        }
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            problems.push(format!("concurrency {} not in 1..=1024", self.concurrency));
+        }
+        if self.call_timeout_ms == 0 {
+            problems.push("call_timeout_ms must be positive".into());
+        }
+        if self.max_attempts == 0 {
+            problems.push("max_attempts must be at least 1".into());
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            problems.push("need 0 < retry_base_ms <= retry_max_ms".into());
+        }
+        if self.breaker_window == 0 || self.breaker_min_calls > self.breaker_window {
+            problems.push("need 0 < breaker_window and breaker_min_calls <= breaker_window".into());
+        }
+        if !(self.breaker_failure_ratio > 0.0 && self.breaker_failure_ratio <= 1.0) {
+            problems.push("breaker_failure_ratio must be in (0, 1]".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl Default for PaymentParams {
+    fn default() -> Self {
+        serde_yaml::from_value(serde_yaml::Value::Mapping(Default::default()))
+            .expect("every payment param has a default")
+    }
+}
+
+fn default_payments_db() -> String {
+    "payments".to_string()
+}
+fn default_payment_concurrency() -> usize {
+    32
+}
+fn default_call_timeout_ms() -> u64 {
+    1_000
+}
+fn default_payment_attempts() -> u32 {
+    6
+}
+fn default_retry_base_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    10_000
+}
+fn default_breaker_window() -> u32 {
+    50
+}
+fn default_breaker_min_calls() -> u32 {
+    20
+}
+fn default_breaker_failure_ratio() -> f64 {
+    0.6
+}
+fn default_breaker_open_ms() -> u64 {
+    2_000
 }

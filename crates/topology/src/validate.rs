@@ -496,6 +496,10 @@ impl Validator {
                 self.check_topic_ref(topics, format!("{at}.outputs[{j}]"), output);
             }
             match ProcessorParams::parse(p.kind, &p.params) {
+                Ok(ProcessorParams::Payment(params)) if params.validate().is_err() => {
+                    let why = params.validate().err().unwrap_or_default();
+                    self.problem(format!("{at}.params"), why);
+                }
                 Ok(params) => out.push((p, params)),
                 Err(e) => self.problem(format!("{at}.params"), e.to_string()),
             }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::context::{Shared, TrackingContext};
+use super::context::{lock, Shared, TrackingContext};
 use super::produce;
 use crate::processor::OutRecord;
 use crate::{Metrics, RuntimeError};
@@ -42,7 +42,22 @@ pub enum Pending {
         deliveries: Vec<(String, DeliveryFuture)>,
         changelog: Vec<OutRecord>,
     },
+    /// A record handled off the driver (pipelined mode): its outcome arrives when its
+    /// handler finishes; records are still settled in hand-off order.
+    Deferred {
+        source: Source,
+        outcome: oneshot::Receiver<Deferred>,
+    },
     Flush(oneshot::Sender<()>),
+}
+
+/// How a pipelined record's handling ended.
+pub enum Deferred {
+    /// Its outputs (dead letter included) were handed to the producer.
+    Done(Vec<(String, DeliveryFuture)>),
+    /// Shutdown or a revoke came first: it must not be committed, nor anything after it.
+    Abandoned,
+    Failed(RuntimeError),
 }
 
 enum Acked {
@@ -50,6 +65,7 @@ enum Acked {
         source: Option<Source>,
         changelog: Vec<DeliveryFuture>,
     },
+    Hole(Source),
     Flush(oneshot::Sender<()>),
 }
 
@@ -103,6 +119,25 @@ impl Acker {
                         changelog: futures,
                     }
                 }
+                Pending::Deferred { source, outcome } => match outcome.await {
+                    Ok(Deferred::Done(deliveries)) => {
+                        for (topic, delivery) in deliveries {
+                            await_delivery(&topic, delivery).await?;
+                            self.metrics.records_out.with_label_values(&[&topic]).inc();
+                        }
+                        Acked::Record {
+                            source: Some(source),
+                            changelog: Vec::new(),
+                        }
+                    }
+                    Ok(Deferred::Abandoned) => Acked::Hole(source),
+                    Ok(Deferred::Failed(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(RuntimeError::Fatal(
+                            "a record's handler task ended without an outcome".into(),
+                        ))
+                    }
+                },
             };
             if tx.send(next).await.is_err() {
                 return Err(RuntimeError::Fatal("committer stopped".into()));
@@ -152,6 +187,10 @@ impl Committer {
                             return Err(e);
                         }
                     }
+                    Some(Acked::Hole(source)) => {
+                        self.metrics.in_flight.dec();
+                        lock(&self.shared.holes).insert((source.topic, source.partition));
+                    }
                     Some(Acked::Flush(reply)) => {
                         self.commit().await;
                         let _ = reply.send(());
@@ -177,8 +216,10 @@ impl Committer {
         }
         if let Some(source) = source {
             self.metrics.in_flight.dec();
-            self.done
-                .insert((source.topic, source.partition), source.offset + 1);
+            let key = (source.topic, source.partition);
+            if !lock(&self.shared.holes).contains(&key) {
+                self.done.insert(key, source.offset + 1);
+            }
         }
         Ok(())
     }

@@ -24,6 +24,13 @@ pub struct Shared {
     changelog_end: Mutex<HashMap<i32, i64>>,
     /// Set when a rebalance callback failed (it cannot return an error): the driver stops.
     pub failed: Mutex<Option<String>>,
+    /// Partitions being given up (set by the revoke callback before it flushes, cleared when
+    /// assigned again): a pipelined record still waiting for its `sf.not-before` is abandoned
+    /// so the flush does not wait out its deferral.
+    pub revoking: Mutex<HashSet<(String, i32)>>,
+    /// Partitions with an abandoned record (written by the committer, cleared on assign):
+    /// nothing after the hole is committed, so the next owner handles it again.
+    pub holes: Mutex<HashSet<(String, i32)>>,
 }
 
 impl Shared {
@@ -39,6 +46,10 @@ impl Shared {
 
     pub fn owns(&self, partition: i32) -> bool {
         lock(&self.owned).contains(&partition)
+    }
+
+    pub fn is_revoking(&self, topic: &str, partition: i32) -> bool {
+        lock(&self.revoking).contains(&(topic.to_string(), partition))
     }
 }
 
@@ -99,6 +110,11 @@ impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         use rdkafka::consumer::Consumer;
         if let Rebalance::Revoke(tpl) = rebalance {
+            lock(&self.shared.revoking).extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
             match self.txn.get() {
                 Some(txn) => {
                     let group = consumer.group_metadata();
@@ -129,6 +145,11 @@ impl ConsumerContext for TrackingContext {
             Rebalance::Assign(tpl) => {
                 let partitions: HashSet<i32> =
                     tpl.elements().iter().map(|e| e.partition()).collect();
+                for e in tpl.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    lock(&self.shared.revoking).remove(&tp);
+                    lock(&self.shared.holes).remove(&tp);
+                }
                 lock(&self.shared.stale).extend(partitions.iter().copied());
                 lock(&self.shared.owned).extend(partitions);
                 info!(partitions = tpl.count(), "partitions assigned");

@@ -37,11 +37,13 @@ use crate::{kafka, Metrics, Processor, RuntimeConfig, RuntimeError};
 
 mod acker;
 mod context;
+mod pipelined;
 pub(crate) mod state_io;
 mod txn;
 
 use acker::{Acker, Committer, Pending, Source};
 use context::{lock, Shared, TrackingContext};
+pub use pipelined::run_pipelined;
 use txn::Txn;
 
 /// Runs a stateless `processor` until `shutdown` is cancelled (graceful: in-flight outputs
@@ -117,46 +119,19 @@ async fn run_inner<P: StatefulProcessor>(
         }
         topology::Guarantee::AtLeastOnce => None,
     };
-    let shared = Arc::new(Shared::default());
-    let consumer: Arc<StreamConsumer<TrackingContext>> = Arc::new(
-        kafka::consumer_config(&config)
-            .create_with_context(TrackingContext::new(metrics.clone(), shared.clone()))?,
-    );
-    let (pending_tx, pending_rx) = mpsc::channel(config.max_in_flight.max(1));
-    consumer
-        .context()
-        .set_flush(pending_tx.clone(), tokio::runtime::Handle::current());
-    if let Some(txn) = &txn {
-        let _ = consumer.context().txn.set(txn.clone());
-    }
+    let Plumbing {
+        consumer,
+        shared,
+        pending: pending_tx,
+        fatal,
+        acker: acker_task,
+    } = connect(&config, &metrics, &producer, txn.as_ref())?;
     let topics: Vec<String> = config.inputs.iter().map(|i| i.topic.clone()).collect();
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs)?;
-
-    let fatal = CancellationToken::new();
-    let acker = Acker {
-        producer: producer.clone(),
-        metrics: metrics.clone(),
-        fatal: fatal.clone(),
-    };
-    let committer = Committer {
-        consumer: consumer.clone(),
-        metrics: metrics.clone(),
-        interval: config.commit_interval,
-        fatal: fatal.clone(),
-        shared: shared.clone(),
-        done: HashMap::new(),
-    };
-    let acker_task = tokio::spawn(acker.run(pending_rx, committer));
 
     let mut driver = Driver {
-        formats: topology
-            .topics
-            .iter()
-            .map(|t| (t.name.clone(), t.value))
-            .collect(),
+        formats: formats(topology),
         config,
-        codecs,
+        codecs: Arc::new(codecs),
         producer,
         metrics,
         processor,
@@ -201,6 +176,71 @@ async fn run_inner<P: StatefulProcessor>(
     // Dropping the consumer closes it, which leaves the group so partitions move at once.
     drop(consumer);
     outcome.and(acked)
+}
+
+/// What both drivers share: the group consumer (tracking ownership and flushing before a
+/// revoke), the hand-off channel, and the acker and committer behind it.
+pub(crate) struct Plumbing {
+    pub consumer: Arc<StreamConsumer<TrackingContext>>,
+    pub shared: Arc<Shared>,
+    pub pending: mpsc::Sender<Pending>,
+    /// Cancelled by the acker or committer when they cannot go on.
+    pub fatal: CancellationToken,
+    pub acker: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+}
+
+/// Creates the consumer, subscribes it to the inputs, and starts the acker and committer.
+pub(crate) fn connect(
+    config: &RuntimeConfig,
+    metrics: &Metrics,
+    producer: &FutureProducer,
+    txn: Option<&Arc<Txn>>,
+) -> Result<Plumbing, RuntimeError> {
+    let shared = Arc::new(Shared::default());
+    let consumer: Arc<StreamConsumer<TrackingContext>> = Arc::new(
+        kafka::consumer_config(config)
+            .create_with_context(TrackingContext::new(metrics.clone(), shared.clone()))?,
+    );
+    let (pending, pending_rx) = mpsc::channel(config.max_in_flight.max(1));
+    consumer
+        .context()
+        .set_flush(pending.clone(), tokio::runtime::Handle::current());
+    if let Some(txn) = txn {
+        let _ = consumer.context().txn.set(txn.clone());
+    }
+    let topics: Vec<&str> = config.inputs.iter().map(|i| i.topic.as_str()).collect();
+    consumer.subscribe(&topics)?;
+    let fatal = CancellationToken::new();
+    let acker = Acker {
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        fatal: fatal.clone(),
+    };
+    let committer = Committer {
+        consumer: consumer.clone(),
+        metrics: metrics.clone(),
+        interval: config.commit_interval,
+        fatal: fatal.clone(),
+        shared: shared.clone(),
+        done: HashMap::new(),
+    };
+    let acker = tokio::spawn(acker.run(pending_rx, committer));
+    Ok(Plumbing {
+        consumer,
+        shared,
+        pending,
+        fatal,
+        acker,
+    })
+}
+
+/// The value format of every topic, by name.
+pub(crate) fn formats(topology: &Topology) -> HashMap<String, ValueFormat> {
+    topology
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.value))
+        .collect()
 }
 
 /// Commits the open transaction (blocking librdkafka calls, off the async workers' path).
@@ -288,7 +328,7 @@ async fn register_codecs(
 struct Driver<P: StatefulProcessor> {
     config: RuntimeConfig,
     formats: HashMap<String, ValueFormat>,
-    codecs: HashMap<String, TopicCodec>,
+    codecs: Arc<HashMap<String, TopicCodec>>,
     producer: FutureProducer,
     metrics: Metrics,
     processor: P,
@@ -324,6 +364,9 @@ impl<P: StatefulProcessor> Driver<P> {
         timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Shutdown first: a record abandoned mid-retry must be the last one handled,
+                // or a later offset of its partition could be committed past it.
+                biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
                 _ = fatal.cancelled() => return Ok(()),
                 Some(query) = queries.recv() => self.answer(query),
@@ -376,6 +419,14 @@ impl<P: StatefulProcessor> Driver<P> {
             if self.stores[&partition].already_applied(&topic, message.offset()) {
                 // Its outputs were acknowledged before its state was written: nothing to redo.
                 return self.hand_off(Some(source), Vec::new(), Vec::new()).await;
+            }
+        }
+        if let Some(at) = not_before(&message) {
+            // Sequential: the deferral holds up this instance (pipelined processors do not).
+            let wait = Duration::from_millis(u64::try_from(at - now_millis()).unwrap_or(0));
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         let started = Instant::now();
@@ -571,8 +622,14 @@ impl<P: StatefulProcessor> Driver<P> {
                 }
                 Action::DeadLetter(kind) => {
                     warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error_kind = kind.as_str(), error = %failure, "dead-lettering record");
-                    let letter = self.dead_letter(message, kind, &failure, attempt);
-                    let outputs = vec![self.dead_letter_record(message.topic(), letter)?];
+                    let letter = dead_letter(&self.config, message, kind, &failure, attempt);
+                    let outputs = vec![dead_letter_record(
+                        &self.config,
+                        &self.codecs,
+                        &self.metrics,
+                        message.topic(),
+                        letter,
+                    )?];
                     // The skip marker only: a dead-lettered record changed no state.
                     let changelog = self.changelog_records(
                         message.partition(),
@@ -592,26 +649,7 @@ impl<P: StatefulProcessor> Driver<P> {
 
     async fn try_handle(&mut self, message: &OwnedMessage) -> Result<Handled, Failure> {
         let topic = message.topic();
-        let value = match (message.payload(), self.formats.get(topic)) {
-            (None, _) => None,
-            (Some(bytes), Some(ValueFormat::Avro)) => {
-                let codec = self.codecs.get(topic).ok_or_else(|| {
-                    Failure::Decode(codec::CodecError::Registry(format!(
-                        "no codec for `{topic}`"
-                    )))
-                })?;
-                Some(codec.decode(bytes).await.map_err(Failure::Decode)?)
-            }
-            (Some(bytes), _) => Some(Value::Bytes(bytes.to_vec())),
-        };
-        let input = Input {
-            topic: topic.to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value,
-            timestamp_ms: message.timestamp().to_millis(),
-        };
+        let input = decode_input(&self.formats, &self.codecs, message).await?;
         let Driver {
             stores,
             processor,
@@ -641,76 +679,128 @@ impl<P: StatefulProcessor> Driver<P> {
             changelog,
         })
     }
+}
 
-    fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        kind: crate::DeadLetterErrorKind,
-        failure: &Failure,
-        attempts: u32,
-    ) -> DeadLetter {
-        let headers = message
+/// The processor's view of one record: its value decoded by the topic's format.
+pub(crate) async fn decode_input(
+    formats: &HashMap<String, ValueFormat>,
+    codecs: &HashMap<String, TopicCodec>,
+    message: &OwnedMessage,
+) -> Result<Input, Failure> {
+    let topic = message.topic();
+    let value = match (message.payload(), formats.get(topic)) {
+        (None, _) => None,
+        (Some(bytes), Some(ValueFormat::Avro)) => {
+            let codec = codecs.get(topic).ok_or_else(|| {
+                Failure::Decode(codec::CodecError::Registry(format!(
+                    "no codec for `{topic}`"
+                )))
+            })?;
+            Some(codec.decode(bytes).await.map_err(Failure::Decode)?)
+        }
+        (Some(bytes), _) => Some(Value::Bytes(bytes.to_vec())),
+    };
+    Ok(Input {
+        topic: topic.to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value,
+        timestamp_ms: message.timestamp().to_millis(),
+        headers: message
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|header| crate::DeadLetterHeader {
-                        key: header.key.to_string(),
-                        value: header.value.map(<[u8]>::to_vec),
-                    })
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
                     .collect()
             })
-            .unwrap_or_default();
-        let schema_id = message
-            .payload()
-            .and_then(|p| codec::unframe(p).ok())
-            .and_then(|(id, _)| i32::try_from(id).ok());
-        DeadLetter {
-            original_key: message.key().map(<[u8]>::to_vec),
-            original_value: message.payload().map(<[u8]>::to_vec),
-            source_topic: message.topic().to_string(),
-            source_partition: message.partition(),
-            source_offset: message.offset(),
-            original_timestamp: message.timestamp().to_millis(),
-            original_schema_id: schema_id,
-            processor: self.config.processor.clone(),
-            consumer_group: self.config.group.clone(),
-            error_kind: kind,
-            reason: failure.to_string(),
-            attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
-            failed_at: now_millis(),
-            headers,
-        }
-    }
+            .unwrap_or_default(),
+    })
+}
 
-    fn dead_letter_record(
-        &self,
-        source: &str,
-        letter: DeadLetter,
-    ) -> Result<OutRecord, RuntimeError> {
-        let topic = self
-            .config
-            .dead_letter_for(source)
-            .ok_or_else(|| RuntimeError::Config(format!("no dead-letter topic for `{source}`")))?;
-        let codec = self.codecs.get(topic).ok_or_else(|| {
-            RuntimeError::Config(format!("dead-letter topic `{topic}` has no Avro codec"))
-        })?;
-        let payload = codec.encode(&letter)?;
-        self.metrics
-            .dead_lettered
-            .with_label_values(&[topic, letter.error_kind.as_str()])
-            .inc();
-        Ok(OutRecord {
-            topic: topic.to_string(),
-            partition: None,
-            key: letter.original_key.clone(),
-            payload: Some(payload),
-            headers: letter
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+/// The `sf.not-before` header of a record (see [`crate::headers::NOT_BEFORE`]), if any.
+pub(crate) fn not_before(message: &OwnedMessage) -> Option<i64> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == crate::headers::NOT_BEFORE)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// The dead letter for `message` after `failure` (its bytes, coordinates and reason).
+pub(crate) fn dead_letter(
+    config: &RuntimeConfig,
+    message: &OwnedMessage,
+    kind: crate::DeadLetterErrorKind,
+    failure: &Failure,
+    attempts: u32,
+) -> DeadLetter {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|header| crate::DeadLetterHeader {
+                    key: header.key.to_string(),
+                    value: header.value.map(<[u8]>::to_vec),
+                })
+                .collect()
         })
+        .unwrap_or_default();
+    let schema_id = message
+        .payload()
+        .and_then(|p| codec::unframe(p).ok())
+        .and_then(|(id, _)| i32::try_from(id).ok());
+    DeadLetter {
+        original_key: message.key().map(<[u8]>::to_vec),
+        original_value: message.payload().map(<[u8]>::to_vec),
+        source_topic: message.topic().to_string(),
+        source_partition: message.partition(),
+        source_offset: message.offset(),
+        original_timestamp: message.timestamp().to_millis(),
+        original_schema_id: schema_id,
+        processor: config.processor.clone(),
+        consumer_group: config.group.clone(),
+        error_kind: kind,
+        reason: failure.to_string(),
+        attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+        failed_at: now_millis(),
+        headers,
     }
+}
+
+/// Encodes `letter` for the dead-letter topic of input `source`.
+pub(crate) fn dead_letter_record(
+    config: &RuntimeConfig,
+    codecs: &HashMap<String, TopicCodec>,
+    metrics: &Metrics,
+    source: &str,
+    letter: DeadLetter,
+) -> Result<OutRecord, RuntimeError> {
+    let topic = config
+        .dead_letter_for(source)
+        .ok_or_else(|| RuntimeError::Config(format!("no dead-letter topic for `{source}`")))?;
+    let codec = codecs.get(topic).ok_or_else(|| {
+        RuntimeError::Config(format!("dead-letter topic `{topic}` has no Avro codec"))
+    })?;
+    let payload = codec.encode(&letter)?;
+    metrics
+        .dead_lettered
+        .with_label_values(&[topic, letter.error_kind.as_str()])
+        .inc();
+    Ok(OutRecord {
+        topic: topic.to_string(),
+        partition: None,
+        key: letter.original_key.clone(),
+        payload: Some(payload),
+        headers: letter
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    })
 }
 
 fn batch_id(message: &OwnedMessage) -> String {
@@ -758,7 +848,8 @@ pub(crate) async fn produce(
     }
 }
 
-fn now_millis() -> i64 {
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

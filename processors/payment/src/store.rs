@@ -1,0 +1,242 @@
+//! The payment service's transaction log in PostgreSQL (its own `payments` database): the
+//! payment row (state as the gateway last told us) and one audit row per gateway call.
+//!
+//! Single writer per payment: every command holds the payment row's lock (`SELECT … FOR
+//! UPDATE`) from before its first gateway call until its outcome is recorded. The saga's
+//! commands and their retries arrive through different topics (so possibly in different
+//! processes), and this lock is what keeps a refund from running beside a late charge.
+
+use std::sync::Mutex;
+
+use tokio_postgres::{Client, NoTls};
+use tracing::warn;
+
+use crate::plan::Status;
+
+/// A payment row as locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRow {
+    pub status: Status,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub gateway_reference: Option<String>,
+    pub decline_code: Option<String>,
+}
+
+/// One audited gateway call.
+pub struct Attempt<'a> {
+    pub payment_id: &'a str,
+    pub command_id: &'a str,
+    pub command_kind: &'a str,
+    pub attempt: i32,
+    pub operation: &'a str,
+    pub outcome: &'a str,
+    pub status_after: Option<Status>,
+    pub detail: Option<&'a str>,
+    pub latency_ms: i32,
+}
+
+/// Connections to the payments database, reused. At most one per in-flight command, so the
+/// pool never grows past the processor's concurrency.
+pub struct Store {
+    url: String,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// A connection inside an open transaction. Dropped without [`Session::commit`], its
+/// connection is closed (the server rolls back), never reused.
+pub struct Session<'a> {
+    store: &'a Store,
+    client: Option<Client>,
+}
+
+impl Store {
+    /// Checks the database is reachable and migrated.
+    pub async fn open(url: &str) -> Result<Self, String> {
+        let store = Self {
+            url: url.to_string(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let client = store.connect().await?;
+        client
+            .query_one("SELECT count(*) FROM payments", &[])
+            .await
+            .map_err(|e| format!("payments database not migrated (run `fleet stack up`): {e}"))?;
+        store.release(client);
+        Ok(store)
+    }
+
+    async fn connect(&self) -> Result<Client, String> {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                warn!(error = %e, "payments database connection ended");
+            }
+        });
+        // A lock wait longer than a few gateway calls means something is stuck: fail (the
+        // runtime retries the record) rather than wait forever.
+        client
+            .batch_execute("SET lock_timeout = '15s'; SET statement_timeout = '30s'")
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
+        Ok(client)
+    }
+
+    fn release(&self, client: Client) {
+        if !client.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(client);
+        }
+    }
+
+    /// Begins a transaction holding the lock of payment `payment_id`, creating the row as
+    /// `pending` when the payment is new.
+    pub async fn lock(
+        &self,
+        payment_id: &str,
+        order_id: &str,
+        amount_minor: i64,
+        currency: &str,
+    ) -> Result<(Session<'_>, PaymentRow), String> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let client = match pooled {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let session = Session {
+            store: self,
+            client: Some(client),
+        };
+        let c = session.client();
+        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
+        c.batch_execute("BEGIN").await.map_err(db)?;
+        c.execute(
+            "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
+             VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING",
+            &[&payment_id, &order_id, &amount_minor, &currency],
+        )
+        .await
+        .map_err(db)?;
+        let row = c
+            .query_one(
+                "SELECT status, amount_minor, currency, gateway_reference, decline_code
+                 FROM payments WHERE payment_id = $1 FOR UPDATE",
+                &[&payment_id],
+            )
+            .await
+            .map_err(db)?;
+        let status: String = row.get(0);
+        let row = PaymentRow {
+            status: Status::parse(&status)
+                .ok_or_else(|| format!("payment {payment_id} has unknown status {status:?}"))?,
+            amount_minor: row.get(1),
+            currency: row.get(2),
+            gateway_reference: row.get(3),
+            decline_code: row.get(4),
+        };
+        Ok((session, row))
+    }
+}
+
+impl Session<'_> {
+    fn client(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("session has its client until commit")
+    }
+
+    pub async fn set_status(
+        &self,
+        payment_id: &str,
+        status: Status,
+        gateway_reference: Option<&str>,
+        decline_code: Option<&str>,
+    ) -> Result<(), String> {
+        self.client()
+            .execute(
+                "UPDATE payments SET status = $2,
+                   gateway_reference = coalesce($3, gateway_reference),
+                   decline_code = coalesce($4, decline_code), updated_at = now()
+                 WHERE payment_id = $1",
+                &[
+                    &payment_id,
+                    &status.as_str(),
+                    &gateway_reference,
+                    &decline_code,
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("payments database: {e}"))
+    }
+
+    pub async fn audit(&self, a: Attempt<'_>) -> Result<(), String> {
+        self.client()
+            .execute(
+                "INSERT INTO payment_attempts (payment_id, command_id, command_kind, attempt,
+                   operation, outcome, status_after, detail, latency_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &a.payment_id,
+                    &a.command_id,
+                    &a.command_kind,
+                    &a.attempt,
+                    &a.operation,
+                    &a.outcome,
+                    &a.status_after.map(Status::as_str),
+                    &a.detail,
+                    &a.latency_ms,
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("payments database: {e}"))
+    }
+
+    /// Gateway calls made for `command_id` so far, and a one-line history of them.
+    pub async fn history(&self, command_id: &str) -> Result<(i32, String), String> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT attempt, operation, outcome, coalesce(detail, ''),
+                        to_char(at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS')
+                 FROM payment_attempts WHERE command_id = $1 ORDER BY id",
+                &[&command_id],
+            )
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
+        let calls = rows
+            .iter()
+            .filter(|r| r.get::<_, String>(2) != "breaker_open")
+            .count();
+        let history = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "#{} {} {} {} {}",
+                    r.get::<_, i32>(0),
+                    r.get::<_, String>(4),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, String>(3)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok((i32::try_from(calls).unwrap_or(i32::MAX), history))
+    }
+
+    pub async fn commit(mut self) -> Result<(), String> {
+        let client = self.client.take().expect("session has its client");
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
+        self.store.release(client);
+        Ok(())
+    }
+}
