@@ -4,6 +4,7 @@
 mod bench;
 mod bench_cdc;
 mod bench_inventory;
+mod bench_payment;
 mod bench_registry;
 mod bench_state;
 mod demo;
@@ -203,6 +204,21 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
+    /// Payments/s through the payment processors against the gateway simulator: no faults,
+    /// then 10% slow calls, then 10% calls that hang past the timeout (retried via the topic).
+    Payment {
+        #[arg(long, default_value_t = 20_000)]
+        payments: usize,
+        /// The gateway's latency per call (ms; jitter one fifth of it).
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Payments in flight per instance.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Run on a private broker with this storage engine instead of the stack's.
+        #[arg(long)]
+        engine: Option<bench::Engine>,
+    },
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]
@@ -354,6 +370,24 @@ async fn main() -> Result<()> {
         } => {
             let topology = load(&cli.topology)?;
             bench_inventory::inventory(&topology, orders, products, engine).await
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Payment {
+                    payments,
+                    latency_ms,
+                    concurrency,
+                    engine,
+                },
+        } => {
+            let topology = load(&cli.topology)?;
+            let bench = bench_payment::PaymentBench {
+                payments,
+                latency_ms,
+                concurrency,
+                engine,
+            };
+            bench_payment::payment(&topology, bench).await
         }
         Command::Bench {
             what: BenchWhat::StateRestore { keys, tail, engine },

@@ -59,10 +59,16 @@ async fn payment_fleet(
     stack::apply_migrations(&database_url, &repo().join("migrations/payments"))
         .await
         .unwrap();
+    t.processors
+        .retain(|(p, _)| p.name == "payment" || p.name == "payment-retry");
+    t.connectors.clear();
     for (p, _) in &mut t.processors {
         p.admin_port = free_port_pair();
+        if p.params.is_null() {
+            p.params = serde_yaml::Value::Mapping(Default::default());
+        }
         let serde_yaml::Value::Mapping(map) = &mut p.params else {
-            panic!("payment params are a mapping");
+            panic!("payment params are a mapping: {:?}", p.params);
         };
         map.insert("database".into(), database.clone().into());
         for (k, v) in params {
@@ -524,9 +530,31 @@ async fn exhausted_payments_are_dead_lettered_and_redriven() {
         5,
         "five dead letters listed:\n{listing}"
     );
+    let (partition, offset) = listing
+        .lines()
+        .find_map(|l| {
+            let coords = l.split_whitespace().next()?;
+            let (p, o) = coords.split_once('/')?;
+            Some((p.parse::<i32>().ok()?, o.parse::<i64>().ok()?))
+        })
+        .expect("a listed dead letter");
+    let inspect = fleet_command()
+        .arg("--topology")
+        .arg(&f.file)
+        .args([
+            "dlq",
+            "inspect",
+            &f.dead_letters,
+            &partition.to_string(),
+            &offset.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let detail = String::from_utf8_lossy(&inspect.stdout);
     assert!(
-        listing.contains("History"),
-        "the reason carries the attempt history:\n{listing}"
+        detail.contains("History: #1") && detail.contains("#3") && detail.contains("\"attempt\""),
+        "the dead letter carries the attempt history and the decoded retry:\n{detail}"
     );
 
     // The saga compensated two of them before the operator's redrive.

@@ -6,6 +6,7 @@
 //! epoch milliseconds, money is minor units plus an ISO 4217 currency, enums carry an
 //! `Unknown` symbol first so they can grow compatibly.
 
+pub mod checkout;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
