@@ -228,7 +228,8 @@ async fn run_phase(
                 continue;
             }
             let received_ms = runtime::now_ms() - record.received.elapsed().as_millis() as i64;
-            if result.attempts > 1 {
+            // A charge is two calls (authorize, capture); more means a retry.
+            if result.attempts > 2 {
                 retried_latency.push(received_ms - sent_ms);
             } else {
                 latency.push(received_ms - sent_ms);

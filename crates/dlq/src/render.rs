@@ -211,17 +211,17 @@ pub fn summary(s: &Summary) -> String {
         s.redriven,
         s.already_redriven
     );
+    if s.already_redriven > 0 {
+        out.push_str(" (--again redrives those too)");
+    }
     if s.failed > 0 {
         out.push_str(&format!(", FAILED {}", s.failed));
     }
     if s.undecodable > 0 {
         out.push_str(&format!(
-            "; {} record(s) not readable as dead letters",
+            "; {} record(s) not readable as dead letters, left alone",
             s.undecodable
         ));
-    }
-    if s.already_redriven > 0 {
-        out.push_str(" (--again redrives those too)");
     }
     for (topic, count) in &s.targets {
         out.push_str(&format!("\n  -> {topic}: {count}"));
@@ -416,9 +416,9 @@ mod tests {
         };
         assert_eq!(
             summary(&s),
-            "dlq.a.v1: selected 3, redriven 2, skipped (already redriven) 1; \
-             1 record(s) not readable as dead letters (--again redrives those too)\n  \
-             -> orders.order-placed.v1: 2"
+            "dlq.a.v1: selected 3, redriven 2, skipped (already redriven) 1 \
+             (--again redrives those too); 1 record(s) not readable as dead letters, \
+             left alone\n  -> orders.order-placed.v1: 2"
         );
         let dry = summary(&Summary {
             dry_run: true,
