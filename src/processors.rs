@@ -48,6 +48,27 @@ pub async fn run(
             let processor = inventory::feed::StockFeed { output };
             runtime::run(config, topology, processor, shutdown).await?;
         }
+        ProcessorParams::Checkout(p) => {
+            let output = |prefix: &str| {
+                spec.outputs
+                    .iter()
+                    .find(|o| o.starts_with(prefix))
+                    .cloned()
+                    .with_context(|| format!("checkout needs an output `{prefix}*`"))
+            };
+            let topics = checkout::Topics {
+                inventory: output("inventory.commands")?,
+                payments: output("payments.commands")?,
+                placed: output("orders.order-placed")?,
+                status: output("orders.order-status")?,
+                transitions: output("checkout.saga-transitions")?,
+            };
+            let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
+            let processor = checkout::Checkout::new(p.clone(), topics, &database)
+                .await
+                .map_err(|e| anyhow::anyhow!("checkout: {e}"))?;
+            runtime::run_stateful(config, topology, processor, shutdown).await?;
+        }
         ProcessorParams::Payment(p) => {
             let output = |prefix: &str| {
                 spec.outputs

@@ -18,8 +18,8 @@ pub use model::{
     ProcessorKind, ProcessorSpec, TopicSpec, ValueFormat,
 };
 pub use params::{
-    CdcTable, InventoryOrdersParams, InventoryParams, InventoryStockFeedParams, PaymentParams,
-    PostgresCdcParams, ProcessorParams, ShippingParams,
+    CdcTable, CheckoutParams, InventoryOrdersParams, InventoryParams, InventoryStockFeedParams,
+    PaymentParams, PostgresCdcParams, ProcessorParams, ShippingParams,
 };
 pub use validate::{load, load_str, Problem, Topology, TopologyError};
 

@@ -88,6 +88,9 @@ pub enum ProcessorKind {
     InventoryStockFeed,
     /// Payment commands against the card gateway (and their retries), keyed by order id.
     Payment,
+    /// The order saga: a stateful join of checkout requests, inventory and payment answers
+    /// and step timers, keyed by order id.
+    Checkout,
 }
 
 impl ProcessorKind {
@@ -98,6 +101,7 @@ impl ProcessorKind {
             ProcessorKind::InventoryOrders => "inventory-orders",
             ProcessorKind::InventoryStockFeed => "inventory-stock-feed",
             ProcessorKind::Payment => "payment",
+            ProcessorKind::Checkout => "checkout",
         }
     }
 }

@@ -13,6 +13,7 @@ pub enum ProcessorParams {
     InventoryOrders(InventoryOrdersParams),
     InventoryStockFeed(InventoryStockFeedParams),
     Payment(PaymentParams),
+    Checkout(CheckoutParams),
 }
 
 impl ProcessorParams {
@@ -35,6 +36,7 @@ impl ProcessorParams {
                 ProcessorParams::InventoryStockFeed(serde_yaml::from_value(raw)?)
             }
             ProcessorKind::Payment => ProcessorParams::Payment(serde_yaml::from_value(raw)?),
+            ProcessorKind::Checkout => ProcessorParams::Checkout(serde_yaml::from_value(raw)?),
         })
     }
 }
@@ -233,4 +235,28 @@ fn default_breaker_failure_ratio() -> f64 {
 }
 fn default_breaker_open_ms() -> u64 {
     2_000
+}
+
+/// The checkout saga.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutParams {
+    /// The order history store (a database on `STOREFLEET_POSTGRES`).
+    #[serde(default = "default_orders_db")]
+    pub database: String,
+    /// How long a saga step waits for its answer before it is retried (then compensated).
+    /// Longer than payment's whole retry budget, so a slow gateway is not mistaken for a
+    /// lost answer.
+    #[serde(default = "default_step_timeout_ms")]
+    pub step_timeout_ms: i64,
+    /// How long inventory holds the reserved stock (ms).
+    #[serde(default = "default_hold_ms")]
+    pub hold_ms: i64,
+}
+
+fn default_orders_db() -> String {
+    "orders".to_string()
+}
+fn default_step_timeout_ms() -> i64 {
+    60_000
 }
