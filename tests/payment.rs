@@ -21,7 +21,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use tokio_util::sync::CancellationToken;
 
 struct PaymentFleet {
     file: std::path::PathBuf,
@@ -30,15 +29,8 @@ struct PaymentFleet {
     results: String,
     dead_letters: String,
     topology: topology::Topology,
-    gateway: String,
-    stop_gateway: CancellationToken,
+    gateway: GatewaySim,
     database_url: String,
-}
-
-impl Drop for PaymentFleet {
-    fn drop(&mut self) {
-        self.stop_gateway.cancel();
-    }
 }
 
 /// The payment processors on private topics and a private database, against a simulator
@@ -52,38 +44,23 @@ async fn payment_fleet(
     let mut t = topology()
         .isolated_all(&["payment", "payment-retry"], &suffix)
         .unwrap();
-    let database = format!("payments_{}", suffix.replace('-', "_"));
-    let server = env().postgres_url;
-    stack::create_database(&server, &database).await.unwrap();
-    let database_url = runtime::postgres_database_url(&server, &database).unwrap();
-    stack::apply_migrations(&database_url, &repo().join("migrations/payments"))
-        .await
-        .unwrap();
     t.processors
         .retain(|(p, _)| p.name == "payment" || p.name == "payment-retry");
     t.connectors.clear();
+    let database_url = private_database("payments", &suffix, "payments").await;
+    let mut params = params.to_vec();
+    params.push(("database", database_name(&database_url).into()));
+    for name in ["payment", "payment-retry"] {
+        set_params(&mut t, name, &params);
+    }
     for (p, _) in &mut t.processors {
         p.admin_port = free_port_pair();
-        if p.params.is_null() {
-            p.params = serde_yaml::Value::Mapping(Default::default());
-        }
-        let serde_yaml::Value::Mapping(map) = &mut p.params else {
-            panic!("payment params are a mapping: {:?}", p.params);
-        };
-        map.insert("database".into(), database.clone().into());
-        for (k, v) in params {
-            map.insert((*k).into(), v.clone());
-        }
     }
     stack::create_topics_at(&env().bootstrap_servers, &t)
         .await
         .expect("topics created");
     let dir = tempfile::tempdir().unwrap();
     let file = write_topology(&t, dir.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let stop_gateway = CancellationToken::new();
-    tokio::spawn(gateway_sim::serve(listener, faults, stop_gateway.clone()));
     let name = |base: &str| format!("{base}.{suffix}");
     PaymentFleet {
         file,
@@ -92,8 +69,7 @@ async fn payment_fleet(
         results: name("payments.results.v1"),
         dead_letters: name("dlq.payment.retries.v1"),
         topology: t,
-        gateway,
-        stop_gateway,
+        gateway: GatewaySim::start(faults).await,
         database_url,
     }
 }
@@ -101,7 +77,7 @@ async fn payment_fleet(
 impl PaymentFleet {
     fn start(&self, processor: &str, instance: u16) -> tokio::process::Child {
         fleet_command()
-            .env("STOREFLEET_GATEWAY", &self.gateway)
+            .env("STOREFLEET_GATEWAY", &self.gateway.url)
             .arg("--topology")
             .arg(&self.file)
             .args(["run", processor, "--instance", &instance.to_string()])
@@ -111,50 +87,6 @@ impl PaymentFleet {
 
     async fn codec(&self, topic: &str) -> TopicCodec {
         codec_for(&self.topology, topic).await
-    }
-
-    async fn ledger(&self) -> HashMap<String, (String, i64, i64)> {
-        let v: serde_json::Value = reqwest::get(format!("{}/v1/ledger", self.gateway))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["key"].as_str().unwrap().to_string(),
-                    (
-                        p["status"].as_str().unwrap().to_string(),
-                        p["captured_cents"].as_i64().unwrap(),
-                        p["refunded_cents"].as_i64().unwrap(),
-                    ),
-                )
-            })
-            .collect()
-    }
-
-    async fn stats(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/v1/stats", self.gateway))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn set_faults(&self, faults: &gateway_sim::GatewayConfig) {
-        let status = reqwest::Client::new()
-            .put(format!("{}/v1/faults", self.gateway))
-            .json(faults)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "PUT /v1/faults: {status}");
     }
 
     /// Payment status per payment id in the processor's own store.
@@ -396,7 +328,7 @@ async fn a_flaky_gateway_charges_each_successful_order_exactly_once() {
     // Let duplicates and straggling retries finish before the audit.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let ledger = f.ledger().await;
+    let ledger = f.gateway.ledger().await;
     let stored = f.stored().await;
     let mut charged_orders = 0;
     for (order, amount) in &amounts {
@@ -441,7 +373,7 @@ async fn a_flaky_gateway_charges_each_successful_order_exactly_once() {
         ledger.keys().all(|k| amounts.contains_key(&k[4..])),
         "nothing charged for an order that was never asked"
     );
-    let stats = f.stats().await;
+    let stats = f.gateway.stats().await;
     for fault in ["timeout", "lost", "error_500"] {
         assert!(
             stats["faults"][fault].as_u64().unwrap_or(0) > 0,
@@ -563,7 +495,9 @@ async fn exhausted_payments_are_dead_lettered_and_redriven() {
         .iter()
         .map(|o| command(PaymentCommandKind::Refund, o, 1_000))
         .collect();
-    f.set_faults(&gateway_sim::GatewayConfig::default()).await;
+    f.gateway
+        .set_faults(&gateway_sim::GatewayConfig::default())
+        .await;
     send_with_duplicates(&f, &command_codec, &refunds, 0.0, &mut rng).await;
     let compensated_set: HashSet<String> = compensated.iter().cloned().collect();
     results_until(
@@ -614,7 +548,7 @@ async fn exhausted_payments_are_dead_lettered_and_redriven() {
         redriven_at.elapsed() >= Duration::from_millis(400),
         "the redrive was deferred"
     );
-    let ledger = f.ledger().await;
+    let ledger = f.gateway.ledger().await;
     for order in &orders {
         let answer = final_answer(&after[order], PaymentCommandKind::Authorize);
         let (_, captured_cents, refunded_cents) = ledger

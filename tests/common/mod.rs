@@ -121,3 +121,109 @@ pub fn free_port_pair() -> u16 {
         }
     }
 }
+
+/// A scratch database `<prefix>_<suffix>` on the stack's PostgreSQL with `migrations/<dir>`
+/// applied; its URL.
+pub async fn private_database(prefix: &str, suffix: &str, migrations: &str) -> String {
+    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
+    let server = env().postgres_url;
+    stack::create_database(&server, &database).await.unwrap();
+    let url = runtime::postgres_database_url(&server, &database).unwrap();
+    stack::apply_migrations(&url, &repo().join("migrations").join(migrations))
+        .await
+        .unwrap();
+    url
+}
+
+/// The database name of a URL from [`private_database`].
+pub fn database_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Sets `params` on processor `name` of `t` (over the file's own).
+pub fn set_params(t: &mut Topology, name: &str, params: &[(&str, serde_yaml::Value)]) {
+    for (p, _) in &mut t.processors {
+        if p.name != name {
+            continue;
+        }
+        if p.params.is_null() {
+            p.params = serde_yaml::Value::Mapping(Default::default());
+        }
+        let serde_yaml::Value::Mapping(map) = &mut p.params else {
+            panic!("{name} params are a mapping: {:?}", p.params);
+        };
+        for (k, v) in params {
+            map.insert((*k).into(), v.clone());
+        }
+    }
+}
+
+/// The payment gateway simulator as a real HTTP server on a free port, stopped on drop.
+pub struct GatewaySim {
+    pub url: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for GatewaySim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// One payment in the simulator's ledger: (status, captured, refunded).
+pub type LedgerEntry = (String, i64, i64);
+
+impl GatewaySim {
+    pub async fn start(faults: gateway_sim::GatewayConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(gateway_sim::serve(listener, faults, stop.clone()));
+        Self { url, stop }
+    }
+
+    /// What was really charged, per payment key.
+    pub async fn ledger(&self) -> std::collections::HashMap<String, LedgerEntry> {
+        let v: serde_json::Value = reqwest::get(format!("{}/v1/ledger", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["key"].as_str().unwrap().to_string(),
+                    (
+                        p["status"].as_str().unwrap().to_string(),
+                        p["captured_cents"].as_i64().unwrap(),
+                        p["refunded_cents"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/v1/stats", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_faults(&self, faults: &gateway_sim::GatewayConfig) {
+        let status = reqwest::Client::new()
+            .put(format!("{}/v1/faults", self.url))
+            .json(faults)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "PUT /v1/faults: {status}");
+    }
+}

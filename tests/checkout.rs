@@ -1,0 +1,478 @@
+//! The order saga end to end on the real stack: checkout, inventory (ledger and order
+//! stage), payment (and its retries) against the gateway simulator with injected failures,
+//! and shipping, each a real `fleet run` process; a checkout instance is `kill -9`ed in the
+//! middle. Every order must end PLACED or FAILED-and-compensated, and the books must agree:
+//! placed orders = `placed` rows in the orders database = shipments; money kept by the
+//! gateway = placed order totals; stock sold = placed quantities, nothing left on hold.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use codec::TopicCodec;
+use common::*;
+use events::checkout::{CheckoutLine, CheckoutRequested, OrderStatus, OrderStatusCode};
+use events::inventory::{ProductAvailability, StockCommand, StockCommandKind, StockLevel};
+use events::payments::{PaymentMethod, PaymentMethodType};
+use events::shipping::{ShipmentEvent, ShipmentEventKind};
+use events::{Address, ShippingSpeed};
+use loadgen::kafka::{drain, produce_all, producer, reader};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rand::{Rng, SeedableRng};
+
+const PROCESSORS: [&str; 6] = [
+    "checkout",
+    "inventory",
+    "inventory-orders",
+    "payment",
+    "payment-retry",
+    "shipping",
+];
+
+struct SagaFleet {
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+    suffix: String,
+    topology: topology::Topology,
+    gateway: GatewaySim,
+    orders_url: String,
+}
+
+impl SagaFleet {
+    fn topic(&self, base: &str) -> String {
+        format!("{base}.{}", self.suffix)
+    }
+
+    fn start(&self, processor: &str, instance: u16) -> tokio::process::Child {
+        fleet_command()
+            .env("STOREFLEET_GATEWAY", &self.gateway.url)
+            .env("STOREFLEET_STATE_DIR", self.state.path())
+            .arg("--topology")
+            .arg(&self.file)
+            .args(["run", processor, "--instance", &instance.to_string()])
+            .spawn()
+            .unwrap()
+    }
+
+    async fn codec(&self, base: &str) -> TopicCodec {
+        codec_for(&self.topology, &self.topic(base)).await
+    }
+}
+
+async fn saga_fleet(label: &str, faults: gateway_sim::GatewayConfig) -> SagaFleet {
+    let suffix = unique(label);
+    let mut t = topology().isolated_all(&PROCESSORS, &suffix).unwrap();
+    t.processors
+        .retain(|(p, _)| PROCESSORS.contains(&p.name.as_str()));
+    t.connectors.clear();
+    let orders_url = private_database("orders", &suffix, "orders").await;
+    let payments_url = private_database("payments", &suffix, "payments").await;
+    set_params(
+        &mut t,
+        "checkout",
+        &[
+            ("database", database_name(&orders_url).into()),
+            // Longer than payment's retry budget below (about 3 s).
+            ("step_timeout_ms", 10_000.into()),
+            ("hold_ms", 300_000.into()),
+        ],
+    );
+    let payment: Vec<(&str, serde_yaml::Value)> = vec![
+        ("database", database_name(&payments_url).into()),
+        ("call_timeout_ms", 250.into()),
+        ("retry_base_ms", 50.into()),
+        ("retry_max_ms", 500.into()),
+        ("max_attempts", 5.into()),
+        ("breaker_failure_ratio", 0.9.into()),
+    ];
+    set_params(&mut t, "payment", &payment);
+    set_params(&mut t, "payment-retry", &payment);
+    for (p, _) in &mut t.processors {
+        p.admin_port = free_port_pair();
+    }
+    stack::create_topics_at(&env().bootstrap_servers, &t)
+        .await
+        .expect("topics created");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_topology(&t, dir.path());
+    SagaFleet {
+        file,
+        _dir: dir,
+        state: tempfile::tempdir().unwrap(),
+        suffix,
+        topology: t,
+        gateway: GatewaySim::start(faults).await,
+        orders_url,
+    }
+}
+
+fn product(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn level(product: &str, on_hand: i32) -> StockCommand {
+    StockCommand {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: 0,
+        correlation_id: product.into(),
+        causation_id: None,
+        kind: StockCommandKind::SetLevel,
+        product_id: product.into(),
+        order_id: None,
+        command_id: None,
+        lines: Vec::new(),
+        level: Some(StockLevel {
+            fulfillment_center: "FC-EAST-1".into(),
+            status: "available".into(),
+            on_hand,
+            source_lsn: None,
+        }),
+        hold_ms: 0,
+        reason: None,
+        return_item: None,
+    }
+}
+
+fn request(order: &str, lines: Vec<CheckoutLine>) -> CheckoutRequested {
+    let subtotal: i64 = lines
+        .iter()
+        .map(|l| l.unit_price_minor * i64::from(l.quantity))
+        .sum();
+    CheckoutRequested {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: 0,
+        correlation_id: order.into(),
+        causation_id: None,
+        idempotency_key: format!("key-{order}"),
+        order_id: order.into(),
+        user_id: format!("user-{}", order.len()),
+        cart_id: None,
+        lines,
+        currency: "USD".into(),
+        subtotal_minor: subtotal,
+        shipping_fee_minor: 499,
+        tax_minor: subtotal / 10,
+        total_minor: subtotal + 499 + subtotal / 10,
+        shipping_address: Address {
+            recipient_name: "Test Buyer".into(),
+            line1: "1 Main St".into(),
+            line2: None,
+            city: "Springfield".into(),
+            region: None,
+            postal_code: "12345".into(),
+            country_code: "US".into(),
+            phone: None,
+        },
+        shipping_speed: ShippingSpeed::Standard,
+        payment_method: PaymentMethod {
+            kind: PaymentMethodType::Card,
+            token: "tok_test".into(),
+            last4: Some("4242".into()),
+        },
+    }
+}
+
+/// The latest status per order (by saga sequence).
+async fn statuses_until(
+    consumer: &rdkafka::consumer::StreamConsumer,
+    codec: &TopicCodec,
+    latest: &mut HashMap<String, OrderStatus>,
+    done: impl Fn(&HashMap<String, OrderStatus>) -> bool,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    while !done(latest) {
+        if Instant::now() > deadline {
+            let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+            for s in latest.values() {
+                *by_status
+                    .entry(format!("{:?}/{:?}", s.status, s.saga_state))
+                    .or_default() += 1;
+            }
+            panic!("orders not all settled after {within:?}: {by_status:?}");
+        }
+        for record in drain(consumer, 20_000, Duration::from_secs(1)).await {
+            let value = codec
+                .decode(record.payload.as_deref().unwrap())
+                .await
+                .unwrap();
+            let status: OrderStatus = codec::from_value(&value).unwrap();
+            let newer = latest
+                .get(&status.order_id)
+                .is_none_or(|s| s.saga_sequence < status.saga_sequence);
+            if newer {
+                latest.insert(status.order_id.clone(), status);
+            }
+        }
+    }
+}
+
+fn settled(status: &OrderStatus) -> bool {
+    matches!(
+        status.status,
+        OrderStatusCode::Placed | OrderStatusCode::Failed
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_checkouts_with_failures_and_a_crash_end_placed_or_compensated() {
+    let faults = gateway_sim::GatewayConfig {
+        latency_ms: 2,
+        jitter_ms: 3,
+        error_rate: 0.1,
+        timeout_rate: 0.05,
+        lost_rate: 0.05,
+        hang_ms: 2_000,
+        decline_rate: 0.1,
+        seed: Some(5),
+        ..Default::default()
+    };
+    let f = saga_fleet("saga", faults).await;
+    let bootstrap = env().bootstrap_servers;
+    let producer = producer(&bootstrap).unwrap();
+
+    // Stock: product 0 is scarce (60 units), the others plentiful.
+    const PRODUCTS: usize = 20;
+    const SCARCE: i32 = 60;
+    const PLENTY: i32 = 100_000;
+    let stock_codec = f.codec("inventory.stock-commands.v1").await;
+    let levels = (0..PRODUCTS).map(|i| {
+        let on_hand = if i == 0 { SCARCE } else { PLENTY };
+        (
+            product(i),
+            stock_codec.encode(&level(&product(i), on_hand)).unwrap(),
+        )
+    });
+    produce_all(&producer, &f.topic("inventory.stock-commands.v1"), levels)
+        .await
+        .unwrap();
+
+    let mut children = Vec::new();
+    for p in PROCESSORS {
+        children.push((p, 0u16, f.start(p, 0)));
+    }
+    children.push(("checkout", 1, f.start("checkout", 1)));
+
+    // 2,000 checkouts of 1-3 lines; a fifth want the scarce product; a tenth sent twice.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let request_codec = f.codec("orders.checkout-requested.v1").await;
+    let mut requests = BTreeMap::new();
+    for n in 0..2_000 {
+        let order = format!("order-{n:05}");
+        let count = rng.random_range(1..=3);
+        let mut picked: Vec<usize> = Vec::new();
+        if rng.random_bool(0.2) {
+            picked.push(0);
+        }
+        while picked.len() < count {
+            let p = rng.random_range(1..PRODUCTS);
+            if !picked.contains(&p) {
+                picked.push(p);
+            }
+        }
+        let lines = picked
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CheckoutLine {
+                line_number: i as i32 + 1,
+                product_id: product(*p),
+                sku: format!("SKU-{p}"),
+                quantity: rng.random_range(1..=2),
+                unit_price_minor: 100 * (*p as i64 + 1),
+            })
+            .collect();
+        requests.insert(order.clone(), request(&order, lines));
+    }
+    let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+    for (order, r) in &requests {
+        batch.push((order.clone(), request_codec.encode(r).unwrap()));
+        if rng.random_bool(0.1) {
+            let mut again = r.clone();
+            again.event_id = uuid::Uuid::new_v4().to_string();
+            batch.push((order.clone(), request_codec.encode(&again).unwrap()));
+        }
+    }
+    let status_codec = f.codec("orders.order-status.v1").await;
+    let statuses = reader(
+        &bootstrap,
+        &f.topic("orders.order-status.v1"),
+        &unique("st"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    produce_all(&producer, &f.topic("orders.checkout-requested.v1"), batch)
+        .await
+        .unwrap();
+
+    // A third settled: kill -9 one checkout instance, then bring it back.
+    let mut latest = HashMap::new();
+    statuses_until(
+        &statuses,
+        &status_codec,
+        &mut latest,
+        |l| l.values().filter(|s| settled(s)).count() >= 600,
+        Duration::from_secs(180),
+    )
+    .await;
+    let (_, _, victim) = children
+        .iter_mut()
+        .find(|(p, i, _)| *p == "checkout" && *i == 0)
+        .unwrap();
+    kill(Pid::from_raw(victim.id().unwrap() as i32), Signal::SIGKILL).unwrap();
+    victim.wait().await.unwrap();
+    *victim = f.start("checkout", 0);
+    let total = requests.len();
+    statuses_until(
+        &statuses,
+        &status_codec,
+        &mut latest,
+        |l| l.len() == total && l.values().all(settled),
+        Duration::from_secs(300),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    // Late duplicates and straggling compensations settle before the audit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let placed: HashSet<String> = latest
+        .values()
+        .filter(|s| s.status == OrderStatusCode::Placed)
+        .map(|s| s.order_id.clone())
+        .collect();
+    let failed = total - placed.len();
+    println!(
+        "{total} checkouts settled in {:.1} s: {} placed, {failed} failed",
+        elapsed.as_secs_f64(),
+        placed.len()
+    );
+    assert!(placed.len() > total / 2, "most orders are placed");
+    assert!(failed > 0, "the injected failures failed some orders");
+
+    // Orders database: a `placed` row per placed order, nothing else placed.
+    let (db, connection) = tokio_postgres::connect(&f.orders_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows: HashMap<String, String> = db
+        .query("SELECT order_id, status FROM orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let placed_rows: HashSet<String> = rows
+        .iter()
+        .filter(|(_, s)| *s == "placed")
+        .map(|(o, _)| o.clone())
+        .collect();
+    assert_eq!(placed_rows, placed, "placed orders = placed rows");
+    assert!(
+        rows.values().all(|s| s == "placed" || s == "failed"),
+        "no order row left half-done"
+    );
+
+    // Shipping: one shipment request per placed order (one fulfillment center here).
+    let shipment_codec = f.codec("shipping.shipment-events.v1").await;
+    let shipments = reader(
+        &bootstrap,
+        &f.topic("shipping.shipment-events.v1"),
+        &unique("sh"),
+    )
+    .unwrap();
+    let mut shipped: HashSet<String> = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shipped.len() < placed.len() && Instant::now() < deadline {
+        for record in drain(&shipments, 50_000, Duration::from_secs(2)).await {
+            let value = shipment_codec
+                .decode(record.payload.as_deref().unwrap())
+                .await
+                .unwrap();
+            let event: ShipmentEvent = codec::from_value(&value).unwrap();
+            if event.kind == ShipmentEventKind::ShipmentRequested {
+                shipped.insert(event.order_id);
+            }
+        }
+    }
+    assert_eq!(shipped, placed, "placed orders = shipments");
+
+    // Money: what the gateway kept is exactly the placed orders' totals, order by order.
+    let ledger = f.gateway.ledger().await;
+    let mut kept_total = 0;
+    let mut placed_total = 0;
+    for (order, r) in &requests {
+        let (_, captured, refunded) =
+            ledger
+                .get(&format!("pay-{order}"))
+                .cloned()
+                .unwrap_or(("none".into(), 0, 0));
+        let kept = captured - refunded;
+        kept_total += kept;
+        if placed.contains(order) {
+            placed_total += r.total_minor;
+            assert_eq!(
+                kept, r.total_minor,
+                "{order}: placed, charged its total once"
+            );
+        } else {
+            assert_eq!(
+                kept, 0,
+                "{order}: failed, nothing kept (refunded or never charged)"
+            );
+        }
+    }
+    assert_eq!(
+        kept_total, placed_total,
+        "charges - refunds = placed totals"
+    );
+
+    // Stock: sold = placed quantities; nothing still held for a failed order.
+    let mut sold: HashMap<String, i32> = HashMap::new();
+    for order in &placed {
+        for l in &requests[order].lines {
+            *sold.entry(l.product_id.clone()).or_default() += l.quantity;
+        }
+    }
+    let availability_codec = f.codec("inventory.availability.v1").await;
+    let availability = reader(
+        &bootstrap,
+        &f.topic("inventory.availability.v1"),
+        &unique("av"),
+    )
+    .unwrap();
+    let mut levels: HashMap<String, ProductAvailability> = HashMap::new();
+    for record in drain(&availability, 1_000_000, Duration::from_secs(3)).await {
+        let value = availability_codec
+            .decode(record.payload.as_deref().unwrap())
+            .await
+            .unwrap();
+        let a: ProductAvailability = codec::from_value(&value).unwrap();
+        if levels
+            .get(&a.product_id)
+            .is_none_or(|b| b.sequence < a.sequence)
+        {
+            levels.insert(a.product_id.clone(), a);
+        }
+    }
+    for i in 0..PRODUCTS {
+        let p = product(i);
+        let on_hand = if i == 0 { SCARCE } else { PLENTY };
+        let expected = on_hand - sold.get(&p).copied().unwrap_or(0);
+        assert_eq!(
+            levels.get(&p).map(|a| a.available_quantity),
+            Some(expected),
+            "product {i}: available = on hand - sold (no hold left behind)"
+        );
+    }
+    assert!(
+        sold.get(&product(0)).copied().unwrap_or(0) <= SCARCE,
+        "the scarce product is never oversold"
+    );
+
+    for (_, _, child) in &mut children {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
