@@ -8,6 +8,7 @@ mod bench_payment;
 mod bench_registry;
 mod bench_state;
 mod demo;
+mod orders;
 mod processors;
 mod supervisor;
 
@@ -115,6 +116,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         rate_limit_per_sec: u32,
     },
+    /// Orders: one order's saga and history, or every STUCK saga.
+    Orders {
+        #[command(subcommand)]
+        action: OrdersAction,
+    },
     /// Dead letters: list them, inspect one, redrive them (deferred, with jitter).
     Dlq {
         #[command(subcommand)]
@@ -128,6 +134,14 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(Subcommand)]
+enum OrdersAction {
+    /// The saga of ORDER (state, request, history) from the checkout instance owning it.
+    Status { order: String },
+    /// Every order whose latest status is STUCK (its compensation ran out of attempts).
+    Stuck,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +289,13 @@ async fn main() -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("gateway-sim: {e}"))?;
             gateway_sim::bind_and_serve(listen, config, shutdown_on_signals()).await?;
             Ok(())
+        }
+        Command::Orders { action } => {
+            let topology = load(&cli.topology)?;
+            match action {
+                OrdersAction::Status { order } => orders::status(&topology, &order).await,
+                OrdersAction::Stuck => orders::stuck(&topology).await,
+            }
         }
         Command::Dlq { action } => {
             let topology = load(&cli.topology)?;

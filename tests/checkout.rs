@@ -62,7 +62,11 @@ impl SagaFleet {
     }
 }
 
-async fn saga_fleet(label: &str, faults: gateway_sim::GatewayConfig) -> SagaFleet {
+async fn saga_fleet(
+    label: &str,
+    faults: gateway_sim::GatewayConfig,
+    checkout: &[(&str, serde_yaml::Value)],
+) -> SagaFleet {
     let suffix = unique(label);
     let mut t = topology().isolated_all(&PROCESSORS, &suffix).unwrap();
     t.processors
@@ -80,6 +84,7 @@ async fn saga_fleet(label: &str, faults: gateway_sim::GatewayConfig) -> SagaFlee
             ("hold_ms", 300_000.into()),
         ],
     );
+    set_params(&mut t, "checkout", checkout);
     let payment: Vec<(&str, serde_yaml::Value)> = vec![
         ("database", database_name(&payments_url).into()),
         ("call_timeout_ms", 250.into()),
@@ -230,7 +235,7 @@ async fn thousands_of_checkouts_with_failures_and_a_crash_end_placed_or_compensa
         seed: Some(5),
         ..Default::default()
     };
-    let f = saga_fleet("saga", faults).await;
+    let f = saga_fleet("saga", faults, &[]).await;
     let bootstrap = env().bootstrap_servers;
     let producer = producer(&bootstrap).unwrap();
 
@@ -471,7 +476,166 @@ async fn thousands_of_checkouts_with_failures_and_a_crash_end_placed_or_compensa
         "the scarce product is never oversold"
     );
 
+    // Support: one placed order's saga and history from the instance that owns it.
+    let some_placed = placed.iter().next().unwrap();
+    let status = fleet_command()
+        .arg("--topology")
+        .arg(&f.file)
+        .args(["orders", "status", some_placed])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "orders status: {text}");
+    for expected in [
+        "\"Placed\"",
+        "ChargingPayment",
+        "CommittingInventory",
+        "\"history\"",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+
     for (_, _, child) in &mut children {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
+/// Payment never answers: the charge is retried, then compensated (refund, then release);
+/// the refund is never answered either, so the saga ends STUCK: counted, listed for an
+/// operator, never silently dropped. When payment comes back, the money is still returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_whose_compensation_cannot_complete_is_stuck_and_listed() {
+    let f = saga_fleet(
+        "saga-stuck",
+        gateway_sim::GatewayConfig::default(),
+        &[("step_timeout_ms", 300.into())],
+    )
+    .await;
+    let bootstrap = env().bootstrap_servers;
+    let producer = producer(&bootstrap).unwrap();
+    let stock_codec = f.codec("inventory.stock-commands.v1").await;
+    produce_all(
+        &producer,
+        &f.topic("inventory.stock-commands.v1"),
+        [(
+            product(1),
+            stock_codec.encode(&level(&product(1), 10)).unwrap(),
+        )],
+    )
+    .await
+    .unwrap();
+    let mut children = vec![f.start("inventory", 0), f.start("inventory-orders", 0)];
+    // Inventory answers before checkout's short step timer runs: wait for the ledger's
+    // availability, and give the order stage the same head start.
+    let availability = reader(
+        &bootstrap,
+        &f.topic("inventory.availability.v1"),
+        &unique("av"),
+    )
+    .unwrap();
+    assert!(
+        !drain(&availability, 1, Duration::from_secs(30))
+            .await
+            .is_empty(),
+        "the ledger is up"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    children.push(f.start("checkout", 0));
+    let order = "order-stuck-1";
+    let r = request(
+        order,
+        vec![CheckoutLine {
+            line_number: 1,
+            product_id: product(1),
+            sku: "SKU-1".into(),
+            quantity: 2,
+            unit_price_minor: 700,
+        }],
+    );
+    let request_codec = f.codec("orders.checkout-requested.v1").await;
+    produce_all(
+        &producer,
+        &f.topic("orders.checkout-requested.v1"),
+        [(order.to_string(), request_codec.encode(&r).unwrap())],
+    )
+    .await
+    .unwrap();
+    let status_codec = f.codec("orders.order-status.v1").await;
+    let statuses = reader(
+        &bootstrap,
+        &f.topic("orders.order-status.v1"),
+        &unique("st"),
+    )
+    .unwrap();
+    let mut latest = HashMap::new();
+    statuses_until(
+        &statuses,
+        &status_codec,
+        &mut latest,
+        |l| {
+            l.get(order)
+                .is_some_and(|s| s.status == OrderStatusCode::Stuck)
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    let stuck = &latest[order];
+    assert!(stuck.stuck_since.is_some() && stuck.stuck_reason.is_some());
+
+    let listing = fleet_command()
+        .arg("--topology")
+        .arg(&f.file)
+        .args(["orders", "stuck"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "orders stuck: {text}");
+    assert!(text.contains(&format!("STUCK {order}")), "listed:\n{text}");
+
+    let (spec, _) = f.topology.processor("checkout").unwrap();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", spec.admin_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("storefleet_checkout_sagas_stuck_total 1"),
+        "the stuck saga is counted"
+    );
+
+    // Payment comes back and works through its backlog: the charge lands, and so does the
+    // refund the saga sent while compensating, so no money is kept; the late refund resumes
+    // the saga, which releases the stock and ends FAILED.
+    children.push(f.start("payment", 0));
+    children.push(f.start("payment-retry", 0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ledger = f.gateway.ledger().await;
+        if let Some((status, captured, refunded)) = ledger.get(&format!("pay-{order}")) {
+            if status == "refunded" || status == "voided" {
+                assert_eq!(captured - refunded, 0);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "refund not applied: {ledger:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    statuses_until(
+        &statuses,
+        &status_codec,
+        &mut latest,
+        |l| {
+            l.get(order)
+                .is_some_and(|s| s.status == OrderStatusCode::Failed)
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    for child in &mut children {
         let _ = child.start_kill();
         let _ = child.wait().await;
     }

@@ -103,6 +103,10 @@ pub struct Saga {
     pub payment_maybe_charged: bool,
     pub order_created: bool,
     pub history: Vec<(SagaState, SagaState)>,
+    /// STUCK only: the compensation that ran out of attempts. Its answer, however late,
+    /// still resumes the saga.
+    #[serde(default)]
+    pub stuck_in: Option<SagaState>,
 }
 
 /// How a checkout request relates to an existing saga with the same order id.
@@ -142,6 +146,7 @@ impl Saga {
             payment_maybe_charged: false,
             order_created: false,
             history: Vec::new(),
+            stuck_in: None,
         };
         let effects = vec![
             Effect::Transition {
@@ -171,7 +176,7 @@ impl Saga {
         effects.push(Effect::Timer(if to.is_terminal() {
             None
         } else {
-            Some(now + self.step_timeout_ms)
+            Some(self.deadline(now))
         }));
         effects
     }
@@ -213,8 +218,41 @@ impl Saga {
         }
     }
 
+    /// When the current attempt times out: the step timeout doubled per attempt (at most
+    /// eight times), so a backlog that slows every answer is not met with ever more retries.
+    fn deadline(&self, now: i64) -> i64 {
+        let factor = 1i64 << self.attempt.saturating_sub(1).min(3);
+        now + self.step_timeout_ms.saturating_mul(factor)
+    }
+
+    /// Whether `event` answers the compensation a STUCK saga was waiting for.
+    fn answers_stuck(&self, event: &Event) -> bool {
+        matches!(
+            (self.stuck_in, event),
+            (Some(SagaState::RefundingPayment), Event::PaymentRefunded)
+                | (
+                    Some(SagaState::ReleasingInventory),
+                    Event::InventoryReleased | Event::InventoryCommitRejected
+                )
+        )
+    }
+
     pub fn on(&mut self, event: Event, now: i64) -> Vec<Effect> {
         use SagaState as S;
+        if self.state == S::Stuck && self.answers_stuck(&event) {
+            // The late answer arrived: resume the compensation where it stopped.
+            let resumed = self.stuck_in.take().unwrap_or(S::RefundingPayment);
+            self.state = resumed;
+            self.history.push((S::Stuck, resumed));
+            let mut effects = vec![Effect::Transition {
+                from: Some(S::Stuck),
+                to: resumed,
+                attempt: self.attempt,
+                failure: self.failure,
+            }];
+            effects.extend(self.on(event, now));
+            return effects;
+        }
         match (self.state, event) {
             (S::ReservingInventory, Event::InventoryReserved) => {
                 self.inventory_held = true;
@@ -298,11 +336,12 @@ impl Saga {
                 failure: self.failure,
             }];
             effects.extend(self.step_effect());
-            effects.push(Effect::Timer(Some(now + self.step_timeout_ms)));
+            effects.push(Effect::Timer(Some(self.deadline(now))));
             return effects;
         }
         if compensating {
             let from = self.state;
+            self.stuck_in = Some(from);
             self.state = SagaState::Stuck;
             self.history.push((from, SagaState::Stuck));
             return vec![
@@ -328,6 +367,7 @@ impl Saga {
             return Vec::new();
         }
         let failure = self.failure.unwrap_or(FailureCode::StepTimedOut);
+        self.stuck_in = None;
         // Compensation starts again from the top with fresh attempts.
         self.compensate(failure, now)
     }
@@ -524,6 +564,50 @@ mod tests {
             (s.state, s.failure),
             (SagaState::Failed, Some(FailureCode::ReservationExpired))
         );
+    }
+
+    #[test]
+    fn a_late_answer_resumes_a_stuck_compensation() {
+        let (mut s, _) = started();
+        drive(&mut s, &[Event::InventoryReserved, Event::PaymentFailed]);
+        assert_eq!(s.state, SagaState::RefundingPayment);
+        for _ in 0..COMPENSATION_ATTEMPTS {
+            s.on(Event::StepTimedOut, 0);
+        }
+        assert_eq!(s.state, SagaState::Stuck);
+        // Not its answer: still stuck.
+        assert!(s.on(Event::InventoryReleased, 0).is_empty());
+        let effects = s.on(Event::PaymentRefunded, 0);
+        assert!(matches!(
+            effects[0],
+            Effect::Transition {
+                from: Some(SagaState::Stuck),
+                to: SagaState::RefundingPayment,
+                ..
+            }
+        ));
+        assert_eq!(steps(&effects), vec![&Effect::ReleaseInventory]);
+        assert_eq!(s.state, SagaState::ReleasingInventory);
+        s.on(Event::InventoryReleased, 0);
+        assert_eq!(s.state, SagaState::Failed);
+    }
+
+    #[test]
+    fn each_retry_waits_twice_as_long_up_to_eight_times() {
+        let (mut s, effects) = started();
+        assert!(effects.contains(&Effect::Timer(Some(TIMEOUT))));
+        let timers: Vec<i64> = (0..STEP_ATTEMPTS - 1)
+            .map(|_| {
+                s.on(Event::StepTimedOut, 0)
+                    .into_iter()
+                    .find_map(|e| match e {
+                        Effect::Timer(Some(at)) => Some(at),
+                        _ => None,
+                    })
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(timers, vec![2 * TIMEOUT, 4 * TIMEOUT]);
     }
 
     #[test]

@@ -325,6 +325,9 @@ async fn register_codecs(
     Ok(Some(codecs))
 }
 
+/// Timers fired per timer tick at most (see `fire_due_timers`).
+const TIMERS_PER_TICK: usize = 256;
+
 struct Driver<P: StatefulProcessor> {
     config: RuntimeConfig,
     formats: HashMap<String, ValueFormat>,
@@ -363,10 +366,14 @@ impl<P: StatefulProcessor> Driver<P> {
         let mut timers = tokio::time::interval(self.config.timer_interval);
         timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Shutdown first: a record abandoned mid-retry must be the last one handled, or a
+            // later offset of its partition could be committed past it. (Not a biased select:
+            // that would let an always-ready timer tick starve the consumer after a restart
+            // with many overdue timers.)
+            if self.shutdown.is_cancelled() || fatal.is_cancelled() {
+                return Ok(());
+            }
             tokio::select! {
-                // Shutdown first: a record abandoned mid-retry must be the last one handled,
-                // or a later offset of its partition could be committed past it.
-                biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
                 _ = fatal.cancelled() => return Ok(()),
                 Some(query) = queries.recv() => self.answer(query),
@@ -529,9 +536,16 @@ impl<P: StatefulProcessor> Driver<P> {
     async fn fire_due_timers(&mut self) -> Result<(), RuntimeError> {
         let now = now_millis();
         let owned: Vec<i32> = lock(&self.shared.owned).iter().copied().collect();
+        // A bounded batch per tick: after a restart thousands may be overdue, and input
+        // records (their answers, often) must keep flowing in between.
+        let mut budget = TIMERS_PER_TICK;
         for partition in owned {
             self.ensure_store(partition).await?;
             while let Some(timer) = self.stores.get(&partition).and_then(|s| s.next_due(now)) {
+                if budget == 0 {
+                    return Ok(());
+                }
+                budget -= 1;
                 let Driver {
                     stores,
                     processor,

@@ -1,0 +1,87 @@
+//! `fleet orders`: what support and operators ask about orders.
+//!
+//! - `status ORDER`: the saga's state and its history, from the checkout instance that owns
+//!   the order (its admin endpoint's interactive query of the saga store).
+//! - `stuck`: every order whose latest status is STUCK, read from the status projection
+//!   (`orders.order-status.v1`, compacted: the newest record per order is the truth).
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use codec::RegistryClient;
+use events::checkout::{OrderStatus, OrderStatusCode};
+use topology::Topology;
+
+pub async fn status(topology: &Topology, order: &str) -> Result<()> {
+    let env = runtime::StackEnv::from_env()?;
+    let (spec, _) = topology
+        .processor("checkout")
+        .context("no checkout processor in the topology")?;
+    let http = reqwest::Client::new();
+    for instance in 0..spec.instances {
+        let port = spec.admin_port + instance;
+        let url = format!("http://{}:{port}/state/{order}", env.admin_host);
+        let Ok(response) = http.get(&url).send().await else {
+            eprintln!("checkout-{instance} ({url}) is not reachable");
+            continue;
+        };
+        if response.status().is_success() {
+            let saga: serde_json::Value = response.json().await?;
+            println!("{}", serde_json::to_string_pretty(&saga)?);
+            return Ok(());
+        }
+    }
+    anyhow::bail!("no running checkout instance knows order {order}")
+}
+
+pub async fn stuck(topology: &Topology) -> Result<()> {
+    let env = runtime::StackEnv::from_env()?;
+    let (spec, _) = topology
+        .processor("checkout")
+        .context("no checkout processor in the topology")?;
+    let topic = spec
+        .outputs
+        .iter()
+        .find(|o| o.starts_with("orders.order-status"))
+        .context("checkout writes no order status topic")?;
+    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
+    let ranges = marks.iter().map(|m| m.everything()).collect();
+    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
+    let registry = RegistryClient::new(&env.registry_url);
+    let mut latest: HashMap<String, OrderStatus> = HashMap::new();
+    for record in records {
+        let Some(bytes) = record.value else { continue };
+        let (id, body) = codec::unframe(&bytes)?;
+        let schema = registry.schema_by_id(id).await?;
+        let value = codec::decode_body(&schema, None, body)?;
+        let status: OrderStatus = codec::from_value(&value)?;
+        if latest
+            .get(&status.order_id)
+            .is_none_or(|s| s.saga_sequence < status.saga_sequence)
+        {
+            latest.insert(status.order_id.clone(), status);
+        }
+    }
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for s in latest.values() {
+        *by_status.entry(format!("{:?}", s.status)).or_default() += 1;
+    }
+    println!("{topic}: {} orders {by_status:?}", latest.len());
+    let mut stuck: Vec<&OrderStatus> = latest
+        .values()
+        .filter(|s| s.status == OrderStatusCode::Stuck)
+        .collect();
+    stuck.sort_by_key(|s| s.stuck_since);
+    for s in stuck {
+        println!(
+            "STUCK {}  since {}  total {} {}  failure {:?}  {}",
+            s.order_id,
+            s.stuck_since.unwrap_or_default(),
+            s.total_minor,
+            s.currency,
+            s.failure.as_ref().map(|f| f.code),
+            s.stuck_reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
