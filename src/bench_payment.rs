@@ -173,13 +173,7 @@ async fn run_phase(
         };
         let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
         config.admin_addr = "127.0.0.1:0".parse()?;
-        let pick = |prefix: &str| {
-            spec.outputs
-                .iter()
-                .find(|o| o.starts_with(prefix))
-                .cloned()
-                .with_context(|| format!("output {prefix}*"))
-        };
+        let pick = |prefix: &str| crate::processors::output(spec, prefix);
         let topics = payment::Topics {
             results: pick("payments.results")?,
             retries: pick("payments.retries")?,

@@ -4,6 +4,16 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
+/// The output of `spec` whose name starts with `prefix` (outputs are renamed copies in
+/// isolated topologies, so they are found by their base name).
+pub fn output(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
+    spec.outputs
+        .iter()
+        .find(|o| o.starts_with(prefix))
+        .cloned()
+        .with_context(|| format!("`{}` needs an output `{prefix}*`", spec.name))
+}
+
 /// Runs instance `instance` of processor `name` until `shutdown`.
 pub async fn run(
     topology: &Topology,
@@ -25,17 +35,10 @@ pub async fn run(
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::InventoryOrders(p) => {
-            let output = |prefix: &str| {
-                spec.outputs
-                    .iter()
-                    .find(|o| o.starts_with(prefix))
-                    .cloned()
-                    .with_context(|| format!("inventory-orders needs an output `{prefix}*`"))
-            };
             let processor = inventory::orders_processor::Reservations {
                 default_hold_ms: p.default_hold_ms,
-                stock_commands: output("inventory.stock-commands")?,
-                answers: output("inventory.reservation-events")?,
+                stock_commands: output(spec, "inventory.stock-commands")?,
+                answers: output(spec, "inventory.reservation-events")?,
             };
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
@@ -49,19 +52,12 @@ pub async fn run(
             runtime::run(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Checkout(p) => {
-            let output = |prefix: &str| {
-                spec.outputs
-                    .iter()
-                    .find(|o| o.starts_with(prefix))
-                    .cloned()
-                    .with_context(|| format!("checkout needs an output `{prefix}*`"))
-            };
             let topics = checkout::Topics {
-                inventory: output("inventory.commands")?,
-                payments: output("payments.commands")?,
-                placed: output("orders.order-placed")?,
-                status: output("orders.order-status")?,
-                transitions: output("checkout.saga-transitions")?,
+                inventory: output(spec, "inventory.commands")?,
+                payments: output(spec, "payments.commands")?,
+                placed: output(spec, "orders.order-placed")?,
+                status: output(spec, "orders.order-status")?,
+                transitions: output(spec, "checkout.saga-transitions")?,
             };
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
             let processor = checkout::Checkout::new(p.clone(), topics, &database)
@@ -70,17 +66,10 @@ pub async fn run(
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Payment(p) => {
-            let output = |prefix: &str| {
-                spec.outputs
-                    .iter()
-                    .find(|o| o.starts_with(prefix))
-                    .cloned()
-                    .with_context(|| format!("payment needs an output `{prefix}*`"))
-            };
             let topics = payment::Topics {
-                results: output("payments.results")?,
-                retries: output("payments.retries")?,
-                exhausted: output("dlq.")?,
+                results: output(spec, "payments.results")?,
+                retries: output(spec, "payments.retries")?,
+                exhausted: output(spec, "dlq.")?,
             };
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
             let processor = payment::Payments::new(

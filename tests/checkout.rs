@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use codec::TopicCodec;
 use common::*;
 use events::checkout::{CheckoutLine, CheckoutRequested, OrderStatus, OrderStatusCode};
-use events::inventory::{ProductAvailability, StockCommand, StockCommandKind, StockLevel};
+use events::inventory::ProductAvailability;
 use events::payments::{PaymentMethod, PaymentMethodType};
 use events::shipping::{ShipmentEvent, ShipmentEventKind};
 use events::{Address, ShippingSpeed};
@@ -116,29 +116,6 @@ async fn saga_fleet(
 
 fn product(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
-}
-
-fn level(product: &str, on_hand: i32) -> StockCommand {
-    StockCommand {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: 0,
-        correlation_id: product.into(),
-        causation_id: None,
-        kind: StockCommandKind::SetLevel,
-        product_id: product.into(),
-        order_id: None,
-        command_id: None,
-        lines: Vec::new(),
-        level: Some(StockLevel {
-            fulfillment_center: "FC-EAST-1".into(),
-            status: "available".into(),
-            on_hand,
-            source_lsn: None,
-        }),
-        hold_ms: 0,
-        reason: None,
-        return_item: None,
-    }
 }
 
 fn request(order: &str, lines: Vec<CheckoutLine>) -> CheckoutRequested {
@@ -248,7 +225,9 @@ async fn thousands_of_checkouts_with_failures_and_a_crash_end_placed_or_compensa
         let on_hand = if i == 0 { SCARCE } else { PLENTY };
         (
             product(i),
-            stock_codec.encode(&level(&product(i), on_hand)).unwrap(),
+            stock_codec
+                .encode(&level(&product(i), "FC-EAST-1", on_hand))
+                .unwrap(),
         )
     });
     produce_all(&producer, &f.topic("inventory.stock-commands.v1"), levels)
@@ -521,7 +500,9 @@ async fn a_saga_whose_compensation_cannot_complete_is_stuck_and_listed() {
         &f.topic("inventory.stock-commands.v1"),
         [(
             product(1),
-            stock_codec.encode(&level(&product(1), 10)).unwrap(),
+            stock_codec
+                .encode(&level(&product(1), "FC-EAST-1", 10))
+                .unwrap(),
         )],
     )
     .await

@@ -12,8 +12,7 @@ use codec::TopicCodec;
 use common::*;
 use events::inventory::{
     InventoryCommand, InventoryCommandKind, InventoryLine, ProductAvailability, RejectReason,
-    ReleaseCause, ReservationEvent, ReservationEventKind, StockCommand, StockCommandKind,
-    StockLevel,
+    ReleaseCause, ReservationEvent, ReservationEventKind,
 };
 use loadgen::kafka::{drain, produce_all, producer, reader};
 use nix::sys::signal::{kill, Signal};
@@ -79,29 +78,6 @@ impl Fleet {
 
     async fn codec(&self, topic: &str) -> TopicCodec {
         codec_for(&self.topology, topic).await
-    }
-}
-
-fn level(product: &str, center: &str, on_hand: i32) -> StockCommand {
-    StockCommand {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: 0,
-        correlation_id: product.into(),
-        causation_id: None,
-        kind: StockCommandKind::SetLevel,
-        product_id: product.into(),
-        order_id: None,
-        command_id: None,
-        lines: Vec::new(),
-        level: Some(StockLevel {
-            fulfillment_center: center.into(),
-            status: "available".into(),
-            on_hand,
-            source_lsn: None,
-        }),
-        hold_ms: 0,
-        reason: None,
-        return_item: None,
     }
 }
 

@@ -227,3 +227,28 @@ impl GatewaySim {
         assert!(status.is_success(), "PUT /v1/faults: {status}");
     }
 }
+
+/// A warehouse level for the stock ledger: `on_hand` units of `product` at `center`.
+pub fn level(product: &str, center: &str, on_hand: i32) -> events::inventory::StockCommand {
+    use events::inventory::{StockCommand, StockCommandKind, StockLevel};
+    StockCommand {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: 0,
+        correlation_id: product.into(),
+        causation_id: None,
+        kind: StockCommandKind::SetLevel,
+        product_id: product.into(),
+        order_id: None,
+        command_id: None,
+        lines: Vec::new(),
+        level: Some(StockLevel {
+            fulfillment_center: center.into(),
+            status: "available".into(),
+            on_hand,
+            source_lsn: None,
+        }),
+        hold_ms: 0,
+        reason: None,
+        return_item: None,
+    }
+}
