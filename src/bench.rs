@@ -90,6 +90,39 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// Runs instance 0 of `processor` of `t` in this process (admin on an ephemeral port) until
+/// `token` is cancelled.
+pub(crate) fn spawn_processor(
+    t: &Topology,
+    processor: &str,
+    env: &runtime::StackEnv,
+    token: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    let (spec, _) = t.processor(processor).context("processor")?;
+    let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
+    config.admin_addr = "127.0.0.1:0".parse()?;
+    let t = t.clone();
+    let name = processor.to_string();
+    let run = token.clone();
+    Ok(tokio::spawn(async move {
+        crate::processors::run_with(&t, &name, config, run).await
+    }))
+}
+
+/// A scratch database `<prefix>_<suffix>` with `migrations/<prefix>` applied: (name, URL).
+pub(crate) async fn private_database(
+    topology: &Topology,
+    env: &runtime::StackEnv,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(String, String)> {
+    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
+    stack::create_database(&env.postgres_url, &database).await?;
+    let url = runtime::postgres_database_url(&env.postgres_url, &database)?;
+    stack::apply_migrations(&url, &stack::migrations_dir(topology).join(prefix)).await?;
+    Ok((database, url))
+}
+
 pub async fn runtime(
     topology: &Topology,
     records: u64,

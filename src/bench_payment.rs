@@ -92,11 +92,7 @@ async fn run_phase(
     let mut t = topology
         .isolated_all(&["payment", "payment-retry"], &suffix)
         .context("no payment processors")?;
-    let database = format!("payments_{}", suffix.replace('-', "_"));
-    stack::create_database(&env.postgres_url, &database).await?;
-    let database_url = runtime::postgres_database_url(&env.postgres_url, &database)?;
-    let migrations = stack::migrations_dir(topology).join("payments");
-    stack::apply_migrations(&database_url, &migrations).await?;
+    let (database, _) = crate::bench::private_database(topology, env, "payments", &suffix).await?;
     for (_, params) in &mut t.processors {
         if let ProcessorParams::Payment(p) = params {
             p.database = database.clone();
@@ -166,36 +162,10 @@ async fn run_phase(
     )?;
     let token = CancellationToken::new();
     let mut tasks = Vec::new();
+    let mut env = env.clone();
+    env.gateway_url = gateway.clone();
     for processor in ["payment", "payment-retry"] {
-        let (spec, params) = t.processor(processor).context("processor")?;
-        let ProcessorParams::Payment(p) = params.clone() else {
-            anyhow::bail!("{processor} is not a payment processor");
-        };
-        let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
-        config.admin_addr = "127.0.0.1:0".parse()?;
-        let pick = |prefix: &str| crate::processors::output(spec, prefix);
-        let topics = payment::Topics {
-            results: pick("payments.results")?,
-            retries: pick("payments.retries")?,
-            exhausted: pick("dlq.")?,
-        };
-        let processor = payment::Payments::new(
-            p.clone(),
-            topics,
-            &spec.name,
-            &spec.group,
-            1,
-            &database_url,
-            &gateway,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
-        let topo = t.clone();
-        let run = token.clone();
-        let concurrency = p.concurrency;
-        tasks.push(tokio::spawn(async move {
-            runtime::run_pipelined(config, &topo, processor, concurrency, run).await
-        }));
+        tasks.push(crate::bench::spawn_processor(&t, processor, &env, &token)?);
     }
 
     let started = Instant::now();

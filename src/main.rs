@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_cdc;
+mod bench_checkout;
 mod bench_inventory;
 mod bench_payment;
 mod bench_registry;
@@ -233,6 +234,22 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
+    /// Checkouts through the whole saga (checkout, inventory, payment against the gateway
+    /// simulator): open-loop latency request -> PLACED at --rate, then a burst; with the
+    /// broker's raw round trip for comparison.
+    Checkout {
+        #[arg(long, default_value_t = 5_000)]
+        orders: usize,
+        /// Checkouts per second in the open-loop phase.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// The gateway's latency per call (ms; jitter one fifth of it).
+        #[arg(long, default_value_t = 5)]
+        gateway_latency_ms: u64,
+        /// Run on a private broker with this storage engine instead of the stack's.
+        #[arg(long)]
+        engine: Option<bench::Engine>,
+    },
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]
@@ -409,6 +426,24 @@ async fn main() -> Result<()> {
                 engine,
             };
             bench_payment::payment(&topology, bench).await
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Checkout {
+                    orders,
+                    rate,
+                    gateway_latency_ms,
+                    engine,
+                },
+        } => {
+            let topology = load(&cli.topology)?;
+            let bench = bench_checkout::CheckoutBench {
+                orders,
+                rate,
+                gateway_latency_ms,
+                engine,
+            };
+            bench_checkout::checkout(&topology, bench).await
         }
         Command::Bench {
             what: BenchWhat::StateRestore { keys, tail, engine },

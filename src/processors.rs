@@ -14,17 +14,32 @@ pub fn output(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
         .with_context(|| format!("`{}` needs an output `{prefix}*`", spec.name))
 }
 
-/// Runs instance `instance` of processor `name` until `shutdown`.
+/// Runs instance `instance` of processor `name` until `shutdown`, on the stack the
+/// environment names.
 pub async fn run(
     topology: &Topology,
     name: &str,
     instance: u16,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let (spec, params) = topology
+    let (spec, _) = topology
         .processor(name)
         .with_context(|| format!("no processor `{name}` in the topology"))?;
     let config = runtime::RuntimeConfig::from_spec(spec, instance, runtime::StackEnv::from_env()?)?;
+    run_with(topology, name, config, shutdown).await
+}
+
+/// Runs processor `name` with `config` (benchmarks run several in one process, on a
+/// private broker or with ephemeral admin ports).
+pub async fn run_with(
+    topology: &Topology,
+    name: &str,
+    config: runtime::RuntimeConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let (spec, params) = topology
+        .processor(name)
+        .with_context(|| format!("no processor `{name}` in the topology"))?;
     match params {
         ProcessorParams::Shipping(p) => {
             let processor = shipping::Shipping::new(p.clone(), &spec.outputs);
