@@ -594,3 +594,123 @@ async fn exhausted_payments_are_dead_lettered_and_redriven() {
         let _ = child.wait().await;
     }
 }
+
+/// Admin `/metrics` of a processor instance as text.
+async fn metrics_of(t: &topology::Topology, processor: &str) -> String {
+    let (spec, _) = t.processor(processor).unwrap();
+    reqwest::get(format!("http://127.0.0.1:{}/metrics", spec.admin_port))
+        .await
+        .map(|r| r.text())
+        .unwrap()
+        .await
+        .unwrap_or_default()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_gateway_opens_the_breaker_and_calls_stop() {
+    let f = payment_fleet(
+        "pay-breaker",
+        gateway_sim::GatewayConfig {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+        &[
+            ("retry_base_ms", 20.into()),
+            ("retry_max_ms", 100.into()),
+            ("max_attempts", 30.into()),
+            ("breaker_window", 10.into()),
+            ("breaker_min_calls", 5.into()),
+            ("breaker_failure_ratio", 0.5.into()),
+            ("breaker_open_ms", 60_000.into()),
+        ],
+    )
+    .await;
+    let command_codec = f.codec(&f.commands).await;
+    let mut main = f.start("payment", 0);
+    let charges: Vec<PaymentCommand> = (0..20)
+        .map(|i| command(PaymentCommandKind::Authorize, &format!("brk-{i}"), 500))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    send_with_duplicates(&f, &command_codec, &charges, 0.0, &mut rng).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics_of(&f.topology, "payment").await;
+        let calls = metric(&text, "storefleet_payment_gateway_calls_total");
+        let rejected = metric(&text, "storefleet_payment_breaker_rejections_total");
+        if metric(&text, "storefleet_payment_breaker_state") == 1.0 && calls + rejected >= 20.0 {
+            // Five failures of at most ten open it; every later command fails fast.
+            assert!(rejected >= 10.0, "{rejected} fast failures:\n{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "breaker did not open:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = f.gateway.stats().await;
+    let calls = stats["requests"]["authorize"].as_u64().unwrap();
+    assert!(
+        calls <= 10,
+        "an open breaker stops calling the dead gateway: {calls} calls"
+    );
+    let _ = main.start_kill();
+    let _ = main.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_stay_within_the_gateway_contract_rate() {
+    let f = payment_fleet(
+        "pay-rate",
+        gateway_sim::GatewayConfig {
+            rate_limit_per_sec: 50,
+            ..Default::default()
+        },
+        &[("gateway_rate_per_sec", 50.into())],
+    )
+    .await;
+    let command_codec = f.codec(&f.commands).await;
+    let result_codec = f.codec(&f.results).await;
+    let results = reader(&env().bootstrap_servers, &f.results, &unique("pay-rate-r")).unwrap();
+    let mut main = f.start("payment", 0);
+    let orders: Vec<String> = (0..150).map(|i| format!("rate-{i}")).collect();
+    let charges: Vec<PaymentCommand> = orders
+        .iter()
+        .map(|o| command(PaymentCommandKind::Authorize, o, 700))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let started = Instant::now();
+    send_with_duplicates(&f, &command_codec, &charges, 0.0, &mut rng).await;
+    let mut seen = BTreeMap::new();
+    let want: HashSet<String> = orders.iter().cloned().collect();
+    results_until(
+        &results,
+        &result_codec,
+        &mut seen,
+        &want,
+        PaymentCommandKind::Authorize,
+        Duration::from_secs(60),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let stats = f.gateway.stats().await;
+    let limited = stats["rate_limited"].as_u64().unwrap();
+    // 300 calls (authorize + capture) at 50/s with a one-second burst: about 5 s.
+    assert!(
+        elapsed >= Duration::from_secs(4),
+        "the limiter paced the calls: {elapsed:?}"
+    );
+    assert!(
+        limited <= 6,
+        "the gateway refused {limited} calls for the rate"
+    );
+    assert!(seen
+        .values()
+        .all(|rs| final_answer(rs, PaymentCommandKind::Authorize) == PaymentResultKind::Captured));
+    let _ = main.start_kill();
+    let _ = main.wait().await;
+}
