@@ -210,6 +210,7 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     )
     .await?;
     report.print("all at once");
+    step_times(&env, &t, &name("checkout.saga-transitions.v1"), &registry).await?;
 
     token.cancel();
     for task in tasks {
@@ -321,6 +322,7 @@ async fn run_load(
     let started = Instant::now();
     let sender = async {
         let mut sent: HashMap<String, Instant> = HashMap::with_capacity(orders.len());
+        let mut in_flight = Vec::new();
         let batch = if rate == 0 {
             orders.len().max(1)
         } else {
@@ -336,12 +338,21 @@ async fn run_load(
                 .iter()
                 .map(|r| Ok((r.order_id.clone(), codec.encode(r)?)))
                 .collect::<Result<Vec<_>>>()?;
-            produce_all(producer, topic, records).await?;
+            // Not awaited here: the pace must not depend on the broker's acknowledgements.
+            let producer = producer.clone();
+            let topic = topic.to_string();
+            in_flight.push(tokio::spawn(async move {
+                produce_all(&producer, &topic, records).await
+            }));
             for r in chunk {
                 sent.insert(r.order_id.clone(), now);
             }
         }
-        anyhow::Ok((sent, started.elapsed().as_secs_f64()))
+        let send_secs = started.elapsed().as_secs_f64();
+        for produced in in_flight {
+            produced.await??;
+        }
+        anyhow::Ok((sent, send_secs))
     };
     let receiver = async {
         let mut settled: HashMap<String, (OrderStatusCode, Instant)> = HashMap::new();
@@ -433,4 +444,53 @@ async fn round_trips(
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// Where the time goes: the median time each saga state lasted (from entering it to the next
+/// transition), over every order of the run, from the transitions' timestamps.
+async fn step_times(
+    env: &runtime::StackEnv,
+    t: &Topology,
+    topic: &str,
+    registry: &RegistryClient,
+) -> Result<()> {
+    let _ = t;
+    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
+    let ranges = marks.iter().map(|m| m.everything()).collect();
+    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
+    let mut by_order: HashMap<String, Vec<events::checkout::SagaTransition>> = HashMap::new();
+    for record in records {
+        // The round-trip probes at the start of the topic are not Avro.
+        let Some(bytes) = record.value else { continue };
+        let Ok((id, body)) = codec::unframe(&bytes) else {
+            continue;
+        };
+        let schema = registry.schema_by_id(id).await?;
+        let value = codec::decode_body(&schema, None, body)?;
+        let transition: events::checkout::SagaTransition = codec::from_value(&value)?;
+        by_order
+            .entry(transition.order_id.clone())
+            .or_default()
+            .push(transition);
+    }
+    let mut spans: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for transitions in by_order.values_mut() {
+        transitions.sort_by_key(|t| t.sequence);
+        for pair in transitions.windows(2) {
+            spans
+                .entry(format!("{:?}", pair[0].to_state))
+                .or_default()
+                .push(pair[1].occurred_at - pair[0].occurred_at);
+        }
+    }
+    let line = spans
+        .iter_mut()
+        .map(|(state, times)| {
+            times.sort_unstable();
+            format!("{state} {} ms", percentile(times, 0.5))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("median time in each saga state: {line}");
+    Ok(())
 }
