@@ -109,6 +109,22 @@ pub(crate) fn spawn_processor(
     }))
 }
 
+/// The value codec of `topic` (a renamed copy in `t`), registered under the subject of its
+/// base topic `base`.
+pub(crate) async fn codec(
+    t: &Topology,
+    registry: &RegistryClient,
+    topic: &str,
+    base: &str,
+) -> Result<TopicCodec> {
+    let text = t
+        .topic(topic)
+        .and_then(|s| s.value_schema.as_deref())
+        .and_then(|p| t.schema_text(p))
+        .with_context(|| format!("schema of {topic}"))?;
+    Ok(TopicCodec::register(registry, &format!("{base}-value"), text).await?)
+}
+
 /// A scratch database `<prefix>_<suffix>` with `migrations/<prefix>` applied: (name, URL).
 pub(crate) async fn private_database(
     topology: &Topology,

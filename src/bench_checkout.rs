@@ -23,7 +23,7 @@ use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{percentile, private_database, spawn_processor, Engine, PrivateBroker};
+use crate::bench::{codec, percentile, private_database, spawn_processor, Engine, PrivateBroker};
 
 const PROCESSORS: [&str; 5] = [
     "checkout",
@@ -75,8 +75,8 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     );
 
     // 1. The floor: one record produced and read back, one at a time (on this run's private
-    //    copy of the transitions topic, before checkout writes to it; nothing decodes it).
-    let rtt_topic = name("checkout.saga-transitions.v1");
+    //    copy of a dead-letter topic: nothing in the bench writes or decodes it).
+    let rtt_topic = name("dlq.checkout.checkout-requested.v1");
     let producer = producer(&env.bootstrap_servers)?;
     let rtt = round_trips(&env.bootstrap_servers, &producer, &rtt_topic, 200).await?;
     println!(
@@ -96,31 +96,25 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let sim = tokio::spawn(gateway_sim::serve(listener, faults, stop_gateway.clone()));
 
     let registry = RegistryClient::new(&env.registry_url);
-    let codec = |topic: String, subject: &'static str| {
-        let registry = registry.clone();
-        let text = t
-            .topic(&topic)
-            .and_then(|s| s.value_schema.as_deref())
-            .and_then(|p| t.schema_text(p))
-            .map(str::to_string);
-        async move {
-            let text = text.with_context(|| format!("schema of {topic}"))?;
-            anyhow::Ok(TopicCodec::register(&registry, subject, &text).await?)
-        }
-    };
     let stock = codec(
-        name("inventory.stock-commands.v1"),
-        "inventory.stock-commands.v1-value",
+        &t,
+        &registry,
+        &name("inventory.stock-commands.v1"),
+        "inventory.stock-commands.v1",
     )
     .await?;
     let requests = codec(
-        name("orders.checkout-requested.v1"),
-        "orders.checkout-requested.v1-value",
+        &t,
+        &registry,
+        &name("orders.checkout-requested.v1"),
+        "orders.checkout-requested.v1",
     )
     .await?;
     let statuses = codec(
-        name("orders.order-status.v1"),
-        "orders.order-status.v1-value",
+        &t,
+        &registry,
+        &name("orders.order-status.v1"),
+        "orders.order-status.v1",
     )
     .await?;
     let levels = (0..PRODUCTS)
@@ -210,7 +204,7 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     )
     .await?;
     report.print("all at once");
-    step_times(&env, &t, &name("checkout.saga-transitions.v1"), &registry).await?;
+    step_times(&env, &name("checkout.saga-transitions.v1")).await?;
 
     token.cancel();
     for task in tasks {
@@ -448,26 +442,11 @@ async fn round_trips(
 
 /// Where the time goes: the median time each saga state lasted (from entering it to the next
 /// transition), over every order of the run, from the transitions' timestamps.
-async fn step_times(
-    env: &runtime::StackEnv,
-    t: &Topology,
-    topic: &str,
-    registry: &RegistryClient,
-) -> Result<()> {
-    let _ = t;
-    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
-    let ranges = marks.iter().map(|m| m.everything()).collect();
-    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
+async fn step_times(env: &runtime::StackEnv, topic: &str) -> Result<()> {
     let mut by_order: HashMap<String, Vec<events::checkout::SagaTransition>> = HashMap::new();
-    for record in records {
-        // The round-trip probes at the start of the topic are not Avro.
-        let Some(bytes) = record.value else { continue };
-        let Ok((id, body)) = codec::unframe(&bytes) else {
-            continue;
-        };
-        let schema = registry.schema_by_id(id).await?;
-        let value = codec::decode_body(&schema, None, body)?;
-        let transition: events::checkout::SagaTransition = codec::from_value(&value)?;
+    for transition in
+        crate::orders::read_values::<events::checkout::SagaTransition>(env, topic).await?
+    {
         by_order
             .entry(transition.order_id.clone())
             .or_default()

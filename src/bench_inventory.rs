@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use codec::{RegistryClient, TopicCodec};
+use codec::RegistryClient;
 use events::inventory::{
     InventoryCommand, InventoryCommandKind, InventoryLine, ReservationEvent, ReservationEventKind,
     StockCommand, StockCommandKind, StockLevel,
@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{Engine, PrivateBroker};
+use crate::bench::{codec, Engine, PrivateBroker};
 
 pub async fn inventory(
     topology: &Topology,
@@ -55,20 +55,6 @@ fn millis() -> i64 {
 
 fn product_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
-}
-
-async fn codec(
-    t: &Topology,
-    registry: &RegistryClient,
-    topic: &str,
-    base: &str,
-) -> Result<TopicCodec> {
-    let text = t
-        .topic(topic)
-        .and_then(|s| s.value_schema.as_deref())
-        .and_then(|p| t.schema_text(p))
-        .with_context(|| format!("schema of {topic}"))?;
-    Ok(TopicCodec::register(registry, &format!("{base}-value"), text).await?)
 }
 
 async fn run_phase(

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use codec::{RegistryClient, TopicCodec};
+use codec::RegistryClient;
 use events::payments::{
     PaymentCommand, PaymentCommandKind, PaymentMethod, PaymentMethodType, PaymentResult,
     PaymentResultKind,
@@ -25,7 +25,7 @@ use loadgen::kafka::{drain, produce_all, producer, reader};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{percentile, Engine, PrivateBroker};
+use crate::bench::{codec, percentile, Engine, PrivateBroker};
 
 pub struct PaymentBench {
     pub payments: usize,
@@ -112,19 +112,10 @@ async fn run_phase(
     let sim = tokio::spawn(gateway_sim::serve(listener, faults, stop_gateway.clone()));
 
     let registry = RegistryClient::new(&env.registry_url);
-    let schema = |topic: &str| {
-        t.topic(topic)
-            .and_then(|s| s.value_schema.as_deref())
-            .and_then(|p| t.schema_text(p))
-            .map(str::to_string)
-            .with_context(|| format!("schema of {topic}"))
-    };
     let commands = name("payments.commands.v1");
     let results = name("payments.results.v1");
-    let command_codec =
-        TopicCodec::register(&registry, "payments.commands.v1-value", &schema(&commands)?).await?;
-    let result_codec =
-        TopicCodec::register(&registry, "payments.results.v1-value", &schema(&results)?).await?;
+    let command_codec = codec(&t, &registry, &commands, "payments.commands.v1").await?;
+    let result_codec = codec(&t, &registry, &results, "payments.results.v1").await?;
 
     let batch: Vec<(String, Vec<u8>)> = (0..bench.payments)
         .map(|n| {

@@ -44,17 +44,8 @@ pub async fn stuck(topology: &Topology) -> Result<()> {
         .iter()
         .find(|o| o.starts_with("orders.order-status"))
         .context("checkout writes no order status topic")?;
-    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
-    let ranges = marks.iter().map(|m| m.everything()).collect();
-    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
-    let registry = RegistryClient::new(&env.registry_url);
     let mut latest: HashMap<String, OrderStatus> = HashMap::new();
-    for record in records {
-        let Some(bytes) = record.value else { continue };
-        let (id, body) = codec::unframe(&bytes)?;
-        let schema = registry.schema_by_id(id).await?;
-        let value = codec::decode_body(&schema, None, body)?;
-        let status: OrderStatus = codec::from_value(&value)?;
+    for status in read_values::<OrderStatus>(&env, topic).await? {
         if latest
             .get(&status.order_id)
             .is_none_or(|s| s.saga_sequence < status.saga_sequence)
@@ -84,4 +75,25 @@ pub async fn stuck(topology: &Topology) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every Avro value of `topic` as it is now (start to end, no group), decoded with its writer
+/// schema from the registry. A record that is not Confluent-framed Avro is an error.
+pub(crate) async fn read_values<T: serde::de::DeserializeOwned>(
+    env: &runtime::StackEnv,
+    topic: &str,
+) -> Result<Vec<T>> {
+    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
+    let ranges = marks.iter().map(|m| m.everything()).collect();
+    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
+    let registry = RegistryClient::new(&env.registry_url);
+    let mut values = Vec::with_capacity(records.len());
+    for record in records {
+        let Some(bytes) = record.value else { continue };
+        let (id, body) = codec::unframe(&bytes)?;
+        let schema = registry.schema_by_id(id).await?;
+        let value = codec::decode_body(&schema, None, body)?;
+        values.push(codec::from_value(&value)?);
+    }
+    Ok(values)
 }

@@ -95,14 +95,7 @@ async fn saga_fleet(
     ];
     set_params(&mut t, "payment", &payment);
     set_params(&mut t, "payment-retry", &payment);
-    for (p, _) in &mut t.processors {
-        p.admin_port = free_port_pair();
-    }
-    stack::create_topics_at(&env().bootstrap_servers, &t)
-        .await
-        .expect("topics created");
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_topology(&t, dir.path());
+    let (file, dir) = deploy(&mut t).await;
     SagaFleet {
         file,
         _dir: dir,

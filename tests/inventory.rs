@@ -38,14 +38,7 @@ struct Fleet {
 async fn fleet(label: &str, processors: &[&str]) -> Fleet {
     let suffix = unique(label);
     let mut t = topology().isolated_all(processors, &suffix).unwrap();
-    for (p, _) in &mut t.processors {
-        p.admin_port = free_port_pair();
-    }
-    stack::create_topics_at(&env().bootstrap_servers, &t)
-        .await
-        .expect("topics created");
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_topology(&t, dir.path());
+    let (file, dir) = deploy(&mut t).await;
     let name = |base: &str| format!("{base}.{suffix}");
     Fleet {
         file,

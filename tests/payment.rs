@@ -53,14 +53,7 @@ async fn payment_fleet(
     for name in ["payment", "payment-retry"] {
         set_params(&mut t, name, &params);
     }
-    for (p, _) in &mut t.processors {
-        p.admin_port = free_port_pair();
-    }
-    stack::create_topics_at(&env().bootstrap_servers, &t)
-        .await
-        .expect("topics created");
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_topology(&t, dir.path());
+    let (file, dir) = deploy(&mut t).await;
     let name = |base: &str| format!("{base}.{suffix}");
     PaymentFleet {
         file,

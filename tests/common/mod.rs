@@ -62,6 +62,20 @@ pub async fn isolated_shipping(label: &str, partitions: u32) -> Topology {
     t
 }
 
+/// Gives every processor of `t` free admin ports, creates its topics on the broker and
+/// writes it as a topology file for `fleet` processes: the file and the folder holding it.
+pub async fn deploy(t: &mut Topology) -> (PathBuf, tempfile::TempDir) {
+    for (p, _) in &mut t.processors {
+        p.admin_port = free_port_pair();
+    }
+    stack::create_topics_at(&env().bootstrap_servers, t)
+        .await
+        .expect("topics created");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_topology(t, dir.path());
+    (file, dir)
+}
+
 /// Writes `t` as a topology file (with `schemas/` linked beside it) for a `fleet` process.
 pub fn write_topology(t: &Topology, dir: &Path) -> PathBuf {
     let link = dir.join("schemas");
