@@ -1,24 +1,16 @@
-//! `fleet demo`, the main job: brings the stack up, launches the fleet, places a workload of
-//! orders (with a known share of poison records) and reports what the fleet did, computed
-//! from the topics it wrote, not from the generator's counters.
+//! `fleet demo`, the main job: brings the stack up, seeds the catalog and warehouse from a
+//! real product data set, launches the fleet, sends shoppers through the storefront
+//! (`fleet load`) with a flash sale and a few poison records, and prints a report computed
+//! from the topics, databases and gateway ledger.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use codec::{RegistryClient, TopicCodec};
-use events::shipping::{ShipmentEvent, ShipmentEventKind};
-use loadgen::kafka::{drain, produce_all, producer, reader_from_end};
-use loadgen::orders::{shipments_of, OrderGenerator};
+use loadgen::kafka::drain;
 
-const INPUT: &str = "orders.order-placed.v1";
-const OUTPUT: &str = "shipping.shipment-events.v1";
-const DEAD_LETTERS: &str = "dlq.shipping.order-placed.v1";
-/// One record in this many is poison (half undecodable bytes, half invalid orders).
-const POISON_EVERY: u64 = 500;
-
-pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: bool) -> Result<()> {
+pub async fn run(topology_path: &Path, options: DemoOptions) -> Result<()> {
     let topology = crate::load(topology_path)?;
     let config = crate::stack_config()?;
     println!("== bringing the stack up ({})", config.data_dir.display());
@@ -48,171 +40,93 @@ pub async fn run(topology_path: &Path, orders: u64, rate: u64, keep_running: boo
         .env("STOREFLEET_BOOTSTRAP", &bootstrap)
         .env("STOREFLEET_REGISTRY", config.registry_url())
         .env("STOREFLEET_POSTGRES", config.postgres_url("postgres"))
+        .env("STOREFLEET_REDIS", config.redis_url())
+        .env("STOREFLEET_GATEWAY", config.gateway_url())
         .kill_on_drop(true)
         .spawn()
         .context("starting the fleet")?;
+    // The load generator below reads the same stack.
+    std::env::set_var("STOREFLEET_BOOTSTRAP", &bootstrap);
+    std::env::set_var("STOREFLEET_REGISTRY", config.registry_url());
+    std::env::set_var("STOREFLEET_POSTGRES", config.postgres_url("postgres"));
+    std::env::set_var("STOREFLEET_REDIS", config.redis_url());
+    std::env::set_var("STOREFLEET_GATEWAY", config.gateway_url());
 
     wait_until_healthy(&topology).await?;
-    let outputs = reader_from_end(&bootstrap, OUTPUT)?;
-    let dead_letters = reader_from_end(&bootstrap, DEAD_LETTERS)?;
-    let registry = RegistryClient::new(&config.registry_url());
-    let order_codec = codec_for(&topology, &registry, INPUT).await?;
-    let shipment_codec = codec_for(&topology, &registry, OUTPUT).await?;
-
-    let run = SystemTime::now()
-        .duration_since(UNIX_EPOCH)?
-        .as_secs()
-        .to_string();
+    // Wait until the catalog has reached the fleet through CDC (inventory knows the stock).
+    let storefronts = storefront_urls(&topology);
     println!(
-        "== placing {orders} orders at {rate}/s (run {run}; 1 in {POISON_EVERY} records is poison)"
+        "== shoppers through the storefront ({})",
+        storefronts.join(" ")
     );
-    let producer = producer(&bootstrap)?;
-    let mut generator = OrderGenerator::new(&run, 7, 5_000);
-    let mut expected_shipments: HashMap<String, usize> = HashMap::new();
-    let mut placed_at: HashMap<String, i64> = HashMap::new();
-    let mut poison = 0u64;
-    let started = Instant::now();
-    let batch = (rate / 10).clamp(1, 5_000);
-    let mut sent = 0u64;
-    let mut in_flight = tokio::task::JoinSet::new();
-    while sent < orders {
-        let mut records = Vec::new();
-        for _ in 0..batch.min(orders - sent) {
-            sent += 1;
-            let now = now_ms();
-            let mut order = generator.next_order(now);
-            if sent.is_multiple_of(POISON_EVERY) {
-                poison += 1;
-                if poison.is_multiple_of(2) {
-                    records.push((order.order_id, b"{\"not\": \"avro\"}".to_vec()));
-                } else {
-                    order.lines[0].quantity = 0;
-                    records.push((order.order_id.clone(), order_codec.encode(&order)?));
-                }
-                continue;
-            }
-            expected_shipments.insert(order.order_id.clone(), shipments_of(&order));
-            placed_at.insert(order.order_id.clone(), order.occurred_at);
-            records.push((order.order_id.clone(), order_codec.encode(&order)?));
-        }
-        // Batches are acknowledged in the background (bounded), so the broker's ack latency
-        // does not throttle the offered rate.
-        if in_flight.len() >= 16 {
-            if let Some(done) = in_flight.join_next().await {
-                done??;
-            }
-        }
-        let batch_producer = producer.clone();
-        in_flight.spawn(async move { produce_all(&batch_producer, INPUT, records).await });
-        if rate > 0 {
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        if sent.is_multiple_of(batch * 20) {
-            eprintln!("   placed {sent}/{orders}");
-        }
-    }
-    while let Some(done) = in_flight.join_next().await {
-        done??;
-    }
-    let placed_secs = started.elapsed().as_secs_f64();
-    let want: usize = expected_shipments.values().map(|n| n * 2).sum();
-    println!("== waiting for {want} shipment events and {poison} dead letters");
-    let seen = drain(&outputs, want, Duration::from_secs(60)).await;
-    let letters = drain(&dead_letters, poison as usize, Duration::from_secs(10)).await;
-
-    let mut event_ids = HashSet::new();
-    let mut duplicates = 0;
-    let mut labelled: HashMap<String, usize> = HashMap::new();
-    let mut latencies = Vec::new();
-    for record in &seen {
-        let Some(payload) = &record.payload else {
-            continue;
-        };
-        let event: ShipmentEvent = codec::from_value(&shipment_codec.decode(payload).await?)?;
-        if !event.order_id.contains(&run) {
-            continue;
-        }
-        if !event_ids.insert(event.event_id.clone()) {
-            duplicates += 1;
-            continue;
-        }
-        if event.kind == ShipmentEventKind::LabelCreated {
-            *labelled.entry(event.order_id.clone()).or_default() += 1;
-            if let (Some(ts), Some(placed)) = (record.timestamp_ms, placed_at.get(&event.order_id))
-            {
-                latencies.push(ts - placed);
-            }
-        }
-    }
-    let complete = expected_shipments
-        .iter()
-        .filter(|(id, n)| labelled.get(*id) == Some(n))
-        .count();
-    latencies.sort_unstable();
-    let pct = |p: f64| crate::bench::percentile(&latencies, p);
-
+    let report = crate::load::run(
+        &topology,
+        crate::load::LoadOptions {
+            storefronts: storefronts.clone(),
+            api_key: None,
+            rate: options.rate,
+            duration: Duration::from_secs(options.duration_secs),
+            flash_products: 3,
+            flash_stock: 40,
+            settle: Duration::from_secs(90),
+            seed: 7,
+            poison: options.poison,
+        },
+    )
+    .await?;
     println!();
-    println!("== report (computed from the topics)");
-    println!(
-        "orders placed             {:>8}  in {placed_secs:.1}s ({:.0}/s)",
-        expected_shipments.len(),
-        expected_shipments.len() as f64 / placed_secs
-    );
-    println!("poison records sent       {poison:>8}");
-    println!("orders fully shipped      {complete:>8}  (every fulfillment center labelled)");
-    println!(
-        "orders missing shipments  {:>8}  (must be 0)",
-        expected_shipments.len() - complete
-    );
-    println!("duplicate events          {duplicates:>8}  (redeliveries after a crash; consumers drop them by event id)");
-    println!(
-        "dead letters              {:>8}  (must equal poison records)",
-        letters.len()
-    );
-    println!("order → label latency     (placed → label acknowledged by the broker)");
-    println!(
-        "                              p50 {} ms, p95 {} ms, p99 {} ms",
-        pct(0.50),
-        pct(0.95),
-        pct(0.99)
-    );
+    print!("{}", report.text);
     for (topic, table, database) in [
         ("cdc.catalog.products.v1", "products", "catalog"),
         ("cdc.warehouse.stock.v1", "stock", "warehouse"),
     ] {
         let rows = table_rows(&config.postgres_url(database), table).await?;
         let keys = distinct_keys(&bootstrap, topic).await?;
-        println!("CDC {topic:<26} {keys:>8} keys  (rows in {database}.{table}: {rows})");
+        println!("  CDC {topic:<26} {keys:>8} keys  (rows in {database}.{table}: {rows})");
     }
     println!();
+    println!(
+        "storefront API: {}  (x-api-key: `fleet keys create <client>`)",
+        storefronts.join(" ")
+    );
     println!("metrics: {}", admin_urls(&topology).join(" "));
     println!("connectors: {}", connector_urls(&topology).join(" "));
     println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
 
-    if keep_running {
+    if options.keep_running {
         println!("fleet still running; Ctrl-C to stop it");
         let _ = tokio::signal::ctrl_c().await;
     }
     stop(&mut fleet).await;
-    let ok = complete == expected_shipments.len() && letters.len() as u64 == poison;
-    anyhow::ensure!(ok, "the fleet did not process the workload completely");
+    anyhow::ensure!(
+        report.oversold_units == 0
+            && report.duplicate_charges == 0
+            && report.unsettled == 0
+            && !report.poison_unmatched,
+        "the fleet broke an invariant (see the report)"
+    );
     Ok(())
 }
 
-async fn codec_for(
-    topology: &topology::Topology,
-    registry: &RegistryClient,
-    topic: &str,
-) -> Result<TopicCodec> {
-    let text = topology
-        .topic(topic)
-        .and_then(|t| t.value_schema.as_deref())
-        .and_then(|p| topology.schema_text(p))
-        .with_context(|| format!("schema of {topic}"))?;
-    Ok(TopicCodec::register(registry, &format!("{topic}-value"), text).await?)
+pub struct DemoOptions {
+    /// Shopper sessions per second.
+    pub rate: f64,
+    pub duration_secs: u64,
+    pub poison: u64,
+    pub keep_running: bool,
+}
+
+/// The storefront instances' base URLs, from the topology.
+pub fn storefront_urls(topology: &topology::Topology) -> Vec<String> {
+    topology
+        .processors
+        .iter()
+        .filter_map(|(spec, params)| match params {
+            topology::ProcessorParams::Storefront(p) => Some((spec.instances, p.http_port)),
+            _ => None,
+        })
+        .flat_map(|(n, port)| (0..n).map(move |i| format!("http://127.0.0.1:{}", port + i)))
+        .collect()
 }
 
 fn admin_urls(topology: &topology::Topology) -> Vec<String> {
@@ -267,13 +181,6 @@ async fn stop(fleet: &mut tokio::process::Child) {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), fleet.wait()).await;
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn table_rows(url: &str, table: &str) -> Result<i64> {

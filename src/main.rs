@@ -9,6 +9,7 @@ mod bench_payment;
 mod bench_registry;
 mod bench_state;
 mod demo;
+mod load;
 mod orders;
 mod processors;
 mod supervisor;
@@ -73,17 +74,48 @@ enum Command {
     /// Launch the whole fleet from the topology, one OS process per instance; restarts a
     /// crashed one with backoff; Ctrl-C or SIGTERM stops them all cleanly.
     Up,
-    /// The main job: stack up, fleet up, a realistic workload, a report.
+    /// The main job: stack up, seed, fleet up, shoppers through the storefront, a report.
     Demo {
-        /// Orders to place.
-        #[arg(long, default_value_t = 20_000)]
-        orders: u64,
-        /// Orders per second (0 = as fast as possible).
-        #[arg(long, default_value_t = 1_000)]
-        rate: u64,
+        /// Shopper sessions started per second.
+        #[arg(long, default_value_t = 60.0)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 90)]
+        duration: u64,
+        /// Undecodable records sent to the checkout-request topic mid-run.
+        #[arg(long, default_value_t = 10)]
+        poison: u64,
         /// Leave the fleet running after the report.
         #[arg(long)]
         keep_running: bool,
+    },
+    /// Shoppers against a running fleet's storefront, and a report computed from the
+    /// fleet's topics, databases and the gateway's ledger.
+    Load {
+        /// Storefront base URLs (default: every instance the topology declares).
+        #[arg(long, value_delimiter = ',')]
+        storefront: Vec<String>,
+        /// API key (default: create one for client `loadgen`).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Shopper sessions started per second.
+        #[arg(long, default_value_t = 60.0)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// New products released for the flash sale, and their units each.
+        #[arg(long, default_value_t = 3)]
+        flash_products: usize,
+        #[arg(long, default_value_t = 40)]
+        flash_stock: i32,
+        /// Seconds to wait after the load for every accepted order to end.
+        #[arg(long, default_value_t = 90)]
+        settle: u64,
+        #[arg(long, default_value_t = 0)]
+        poison: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Run the payment gateway simulator (the stack starts it): a real HTTP card processor
     /// with an in-memory ledger and injectable faults (also changeable at runtime through
@@ -122,6 +154,11 @@ enum Command {
         #[command(subcommand)]
         action: OrdersAction,
     },
+    /// Storefront API keys: create one (shown once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Dead letters: list them, inspect one, redrive them (deferred, with jitter).
     Dlq {
         #[command(subcommand)]
@@ -143,6 +180,16 @@ enum OrdersAction {
     Status { order: String },
     /// Every order whose latest status is STUCK (its compensation ran out of attempts).
     Stuck,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// A new API key for CLIENT, printed once (only its hash is stored).
+    Create { client: String },
+    /// Every key: prefix, client, created, revoked.
+    List,
+    /// Revoke the key with this prefix (as `keys list` shows it) or this key.
+    Revoke { prefix_or_key: String },
 }
 
 #[derive(Subcommand)]
@@ -314,6 +361,10 @@ async fn main() -> Result<()> {
                 OrdersAction::Stuck => orders::stuck(&topology).await,
             }
         }
+        Command::Keys { action } => {
+            let topology = load(&cli.topology)?;
+            keys(&topology, action).await
+        }
         Command::Dlq { action } => {
             let topology = load(&cli.topology)?;
             dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await
@@ -350,10 +401,61 @@ async fn main() -> Result<()> {
             supervisor::run_fleet(&cli.topology, &topology, shutdown_on_signals()).await
         }
         Command::Demo {
-            orders,
             rate,
+            duration,
+            poison,
             keep_running,
-        } => demo::run(&cli.topology, orders, rate, keep_running).await,
+        } => {
+            let options = demo::DemoOptions {
+                rate,
+                duration_secs: duration,
+                poison,
+                keep_running,
+            };
+            demo::run(&cli.topology, options).await
+        }
+        Command::Load {
+            storefront,
+            api_key,
+            rate,
+            duration,
+            flash_products,
+            flash_stock,
+            settle,
+            poison,
+            seed,
+        } => {
+            let topology = load(&cli.topology)?;
+            let storefronts = if storefront.is_empty() {
+                demo::storefront_urls(&topology)
+            } else {
+                storefront
+            };
+            anyhow::ensure!(
+                rate > 0.0 && duration > 0,
+                "--rate and --duration must be positive"
+            );
+            let options = load::LoadOptions {
+                storefronts,
+                api_key,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                flash_products,
+                flash_stock,
+                settle: std::time::Duration::from_secs(settle),
+                seed,
+                poison,
+            };
+            let report = load::run(&topology, options).await?;
+            print!("{}", report.text);
+            anyhow::ensure!(
+                report.oversold_units == 0
+                    && report.duplicate_charges == 0
+                    && report.unsettled == 0,
+                "an invariant was broken (see the report)"
+            );
+            Ok(())
+        }
         Command::Seed => {
             let config = stack_config()?;
             let root = cli.topology.parent().unwrap_or(std::path::Path::new("."));
@@ -568,4 +670,49 @@ fn shutdown_on_signals() -> CancellationToken {
         trigger.cancel();
     });
     token
+}
+
+/// The storefront's database, as the topology names it, on the stack's server.
+fn storefront_database(topology: &topology::Topology) -> Result<String> {
+    let database = topology
+        .processors
+        .iter()
+        .find_map(|(_, p)| match p {
+            topology::ProcessorParams::Storefront(s) => Some(s.database.clone()),
+            _ => None,
+        })
+        .context("no storefront in the topology")?;
+    Ok(runtime::postgres_database_url(
+        &runtime::StackEnv::from_env()?.postgres_url,
+        &database,
+    )?)
+}
+
+async fn keys(topology: &topology::Topology, action: KeysAction) -> Result<()> {
+    let url = storefront_database(topology)?;
+    match action {
+        KeysAction::Create { client } => {
+            storefront::domain::check_token("client", &client)
+                .map_err(|r| anyhow::anyhow!("{}", r.message))?;
+            let key = storefront::keys::create(&url, &client).await?;
+            println!("{key}");
+            eprintln!("API key for `{client}`: shown once, stored only as its hash");
+        }
+        KeysAction::List => {
+            for (prefix, client, created, revoked) in storefront::keys::list(&url).await? {
+                let state = revoked
+                    .map(|r| format!("revoked {r}"))
+                    .unwrap_or("live".into());
+                println!("{prefix}  {client:<20} created {created}  {state}");
+            }
+        }
+        KeysAction::Revoke { prefix_or_key } => {
+            let n = storefront::keys::revoke(&url, &prefix_or_key).await?;
+            println!("revoked {n} key(s)");
+            if n == 0 {
+                anyhow::bail!("no live key matches");
+            }
+        }
+    }
+    Ok(())
 }

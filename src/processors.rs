@@ -100,6 +100,9 @@ pub async fn run_with(
             .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
+        ProcessorParams::Storefront(p) => {
+            storefront::run(config, topology, spec, p.clone(), shutdown).await?;
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod recommendations;
 pub mod shipping;
 
 use serde::{Deserialize, Serialize};

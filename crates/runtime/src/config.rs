@@ -26,6 +26,9 @@ pub struct StackEnv {
     /// `STOREFLEET_GATEWAY`, default `http://127.0.0.1:18090`: the card gateway (the
     /// simulator, `fleet gateway-sim`, locally).
     pub gateway_url: String,
+    /// `STOREFLEET_REDIS`, default `redis://127.0.0.1:16379/`: the storefront's carts and
+    /// caches.
+    pub redis_url: String,
 }
 
 impl StackEnv {
@@ -33,6 +36,7 @@ impl StackEnv {
     pub const DEFAULT_REGISTRY: &'static str = "http://127.0.0.1:18081";
     pub const DEFAULT_POSTGRES: &'static str = "postgres://postgres@127.0.0.1:15432/postgres";
     pub const DEFAULT_GATEWAY: &'static str = "http://127.0.0.1:18090";
+    pub const DEFAULT_REDIS: &'static str = "redis://127.0.0.1:16379/";
 
     /// Reads the environment; a malformed value is an error, never silently defaulted.
     pub fn from_env() -> Result<Self, RuntimeError> {
@@ -55,6 +59,8 @@ impl StackEnv {
                 .unwrap_or_else(|_| Self::DEFAULT_POSTGRES.to_string()),
             gateway_url: std::env::var("STOREFLEET_GATEWAY")
                 .unwrap_or_else(|_| Self::DEFAULT_GATEWAY.to_string()),
+            redis_url: std::env::var("STOREFLEET_REDIS")
+                .unwrap_or_else(|_| Self::DEFAULT_REDIS.to_string()),
         })
     }
 }

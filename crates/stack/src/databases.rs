@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::{io, StackConfig, StackError};
 
 /// The service databases `fleet stack up` creates, each with `migrations/<name>/`.
-pub const DATABASES: [&str; 4] = ["catalog", "warehouse", "orders", "payments"];
+pub const DATABASES: [&str; 5] = ["catalog", "warehouse", "orders", "payments", "storefront"];
 
 /// Arbitrary constant key of the advisory lock that serialises migration runners.
 const MIGRATION_LOCK: i64 = 0x5354_4f52_4546_4c54; // "STOREFLT"

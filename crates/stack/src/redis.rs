@@ -1,4 +1,6 @@
-//! A private Redis on its own port (nothing persisted), started with a pid file.
+//! A private Redis on its own port (nothing persisted), started with a pid file. Eviction is
+//! `volatile-lru`: under memory pressure only keys with a TTL (the storefront's caches and
+//! projections) go, never carts (see the storefront's `redis_store`).
 
 use std::time::Duration;
 
@@ -42,7 +44,7 @@ pub async fn ensure_started(config: &StackConfig) -> Result<(), StackError> {
         .args(["--daemonize", "yes", "--bind", "127.0.0.1"])
         .args(["--port", &config.redis_port.to_string()])
         .args(["--save", "", "--appendonly", "no"])
-        .args(["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"])
+        .args(["--maxmemory", "512mb", "--maxmemory-policy", "volatile-lru"])
         .args(["--dir", &path_str(&dir)])
         .args(["--pidfile", &path_str(&pid_file(config))])
         .args(["--logfile", &path_str(&dir.join("redis.log"))])

@@ -19,7 +19,7 @@ pub use model::{
 };
 pub use params::{
     CdcTable, CheckoutParams, InventoryOrdersParams, InventoryParams, InventoryStockFeedParams,
-    PaymentParams, PostgresCdcParams, ProcessorParams, ShippingParams,
+    PaymentParams, PostgresCdcParams, ProcessorParams, ShippingParams, StorefrontParams,
 };
 pub use validate::{load, load_str, Problem, Topology, TopologyError};
 

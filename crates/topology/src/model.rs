@@ -91,6 +91,9 @@ pub enum ProcessorKind {
     /// The order saga: a stateful join of checkout requests, inventory and payment answers
     /// and step timers, keyed by order id.
     Checkout,
+    /// The storefront HTTP API (carts in Redis, checkout requests, order status, product
+    /// pages), whose consumer keeps the order-status and availability projections in Redis.
+    Storefront,
 }
 
 impl ProcessorKind {
@@ -102,6 +105,7 @@ impl ProcessorKind {
             ProcessorKind::InventoryStockFeed => "inventory-stock-feed",
             ProcessorKind::Payment => "payment",
             ProcessorKind::Checkout => "checkout",
+            ProcessorKind::Storefront => "storefront",
         }
     }
 }

@@ -14,6 +14,7 @@ pub enum ProcessorParams {
     InventoryStockFeed(InventoryStockFeedParams),
     Payment(PaymentParams),
     Checkout(CheckoutParams),
+    Storefront(StorefrontParams),
 }
 
 impl ProcessorParams {
@@ -37,6 +38,7 @@ impl ProcessorParams {
             }
             ProcessorKind::Payment => ProcessorParams::Payment(serde_yaml::from_value(raw)?),
             ProcessorKind::Checkout => ProcessorParams::Checkout(serde_yaml::from_value(raw)?),
+            ProcessorKind::Storefront => ProcessorParams::Storefront(serde_yaml::from_value(raw)?),
         })
     }
 }
@@ -259,4 +261,176 @@ fn default_orders_db() -> String {
 }
 fn default_step_timeout_ms() -> i64 {
     60_000
+}
+
+/// The storefront API's settings. Instance `i` serves HTTP on `http_port + i`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorefrontParams {
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// The catalog service's database (product pages read it on a cache miss).
+    #[serde(default = "default_catalog_db")]
+    pub catalog_database: String,
+    /// The storefront's own database: API keys (hashed).
+    #[serde(default = "default_storefront_db")]
+    pub database: String,
+    /// Requests per second per API key (token bucket; `key_burst` at once).
+    #[serde(default = "default_key_rate")]
+    pub key_rate_per_sec: u32,
+    #[serde(default = "default_key_burst")]
+    pub key_burst: u32,
+    /// Requests per second per client IP, whatever the key (also counts refused keys).
+    #[serde(default = "default_ip_rate")]
+    pub ip_rate_per_sec: u32,
+    #[serde(default = "default_ip_burst")]
+    pub ip_burst: u32,
+    /// Largest request body accepted (413 above).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_cart_lines")]
+    pub max_cart_lines: u32,
+    #[serde(default = "default_max_quantity")]
+    pub max_quantity: u32,
+    /// How long a product page stays in the Redis cache.
+    #[serde(default = "default_product_ttl")]
+    pub product_cache_ttl_secs: u64,
+    /// Views per second that promote a product to the in-process hot tier.
+    #[serde(default = "default_hot_views")]
+    pub hot_views_per_sec: u32,
+    /// How long a product stays in the in-process hot tier before it is read again.
+    #[serde(default = "default_hot_ttl")]
+    pub hot_ttl_ms: u64,
+    /// Search and recommendations services; `None` (or down) degrades to catalog queries
+    /// and popular products.
+    #[serde(default)]
+    pub search_url: Option<String>,
+    #[serde(default)]
+    pub recommendations_url: Option<String>,
+    /// Time allowed to a search or recommendations call before the page degrades.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Flat shipping fee per order, in minor units.
+    #[serde(default)]
+    pub shipping_fee_minor: i64,
+    /// How long an idempotency key keeps its order (a retried checkout within it is the same
+    /// order).
+    #[serde(default = "default_idempotency_ttl")]
+    pub idempotency_ttl_secs: u64,
+}
+
+impl StorefrontParams {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.http_port == 0 {
+            problems.push("http_port must be set".to_string());
+        }
+        if self.catalog_database.is_empty() || self.database.is_empty() {
+            problems.push("catalog_database and database must be named".into());
+        }
+        if self.key_rate_per_sec == 0 || self.key_burst == 0 {
+            problems.push("key_rate_per_sec and key_burst must be positive".into());
+        }
+        if self.ip_rate_per_sec == 0 || self.ip_burst == 0 {
+            problems.push("ip_rate_per_sec and ip_burst must be positive".into());
+        }
+        if !(256..=1 << 20).contains(&self.max_body_bytes) {
+            problems.push(format!(
+                "max_body_bytes {} not in 256..=1MiB",
+                self.max_body_bytes
+            ));
+        }
+        if self.max_cart_lines == 0 || self.max_quantity == 0 {
+            problems.push("max_cart_lines and max_quantity must be positive".into());
+        }
+        if self.product_cache_ttl_secs == 0 || self.idempotency_ttl_secs == 0 {
+            problems
+                .push("product_cache_ttl_secs and idempotency_ttl_secs must be positive".into());
+        }
+        if self.upstream_timeout_ms == 0 {
+            problems.push("upstream_timeout_ms must be positive".into());
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            problems.push(format!(
+                "currency {:?} is not an ISO 4217 code",
+                self.currency
+            ));
+        }
+        if self.shipping_fee_minor < 0 {
+            problems.push("shipping_fee_minor must not be negative".into());
+        }
+        for (name, url) in [
+            ("search_url", &self.search_url),
+            ("recommendations_url", &self.recommendations_url),
+        ] {
+            if let Some(url) = url {
+                if !url.starts_with("http://") && !url.starts_with("https://") {
+                    problems.push(format!("{name} {url:?} is not an http(s) URL"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl Default for StorefrontParams {
+    fn default() -> Self {
+        serde_yaml::from_value(serde_yaml::Value::Mapping(Default::default()))
+            .expect("every storefront param has a default")
+    }
+}
+
+fn default_http_port() -> u16 {
+    8080
+}
+fn default_catalog_db() -> String {
+    "catalog".to_string()
+}
+fn default_storefront_db() -> String {
+    "storefront".to_string()
+}
+fn default_key_rate() -> u32 {
+    2_000
+}
+fn default_key_burst() -> u32 {
+    4_000
+}
+fn default_ip_rate() -> u32 {
+    5_000
+}
+fn default_ip_burst() -> u32 {
+    10_000
+}
+fn default_max_body() -> usize {
+    16 * 1024
+}
+fn default_cart_lines() -> u32 {
+    50
+}
+fn default_max_quantity() -> u32 {
+    20
+}
+fn default_product_ttl() -> u64 {
+    60
+}
+fn default_hot_views() -> u32 {
+    20
+}
+fn default_hot_ttl() -> u64 {
+    1_000
+}
+fn default_upstream_timeout() -> u64 {
+    150
+}
+fn default_currency() -> String {
+    "USD".to_string()
+}
+fn default_idempotency_ttl() -> u64 {
+    24 * 3600
 }

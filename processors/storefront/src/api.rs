@@ -1,0 +1,832 @@
+//! The HTTP API. Every route but `/health` needs an API key; requests are limited per client
+//! IP (before the key is even looked at) and per key, bodies are capped, inputs are checked
+//! with clear 4xx answers, and error bodies never carry internal details (those go to the
+//! log, under the request id the answer names).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | liveness and whether Redis answers |
+//! | `GET /v1/products/{id}` | product page: catalog (cached), availability, recommendations (degradable) |
+//! | `GET /v1/search?q=&limit=` | the search service, or the catalog when it is down |
+//! | `GET /v1/recommendations/{user}` | the recommendations service, or popular products when it is down |
+//! | `GET /v1/carts/{user}` | the cart |
+//! | `PUT /v1/carts/{user}/lines/{product}` | set a line's quantity (`expected_version` for a conditional update; 0 removes) |
+//! | `DELETE /v1/carts/{user}/lines/{product}` | remove a line (`?expected_version=`) |
+//! | `POST /v1/checkout` (`Idempotency-Key` header) | place the cart as an order: 202 with the order id |
+//! | `GET /v1/orders/{id}` | the order's status |
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use codec::TopicCodec;
+use events::recommendations::{InteractionKind, UserInteraction};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use topology::StorefrontParams;
+use tracing::{error, warn};
+
+use crate::catalog::Catalog;
+use crate::domain::{self, CheckoutBody, HotTracker, PricedLine, Product, Rejection, SetLine};
+use crate::keys::{Client, KeyRing};
+use crate::metrics::Metrics;
+use crate::projections::{availability_key, order_key, OrderView};
+use crate::redis_store::{LineChange, Store};
+
+/// Topics the storefront writes.
+#[derive(Clone)]
+pub struct Topics {
+    pub checkout: String,
+    pub interactions: String,
+}
+
+pub struct App {
+    pub params: StorefrontParams,
+    pub store: Store,
+    pub catalog: Catalog,
+    pub keys: KeyRing,
+    pub producer: FutureProducer,
+    pub checkout_codec: TopicCodec,
+    pub interactions_codec: TopicCodec,
+    pub topics: Topics,
+    pub http: reqwest::Client,
+    pub key_limiter: DefaultKeyedRateLimiter<String>,
+    pub ip_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Products promoted to this instance's memory (see [`HotTracker`]), with their expiry.
+    pub hot: Mutex<HotTier>,
+    pub metrics: Metrics,
+}
+
+/// The view counter and the promoted products with their expiry.
+pub type HotTier = (
+    HotTracker,
+    std::collections::HashMap<String, (Instant, Arc<Product>)>,
+);
+
+/// Builds the two limiters from the params (validated: rates are positive).
+pub fn limiters(
+    p: &StorefrontParams,
+) -> (
+    DefaultKeyedRateLimiter<String>,
+    DefaultKeyedRateLimiter<IpAddr>,
+) {
+    let quota = |rate: u32, burst: u32| {
+        Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+    };
+    (
+        RateLimiter::hashmap(quota(p.key_rate_per_sec, p.key_burst)),
+        RateLimiter::hashmap(quota(p.ip_rate_per_sec, p.ip_burst)),
+    )
+}
+
+/// An answer other than success: status, stable code, message, and for 429/503 when to retry.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    fn rejected(status: StatusCode, r: Rejection) -> Self {
+        Self::new(status, r.code, r.message)
+    }
+
+    /// A dependency failed: logged in full here, answered as 503 without the detail.
+    fn unavailable(what: &str, detail: impl std::fmt::Display) -> Self {
+        error!(dependency = what, error = %detail, "dependency failed");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} is unavailable; retry shortly"),
+        );
+        e.retry_after_secs = Some(1);
+        e
+    }
+
+    fn too_many(scope: &str, wait: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this {scope}; retry after the Retry-After seconds"),
+        );
+        e.retry_after_secs = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        // The rejection's text names the field and the problem, never server internals.
+        Self::new(status, code, r.body_text())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/v1/products/{id}", get(product))
+        .route("/v1/search", get(search))
+        .route("/v1/recommendations/{user}", get(recommendations))
+        .route("/v1/carts/{user}", get(cart))
+        .route(
+            "/v1/carts/{user}/lines/{product}",
+            put(set_line).delete(remove_line),
+        )
+        .route("/v1/checkout", post(checkout))
+        .route("/v1/orders/{id}", get(order))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .route("/health", get(health))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(app.params.max_body_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// Times every request by route and status, and applies the per-IP limit first of all.
+async fn observe(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let response = match app.ip_limiter.check_key(&peer.ip()) {
+        Err(not_until) => {
+            app.metrics.rate_limited.with_label_values(&["ip"]).inc();
+            ApiError::too_many(
+                "client address",
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )
+            .into_response()
+        }
+        Ok(()) => next.run(request).await,
+    };
+    app.metrics
+        .requests
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// API key, then the per-key limit; the client rides along as a request extension.
+async fn authenticate(
+    State(app): State<Arc<App>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = api_key(request.headers()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "send the API key in the x-api-key header",
+        )
+    })?;
+    if key.is_empty() || key.len() > 128 {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "unknown API key",
+        ));
+    }
+    let client = app.keys.authenticate(key).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "unknown API key",
+        )
+    })?;
+    if let Err(not_until) = app.key_limiter.check_key(&client.key_hash) {
+        app.metrics.rate_limited.with_label_values(&["key"]).inc();
+        return Err(ApiError::too_many(
+            "API key",
+            not_until.wait_time_from(DefaultClock::default().now()),
+        ));
+    }
+    request.extensions_mut().insert(client);
+    Ok(next.run(request).await)
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            warn!(error = %e, "health: redis does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "redis unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn bad(r: Rejection) -> ApiError {
+    ApiError::rejected(StatusCode::BAD_REQUEST, r)
+}
+
+impl App {
+    /// The product, from this instance's hot tier, then Redis, then the catalog database
+    /// (cache-aside: a miss fills Redis with a TTL; Redis evicts least recently used).
+    async fn product(&self, id: &str) -> ApiResult<Option<Arc<Product>>> {
+        let now = Instant::now();
+        let promote = {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            let promote = hot.0.view(id, runtime::now_ms());
+            if let Some((until, p)) = hot.1.get(id) {
+                if *until > now {
+                    self.metrics.product_reads.with_label_values(&["hot"]).inc();
+                    return Ok(Some(p.clone()));
+                }
+            }
+            promote
+        };
+        let key = format!("product:{id}");
+        let cached = match self.store.get_string(&key).await {
+            Ok(v) => v.and_then(|text| serde_json::from_str::<Product>(&text).ok()),
+            Err(e) => {
+                // Redis down: the catalog still answers, slower.
+                warn!(error = %e, "product cache unreachable");
+                None
+            }
+        };
+        let product = match cached {
+            Some(p) => {
+                self.metrics
+                    .product_reads
+                    .with_label_values(&["redis"])
+                    .inc();
+                Arc::new(p)
+            }
+            None => {
+                self.metrics
+                    .product_reads
+                    .with_label_values(&["catalog"])
+                    .inc();
+                let Some(p) = self
+                    .catalog
+                    .product_by_id(id)
+                    .await
+                    .map_err(|e| ApiError::unavailable("the catalog", e))?
+                else {
+                    return Ok(None);
+                };
+                if let Ok(text) = serde_json::to_string(&p) {
+                    if let Err(e) = self
+                        .store
+                        .set_string(&key, &text, self.params.product_cache_ttl_secs)
+                        .await
+                    {
+                        warn!(error = %e, "product not cached");
+                    }
+                }
+                Arc::new(p)
+            }
+        };
+        if promote {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            if hot.1.len() >= 1_000 {
+                hot.1.retain(|_, (until, _)| *until > now);
+            }
+            if hot.1.len() < 1_000 {
+                let until = now + Duration::from_millis(self.params.hot_ttl_ms);
+                hot.1.insert(id.to_string(), (until, product.clone()));
+            }
+        }
+        Ok(Some(product))
+    }
+
+    /// GET `url` within the upstream timeout; `None` (degraded) on any failure.
+    async fn upstream(&self, dependency: &str, url: Option<String>) -> Option<Value> {
+        let url = url?;
+        let call = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_millis(self.params.upstream_timeout_ms))
+            .send()
+            .await;
+        match call {
+            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                Ok(v) => return Some(v),
+                Err(e) => warn!(dependency, error = %e, "upstream answered garbage"),
+            },
+            Ok(r) => warn!(dependency, status = %r.status(), "upstream refused"),
+            Err(e) => warn!(dependency, error = %e, "upstream unreachable"),
+        }
+        self.metrics.degraded.with_label_values(&[dependency]).inc();
+        None
+    }
+
+    fn reco_url(&self, user: &str) -> Option<String> {
+        self.params
+            .recommendations_url
+            .as_ref()
+            .map(|base| format!("{}/recommendations/{user}", base.trim_end_matches('/')))
+    }
+
+    /// Records an interaction for the recommendations precompute. Fire and forget: a shopper's
+    /// page never waits for analytics; failures are counted.
+    fn interaction(
+        &self,
+        user: &str,
+        kind: InteractionKind,
+        fill: impl FnOnce(&mut UserInteraction),
+    ) {
+        let mut event = UserInteraction {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            occurred_at: runtime::now_ms(),
+            correlation_id: user.to_string(),
+            causation_id: None,
+            user_id: user.to_string(),
+            session_id: None,
+            kind,
+            product_id: None,
+            quantity: None,
+            order_id: None,
+            query: None,
+            surface: None,
+        };
+        fill(&mut event);
+        let payload = match self.interactions_codec.encode(&event) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "interaction does not fit its schema");
+                return;
+            }
+        };
+        let record = FutureRecord::to(&self.topics.interactions)
+            .key(user)
+            .payload(&payload);
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                let failed = self.metrics.interactions_dropped.clone();
+                tokio::spawn(async move {
+                    if !matches!(delivery.await, Ok(Ok(_))) {
+                        failed.inc();
+                    }
+                });
+            }
+            Err(_) => self.metrics.interactions_dropped.inc(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ViewerQuery {
+    user_id: Option<String>,
+}
+
+async fn product(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ViewerQuery>,
+) -> ApiResult<Json<Value>> {
+    let id = domain::parse_product_id(&id).map_err(bad)?;
+    if let Some(user) = &q.user_id {
+        domain::check_token("user_id", user).map_err(bad)?;
+    }
+    let product = app.product(&id).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_product", "no such product")
+    })?;
+    let availability = match app.store.projection(&availability_key(&id)).await {
+        Ok(doc) => doc.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
+        Err(e) => {
+            warn!(error = %e, "availability unreachable");
+            None
+        }
+    };
+    let _ = app.store.count_view(&id).await;
+    let mut degraded = Vec::new();
+    let recommendations = match &q.user_id {
+        Some(user) => {
+            let got = app.upstream("recommendations", app.reco_url(user)).await;
+            if got.is_none() {
+                degraded.push("recommendations");
+            }
+            got
+        }
+        None => None,
+    };
+    if let Some(user) = &q.user_id {
+        let pid = id.clone();
+        app.interaction(user, InteractionKind::View, |e| {
+            e.product_id = Some(pid);
+            e.surface = Some("product_page".into());
+        });
+    }
+    Ok(Json(json!({
+        "product": *product,
+        "availability": availability,
+        "recommendations": recommendations,
+        "degraded": degraded,
+    })))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    limit: Option<i64>,
+    user_id: Option<String>,
+}
+
+async fn search(
+    State(app): State<Arc<App>>,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Value>> {
+    let text = q.q.unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(bad(Rejection::new(
+            "invalid_query",
+            "q must be 1 to 200 characters",
+        )));
+    }
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(bad(Rejection::new(
+            "invalid_query",
+            "limit must be between 1 and 100",
+        )));
+    }
+    if let Some(user) = &q.user_id {
+        domain::check_token("user_id", user).map_err(bad)?;
+        let query = text.to_string();
+        app.interaction(user, InteractionKind::Search, |e| {
+            e.query = Some(query);
+            e.surface = Some("search".into());
+        });
+    }
+    let url = app.params.search_url.as_ref().map(|base| {
+        let mut u = reqwest::Url::parse(&format!("{}/search", base.trim_end_matches('/')))
+            .expect("search_url validated as http(s)");
+        u.query_pairs_mut()
+            .append_pair("q", text)
+            .append_pair("limit", &limit.to_string());
+        u.to_string()
+    });
+    if let Some(results) = app.upstream("search", url).await {
+        return Ok(Json(
+            json!({"source": "search", "results": results, "degraded": []}),
+        ));
+    }
+    let results = app
+        .catalog
+        .search(text, limit)
+        .await
+        .map_err(|e| ApiError::unavailable("search", e))?;
+    Ok(Json(
+        json!({"source": "catalog", "results": results, "degraded": ["search"]}),
+    ))
+}
+
+async fn recommendations(
+    State(app): State<Arc<App>>,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Value>> {
+    domain::check_token("user_id", &user).map_err(bad)?;
+    if let Some(found) = app.upstream("recommendations", app.reco_url(&user)).await {
+        return Ok(Json(
+            json!({"source": "recommendations", "products": found, "degraded": []}),
+        ));
+    }
+    let popular = app
+        .store
+        .popular(10)
+        .await
+        .map_err(|e| ApiError::unavailable("recommendations", e))?;
+    Ok(Json(
+        json!({"source": "popular", "products": popular, "degraded": ["recommendations"]}),
+    ))
+}
+
+async fn cart(State(app): State<Arc<App>>, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    domain::check_token("user_id", &user).map_err(bad)?;
+    let lines = app
+        .store
+        .cart(&user)
+        .await
+        .map_err(|e| ApiError::unavailable("the cart", e))?;
+    let lines: Vec<_> = lines.into_iter().map(|(l, _)| l).collect();
+    Ok(Json(json!({"user_id": user, "lines": lines})))
+}
+
+async fn change_line(app: &App, user: &str, product: &str, set: SetLine) -> ApiResult<Response> {
+    domain::check_token("user_id", user).map_err(bad)?;
+    let product = domain::parse_product_id(product).map_err(bad)?;
+    domain::check_quantity(set.quantity, app.params.max_quantity).map_err(bad)?;
+    if set.quantity > 0 && app.product(&product).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_product",
+            "no such product",
+        ));
+    }
+    let change = app
+        .store
+        .set_line(
+            user,
+            &product,
+            set.quantity,
+            set.expected_version,
+            runtime::now_ms(),
+            app.params.max_cart_lines,
+        )
+        .await
+        .map_err(|e| ApiError::unavailable("the cart", e))?;
+    match change {
+        LineChange::Set { version } => {
+            let quantity = set.quantity;
+            let pid = product.clone();
+            app.interaction(user, InteractionKind::AddToCart, |e| {
+                e.product_id = Some(pid);
+                e.quantity = Some(quantity as i32);
+                e.surface = Some("cart".into());
+            });
+            Ok(
+                Json(json!({"product_id": product, "quantity": quantity, "version": version}))
+                    .into_response(),
+            )
+        }
+        LineChange::Removed => Ok(StatusCode::NO_CONTENT.into_response()),
+        LineChange::Conflict { current_version } => Ok((
+            StatusCode::CONFLICT,
+            Json(json!({"error": {
+                "code": "version_conflict",
+                "message": "the line changed since you read it; read the cart again",
+                "current_version": current_version,
+            }})),
+        )
+            .into_response()),
+        LineChange::CartFull => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cart_full",
+            format!("a cart holds at most {} lines", app.params.max_cart_lines),
+        )),
+    }
+}
+
+async fn set_line(
+    State(app): State<Arc<App>>,
+    Path((user, product)): Path<(String, String)>,
+    body: Result<Json<SetLine>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(set) = body?;
+    change_line(&app, &user, &product, set).await
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    expected_version: Option<u64>,
+}
+
+async fn remove_line(
+    State(app): State<Arc<App>>,
+    Path((user, product)): Path<(String, String)>,
+    Query(q): Query<RemoveQuery>,
+) -> ApiResult<Response> {
+    let set = SetLine {
+        quantity: 0,
+        expected_version: q.expected_version,
+    };
+    change_line(&app, &user, &product, set).await
+}
+
+/// Places the cart as an order. The idempotency key names the order: the first request with
+/// a key stores the checkout request it built (SET NX), and every retry with the key
+/// re-publishes that same stored request, so a retried or double-clicked checkout is one
+/// order even if the cart changed in between, and a request whose publish failed is
+/// published by its retry.
+async fn checkout(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    body: Result<Json<CheckoutBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            bad(Rejection::new(
+                "missing_idempotency_key",
+                "send an Idempotency-Key header (one per checkout attempt, reused on retry)",
+            ))
+        })?;
+    domain::check_token("Idempotency-Key", idempotency_key).map_err(bad)?;
+    let (address, payment, speed) = body.validate().map_err(bad)?;
+    let remembered_key = format!("checkout:{}:{idempotency_key}", client.name);
+
+    let existing = app
+        .store
+        .get_string(&remembered_key)
+        .await
+        .map_err(|e| ApiError::unavailable("checkout", e))?;
+    let (request, replay, read) = match existing {
+        Some(stored) => (stored, true, Vec::new()),
+        None => {
+            let read = app
+                .store
+                .cart(&body.user_id)
+                .await
+                .map_err(|e| ApiError::unavailable("the cart", e))?;
+            let mut priced = Vec::with_capacity(read.len());
+            for (line, _) in &read {
+                let product = app.product(&line.product_id).await?.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_product",
+                        format!(
+                            "product {} is no longer sold; remove it from the cart",
+                            line.product_id
+                        ),
+                    )
+                })?;
+                priced.push(PricedLine {
+                    product_id: line.product_id.clone(),
+                    sku: product.sku.clone(),
+                    quantity: line.quantity,
+                    unit_price_minor: product.price_minor,
+                });
+            }
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let ctx = domain::CheckoutContext {
+                client: &client.name,
+                idempotency_key,
+                request_id: &request_id,
+                user_id: &body.user_id,
+                currency: &app.params.currency,
+                shipping_fee_minor: app.params.shipping_fee_minor,
+                now_ms: runtime::now_ms(),
+            };
+            let request = domain::checkout_request(&ctx, priced, address, payment, speed)
+                .map_err(|r| ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, r))?;
+            let text = serde_json::to_string(&request)
+                .map_err(|e| ApiError::unavailable("checkout", e))?;
+            let stored = app
+                .store
+                .remember_checkout(&remembered_key, &text, app.params.idempotency_ttl_secs)
+                .await
+                .map_err(|e| ApiError::unavailable("checkout", e))?;
+            let replay = stored != text;
+            (stored, replay, if replay { Vec::new() } else { read })
+        }
+    };
+    let request: events::checkout::CheckoutRequested =
+        serde_json::from_str(&request).map_err(|e| ApiError::unavailable("checkout", e))?;
+    if request.user_id != body.user_id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another user's checkout",
+        ));
+    }
+    let payload = app
+        .checkout_codec
+        .encode(&request)
+        .map_err(|e| ApiError::unavailable("checkout", e))?;
+    let record = FutureRecord::to(&app.topics.checkout)
+        .key(&request.order_id)
+        .payload(&payload);
+    if let Err((e, _)) = app.producer.send(record, Duration::from_secs(5)).await {
+        app.metrics
+            .checkouts
+            .with_label_values(&["not_queued"])
+            .inc();
+        return Err(ApiError::unavailable("checkout", format!("publish: {e}")));
+    }
+    let accepted = OrderView {
+        order_id: request.order_id.clone(),
+        user_id: request.user_id.clone(),
+        status: "ACCEPTED".into(),
+        saga_state: None,
+        failure: None,
+        currency: request.currency.clone(),
+        total_minor: request.total_minor,
+        created_at: request.occurred_at,
+        placed_at: None,
+        updated_at: request.occurred_at,
+    };
+    if let Ok(doc) = serde_json::to_string(&accepted) {
+        if let Err(e) = app
+            .store
+            .project(&order_key(&request.order_id), -1, &doc)
+            .await
+        {
+            warn!(error = %e, "accepted status not recorded; the saga's will be");
+        }
+    }
+    if !replay {
+        if let Err(e) = app.store.remove_ordered(&body.user_id, &read).await {
+            warn!(error = %e, "ordered lines left in the cart");
+        }
+        for line in &request.lines {
+            let (pid, qty, order) = (
+                line.product_id.clone(),
+                line.quantity,
+                request.order_id.clone(),
+            );
+            app.interaction(&request.user_id, InteractionKind::Purchase, |e| {
+                e.product_id = Some(pid);
+                e.quantity = Some(qty);
+                e.order_id = Some(order);
+                e.surface = Some("checkout".into());
+            });
+        }
+    }
+    app.metrics
+        .checkouts
+        .with_label_values(&[if replay { "replayed" } else { "queued" }])
+        .inc();
+    let status = if replay {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "order_id": request.order_id,
+            "status_url": format!("/v1/orders/{}", request.order_id),
+            "total_minor": request.total_minor,
+            "currency": request.currency,
+            "replayed": replay,
+        })),
+    )
+        .into_response())
+}
+
+async fn order(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map(|u| u.to_string())
+        .map_err(|_| bad(Rejection::new("invalid_id", "order id must be a UUID")))?;
+    let doc = app
+        .store
+        .projection(&order_key(&id))
+        .await
+        .map_err(|e| ApiError::unavailable("order status", e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_order", "no such order"))?;
+    let view: Value =
+        serde_json::from_str(&doc).map_err(|e| ApiError::unavailable("order status", e))?;
+    Ok(Json(view))
+}
