@@ -53,7 +53,7 @@ pub async fn run(topology_path: &Path, options: DemoOptions) -> Result<()> {
     std::env::set_var("STOREFLEET_GATEWAY", config.gateway_url());
 
     wait_until_healthy(&topology).await?;
-    // Wait until the catalog has reached the fleet through CDC (inventory knows the stock).
+    wait_for_stock(&config, &bootstrap).await?;
     let storefronts = storefront_urls(&topology);
     println!(
         "== shoppers through the storefront ({})",
@@ -114,6 +114,33 @@ pub struct DemoOptions {
     pub duration_secs: u64,
     pub poison: u64,
     pub keep_running: bool,
+}
+
+/// Waits until the warehouse's stock has reached inventory through CDC: one availability
+/// record per stocked product at least (a first run's snapshot takes a while; later runs pass
+/// at once).
+async fn wait_for_stock(config: &stack::StackConfig, bootstrap: &str) -> Result<()> {
+    let (db, connection) =
+        tokio_postgres::connect(&config.postgres_url("warehouse"), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let stocked: i64 = db
+        .query_one("SELECT count(DISTINCT product_id) FROM stock", &[])
+        .await?
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let marks = dlq::kafka::topic_watermarks(bootstrap, "inventory.availability.v1").await?;
+        let records: i64 = marks.iter().map(|m| m.high).sum();
+        if records >= stocked {
+            println!("   inventory knows the stock of {stocked} products");
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "inventory has {records} availability records for {stocked} stocked products after 3 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The storefront instances' base URLs, from the topology.

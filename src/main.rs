@@ -8,6 +8,7 @@ mod bench_inventory;
 mod bench_payment;
 mod bench_registry;
 mod bench_state;
+mod bench_storefront;
 mod demo;
 mod load;
 mod orders;
@@ -297,6 +298,16 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
+    /// Requests/s and latency of the storefront's product and cart endpoints (one instance
+    /// in this process, on the stack's Redis and seeded catalog).
+    Storefront {
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// HTTP clients sending back to back.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]
@@ -546,6 +557,20 @@ async fn main() -> Result<()> {
                 engine,
             };
             bench_checkout::checkout(&topology, bench).await
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Storefront {
+                    seconds,
+                    concurrency,
+                },
+        } => {
+            let topology = load(&cli.topology)?;
+            let bench = bench_storefront::StorefrontBench {
+                seconds,
+                concurrency,
+            };
+            bench_storefront::storefront(&topology, bench).await
         }
         Command::Bench {
             what: BenchWhat::StateRestore { keys, tail, engine },
