@@ -1,7 +1,8 @@
 //! API keys: made by operators (`fleet storefront keys create`), shown once, stored only as
 //! SHA-256 hashes in the storefront's database. Each instance holds the live hashes in memory
-//! and reloads them every few seconds and, at most once a second, when an unknown key
-//! arrives, so a new key works at once and a revoked one stops within seconds.
+//! and reloads them every few seconds and when an unknown key arrives (misses waiting at the
+//! same time share one reload), so a new key works at once and a revoked one stops within
+//! seconds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -90,8 +91,10 @@ pub async fn list(
 pub struct KeyRing {
     database_url: String,
     live: Arc<RwLock<HashMap<String, String>>>,
-    /// Serialises reloads and remembers when the last one ran.
+    /// Serialises reloads and remembers when the last one finished.
     reload: Arc<tokio::sync::Mutex<Instant>>,
+    /// The reloads' connection, replaced when it closes.
+    db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
 }
 
 impl KeyRing {
@@ -100,13 +103,20 @@ impl KeyRing {
             database_url: database_url.to_string(),
             live: Arc::default(),
             reload: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+            db: Arc::default(),
         };
         ring.reload_now().await?;
         Ok(ring)
     }
 
     async fn reload_now(&self) -> Result<(), tokio_postgres::Error> {
-        let db = connect(&self.database_url).await?;
+        let mut db = self.db.lock().await;
+        if db.as_ref().is_none_or(|c| c.is_closed()) {
+            *db = Some(connect(&self.database_url).await?);
+        }
+        let Some(db) = db.as_ref() else {
+            return Ok(());
+        };
         let rows = db
             .query(
                 "SELECT key_hash, client FROM api_keys WHERE revoked_at IS NULL",
@@ -118,10 +128,11 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Reloads unless another reload ran within `min_gap`.
-    async fn reload_if_stale(&self, min_gap: Duration) {
+    /// Reloads unless a reload finished after `since` (its answer is fresh enough) or within
+    /// `min_gap`.
+    async fn reload_if_stale(&self, since: Instant, min_gap: Duration) {
         let mut last = self.reload.lock().await;
-        if last.elapsed() < min_gap {
+        if *last >= since || last.elapsed() < min_gap {
             return;
         }
         if let Err(e) = self.reload_now().await {
@@ -143,11 +154,15 @@ impl KeyRing {
 
     /// The client `key` belongs to, if it is live.
     pub async fn authenticate(&self, key: &str) -> Option<Client> {
+        let arrived = Instant::now();
         let key_hash = hash(key);
         if let Some(client) = self.lookup(&key_hash) {
             return Some(client);
         }
-        self.reload_if_stale(Duration::from_secs(1)).await;
+        // Unknown: maybe made since the last reload. Misses that arrived before a reload
+        // finished share it, so a flood of bad keys costs one reload at a time (and the per-IP
+        // limit has already bounded it).
+        self.reload_if_stale(arrived, Duration::ZERO).await;
         self.lookup(&key_hash)
     }
 
@@ -156,7 +171,7 @@ impl KeyRing {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => self.reload_if_stale(every / 2).await,
+                _ = tokio::time::sleep(every) => self.reload_if_stale(Instant::now(), every / 2).await,
             }
         }
     }
