@@ -42,7 +42,9 @@ async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
     t.connectors.clear();
     // Checkout and inventory do not run here: the test writes their projections itself.
     for topic in &mut t.topics {
-        if topic.name.starts_with("orders.order-status") || topic.name.starts_with("inventory.availability") {
+        if topic.name.starts_with("orders.order-status")
+            || topic.name.starts_with("inventory.availability")
+        {
             topic.external_writers.push("test".into());
         }
     }
