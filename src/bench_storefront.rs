@@ -7,7 +7,7 @@
 //! Phases:
 //! 1. product pages, Zipf-popular (mostly the in-process hot tier and Redis);
 //! 2. product pages, uniform over the catalog (Redis, after the first read of each);
-//! 3. cart line updates (Lua script in Redis), one cart per client;
+//! 3. cart line updates (Lua script in Redis), one cart per client, over 40 products;
 //! 4. cart reads.
 
 use std::sync::Arc;
@@ -129,6 +129,8 @@ pub async fn storefront(topology: &Topology, bench: StorefrontBench) -> Result<(
                 while Instant::now() < stop_at {
                     let product = match phase {
                         Phase::ProductZipf => &products[zipf.sample(&mut rng)],
+                        // A cart holds at most 50 lines: each client works on 40 products.
+                        Phase::CartWrite => &products[rng.random_range(0..products.len().min(40))],
                         _ => &products[rng.random_range(0..products.len())],
                     };
                     let request = match phase {

@@ -419,6 +419,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     let mut last_progress = Instant::now();
     let mut last_requests = 0u64;
     let mut poison_sent = false;
+    let mut skipped = 0u64;
     let checkout_topic = crate::processors::output(
         &topology
             .processor("storefront")
@@ -437,7 +438,11 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         let due = (started.elapsed().as_secs_f64() * options.rate) as u64;
         while n < due {
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                break;
+                // 2,000 sessions are open: this shopper is turned away (counted, not queued,
+                // so the offered rate stays honest).
+                skipped += 1;
+                n += 1;
+                continue;
             };
             let shopper = Shopper {
                 http: http.clone(),
@@ -490,7 +495,6 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     }
     let load_secs = started.elapsed().as_secs_f64();
     eprintln!();
-    let skipped = (options.rate * load_secs) as u64 - n.min((options.rate * load_secs) as u64);
     println!(
         "== load over after {load_secs:.0} s; waiting for open sessions to see their orders end"
     );
@@ -514,7 +518,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         "REPORT  run {run}: {} sessions in {load_secs:.0} s{}",
         n,
         if skipped > 0 {
-            format!(" ({skipped} not started: 2,000 sessions were open)")
+            format!(" ({skipped} turned away: 2,000 sessions were open)")
         } else {
             String::new()
         }
@@ -783,7 +787,11 @@ async fn settle(
                 first_at: t.occurred_at,
                 last_at: t.occurred_at,
             });
-            o.compensated |= t.compensating;
+            // Compensated: the saga undid something (released holds, voided or refunded).
+            o.compensated |= matches!(
+                t.to_state,
+                SagaState::ReleasingInventory | SagaState::VoidingPayment | SagaState::RefundingPayment
+            );
             o.first_at = o.first_at.min(t.occurred_at);
             o.last_at = o.last_at.max(t.occurred_at);
             if t.sequence > o.sequence {

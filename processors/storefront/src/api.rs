@@ -449,14 +449,17 @@ async fn product(
     let product = app.product(&id).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_product", "no such product")
     })?;
-    let availability = match app.store.projection(&availability_key(&id)).await {
+    // Availability and the view count travel together (one round trip's wait).
+    let avail_key = availability_key(&id);
+    let (availability, _) =
+        tokio::join!(app.store.projection(&avail_key), app.store.count_view(&id));
+    let availability = match availability {
         Ok(doc) => doc.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
         Err(e) => {
             warn!(error = %e, "availability unreachable");
             None
         }
     };
-    let _ = app.store.count_view(&id).await;
     let mut degraded = Vec::new();
     let recommendations = match &q.user_id {
         Some(user) => {
