@@ -16,6 +16,12 @@ target="${CARGO_TARGET_DIR:-target}"
 # 1. System packages a fresh machine lacks (the stack installs PostgreSQL and Redis itself).
 bash scripts/system-deps.sh
 
+# 1b. Headless Chromium for the dashboard's browser test (Debian's package; cached by apt).
+if ! command -v chromium >/dev/null; then
+  echo "== installing chromium"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+
 # 2. The broker, built once into the cache (about 20-30 minutes the first time on 2 cores).
 broker="$(bash scripts/install-broker.sh)"
 echo "== broker: $broker"

@@ -31,9 +31,17 @@ pub async fn run(topology_path: &Path, options: DemoOptions) -> Result<()> {
         println!("   {}", line.trim());
     }
 
-    println!("== launching the fleet");
+    // A fleet an earlier demo left running is replaced by one on this build and topology.
+    stack::stop_fleet(&config).await;
+    println!(
+        "== launching the fleet (log: {})",
+        config.data_dir.join("fleet.log").display()
+    );
     let exe = std::env::current_exe()?;
-    let mut fleet = tokio::process::Command::new(exe)
+    let log = std::fs::File::create(config.data_dir.join("fleet.log"))?;
+    // Its own process group, not killed with this process: the fleet and its dashboard stay
+    // up after the report, until `fleet stack down` (or --stop).
+    let fleet = tokio::process::Command::new(exe)
         .arg("--topology")
         .arg(topology_path)
         .arg("up")
@@ -42,9 +50,13 @@ pub async fn run(topology_path: &Path, options: DemoOptions) -> Result<()> {
         .env("STOREFLEET_POSTGRES", config.postgres_url("postgres"))
         .env("STOREFLEET_REDIS", config.redis_url())
         .env("STOREFLEET_GATEWAY", config.gateway_url())
-        .kill_on_drop(true)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
         .spawn()
         .context("starting the fleet")?;
+    let pid = fleet.id().context("the fleet's pid")?;
+    std::fs::write(stack::fleet_pid_file(&config), pid.to_string())?;
     // The load generator below reads the same stack.
     std::env::set_var("STOREFLEET_BOOTSTRAP", &bootstrap);
     std::env::set_var("STOREFLEET_REGISTRY", config.registry_url());
@@ -89,15 +101,15 @@ pub async fn run(topology_path: &Path, options: DemoOptions) -> Result<()> {
         "storefront API: {}  (x-api-key: `fleet keys create <client>`)",
         storefronts.join(" ")
     );
+    println!("dashboard: http://127.0.0.1:9300/  (lag, status, DLQ counts, stuck sagas; `fleet status` in a terminal; Prometheus: /metrics and /metrics/fleet)");
     println!("metrics: {}", admin_urls(&topology).join(" "));
     println!("connectors: {}", connector_urls(&topology).join(" "));
-    println!("stack:   `fleet stack status`; stop it with `fleet stack down`");
-
-    if options.keep_running {
-        println!("fleet still running; Ctrl-C to stop it");
-        let _ = tokio::signal::ctrl_c().await;
+    if options.stop {
+        stack::stop_fleet(&config).await;
+        println!("fleet stopped; the stack is still up: `fleet stack status`, `fleet stack down`");
+    } else {
+        println!("the fleet is still running (pid {pid}, log {}); `fleet stack down` stops it and the stack", config.data_dir.join("fleet.log").display());
     }
-    stop(&mut fleet).await;
     anyhow::ensure!(
         report.oversold_units == 0
             && report.duplicate_charges == 0
@@ -113,7 +125,8 @@ pub struct DemoOptions {
     pub rate: f64,
     pub duration_secs: u64,
     pub poison: u64,
-    pub keep_running: bool,
+    /// Stop the fleet after the report (default: leave it and its dashboard running).
+    pub stop: bool,
 }
 
 /// Waits until the warehouse's stock has reached inventory through CDC: one availability
@@ -198,16 +211,6 @@ async fn wait_until_healthy(topology: &topology::Topology) -> Result<()> {
     }
     println!("   every processor instance is healthy");
     Ok(())
-}
-
-async fn stop(fleet: &mut tokio::process::Child) {
-    if let Some(pid) = fleet.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), fleet.wait()).await;
 }
 
 async fn table_rows(url: &str, table: &str) -> Result<i64> {

@@ -790,7 +790,9 @@ async fn settle(
             // Compensated: the saga undid something (released holds, voided or refunded).
             o.compensated |= matches!(
                 t.to_state,
-                SagaState::ReleasingInventory | SagaState::VoidingPayment | SagaState::RefundingPayment
+                SagaState::ReleasingInventory
+                    | SagaState::VoidingPayment
+                    | SagaState::RefundingPayment
             );
             o.first_at = o.first_at.min(t.occurred_at);
             o.last_at = o.last_at.max(t.occurred_at);

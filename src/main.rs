@@ -72,9 +72,31 @@ enum Command {
         #[arg(long)]
         resnapshot: bool,
     },
-    /// Launch the whole fleet from the topology, one OS process per instance; restarts a
-    /// crashed one with backoff; Ctrl-C or SIGTERM stops them all cleanly.
-    Up,
+    /// Launch the whole fleet from the topology, one OS process per instance, and the lag
+    /// monitor; restarts a crashed one with backoff; Ctrl-C or SIGTERM stops them all cleanly.
+    Up {
+        /// Where the lag monitor (dashboard, /metrics) listens.
+        #[arg(long, default_value = "127.0.0.1:9300")]
+        monitor: std::net::SocketAddr,
+        /// Do not start the lag monitor.
+        #[arg(long)]
+        no_monitor: bool,
+    },
+    /// The consumer-lag monitor: samples every group of the topology (offset lag, time lag,
+    /// consume rate, status) and serves the fleet dashboard, its JSON API and /metrics.
+    Monitor {
+        #[arg(long, default_value = "127.0.0.1:9300")]
+        listen: std::net::SocketAddr,
+        /// Milliseconds between samples.
+        #[arg(long, default_value_t = 2_000)]
+        interval_ms: u64,
+    },
+    /// The fleet overview in the terminal: from a running monitor, or one sample taken now.
+    Status {
+        /// A running monitor's URL (default: the one `fleet up` starts, if it answers).
+        #[arg(long)]
+        monitor: Option<String>,
+    },
     /// The main job: stack up, seed, fleet up, shoppers through the storefront, a report.
     Demo {
         /// Shopper sessions started per second.
@@ -86,9 +108,10 @@ enum Command {
         /// Undecodable records sent to the checkout-request topic mid-run.
         #[arg(long, default_value_t = 10)]
         poison: u64,
-        /// Leave the fleet running after the report.
+        /// Stop the fleet after the report (by default it stays up, with its dashboard, until
+        /// `fleet stack down`).
         #[arg(long)]
-        keep_running: bool,
+        stop: bool,
     },
     /// Shoppers against a running fleet's storefront, and a report computed from the
     /// fleet's topics, databases and the gateway's ledger.
@@ -407,21 +430,58 @@ async fn main() -> Result<()> {
             let topology = load(&cli.topology)?;
             processors::connect(&topology, &connector, resnapshot, shutdown_on_signals()).await
         }
-        Command::Up => {
+        Command::Up {
+            monitor,
+            no_monitor,
+        } => {
             let topology = load(&cli.topology)?;
-            supervisor::run_fleet(&cli.topology, &topology, shutdown_on_signals()).await
+            let monitor = (!no_monitor).then_some(monitor);
+            supervisor::run_fleet(&cli.topology, &topology, monitor, shutdown_on_signals()).await
+        }
+        Command::Monitor {
+            listen,
+            interval_ms,
+        } => {
+            let topology = load(&cli.topology)?;
+            anyhow::ensure!(interval_ms >= 100, "--interval-ms must be at least 100");
+            let mut config = monitor::MonitorConfig::new(listen, &runtime::StackEnv::from_env()?);
+            config.interval = std::time::Duration::from_millis(interval_ms);
+            let (ready, bound) = tokio::sync::oneshot::channel();
+            let shutdown = shutdown_on_signals();
+            let serving = tokio::spawn(monitor::serve(config, topology, shutdown, Some(ready)));
+            if let Ok(address) = bound.await {
+                info!(%address, "lag monitor: dashboard at http://{address}/");
+            }
+            serving.await.context("monitor task")?
+        }
+        Command::Status { monitor } => {
+            let topology = load(&cli.topology)?;
+            let url = monitor.unwrap_or_else(|| "http://127.0.0.1:9300".to_string());
+            let overview = match monitor::fetch_overview(&url).await {
+                Ok(overview) => overview,
+                Err(e) => {
+                    eprintln!("no monitor at {url} ({e}); sampling once now");
+                    let config = monitor::MonitorConfig::new(
+                        "127.0.0.1:0".parse()?,
+                        &runtime::StackEnv::from_env()?,
+                    );
+                    monitor::snapshot(&config, &topology).await?
+                }
+            };
+            print!("{}", monitor::render_status(&overview));
+            Ok(())
         }
         Command::Demo {
             rate,
             duration,
             poison,
-            keep_running,
+            stop,
         } => {
             let options = demo::DemoOptions {
                 rate,
                 duration_secs: duration,
                 poison,
-                keep_running,
+                stop,
             };
             demo::run(&cli.topology, options).await
         }

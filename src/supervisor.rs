@@ -1,5 +1,6 @@
-//! `fleet up`: one OS process per processor instance, restarted with backoff when it dies,
-//! all stopped with SIGTERM (then SIGKILL after a grace period) on shutdown.
+//! `fleet up`: one OS process per processor instance, per connector and for the lag monitor,
+//! restarted with backoff when it dies, all stopped with SIGTERM (then SIGKILL after a grace
+//! period) on shutdown.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn run_fleet(
     topology_path: &Path,
     topology: &Topology,
+    monitor: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let exe = std::env::current_exe().context("locating the fleet binary")?;
@@ -47,6 +49,16 @@ pub async fn run_fleet(
             processor: spec.name.clone(),
             instance: 0,
             args: vec!["connect".into(), spec.name.clone()],
+        });
+    }
+    // The lag monitor watches the fleet from outside it: its own process, like any other.
+    if let Some(listen) = monitor {
+        units.push(Unit {
+            exe: exe.clone(),
+            topology: topology_path.to_path_buf(),
+            processor: "monitor".into(),
+            instance: 0,
+            args: vec!["monitor".into(), "--listen".into(), listen.to_string()],
         });
     }
     for unit in units {

@@ -42,7 +42,7 @@ async fn a_killed_processor_is_restarted_and_sigterm_stops_the_fleet() {
     let mut fleet = fleet_command()
         .arg("--topology")
         .arg(&file)
-        .arg("up")
+        .args(["up", "--monitor", "127.0.0.1:0"])
         .spawn()
         .unwrap();
 

@@ -196,10 +196,16 @@ pub struct PartitionView {
     pub high: i64,
     /// `None`: the group never committed this partition (lag counts from `low`).
     pub committed: Option<i64>,
+    /// Records waiting: high watermark − committed offset (or low watermark), less
+    /// `marker_offsets`.
     pub offset_lag: i64,
     /// Age of the oldest unconsumed record (its timestamp, not an interpolation); 0 when
     /// there is no lag; `None` when the record could not be read.
     pub time_lag_seconds: Option<f64>,
+    /// Offsets between the committed offset and the high watermark that hold nothing a
+    /// consumer reads (transaction markers, aborted records): not counted as lag, so an idle
+    /// partition of a transactional topic shows no phantom lag.
+    pub marker_offsets: i64,
     /// Committed offset advance per second over the last interval.
     pub consume_rate: Option<f64>,
     /// High watermark advance per second over the last interval.

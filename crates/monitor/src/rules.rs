@@ -13,7 +13,10 @@
 //! 5. **STALLED**: lag at every sample and the committed offset identical at every sample
 //!    (including "never committed"): somebody is in the group but nothing is committed.
 //! 6. **WARN**: the committed offset advanced, but the lag never fell from one sample to the
-//!    next and ended higher than it started: consuming slower than records arrive.
+//!    next and ended higher than it started: consuming slower than records arrive. Unless
+//!    the oldest unconsumed record is younger than one sampling interval
+//!    ([`Rules::keeping_up_ms`]): a consumer that close to real time is keeping up, and a
+//!    few records more at each sample is its commit cadence, not a trend.
 //! 7. **OK, consuming**: otherwise (committing, lag steady or falling).
 //!
 //! A group's status is its worst partition's ([`worst`]), severity OK < UNKNOWN < WARN <
@@ -30,6 +33,18 @@ pub struct Observation {
     pub committed: Option<i64>,
     /// Records between the committed offset (or the low watermark) and the high watermark.
     pub lag: i64,
+    /// Age of the oldest unconsumed record (ms); `None` when it could not be read.
+    pub time_lag_ms: Option<i64>,
+}
+
+/// The rules' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Samples judged (at least 2).
+    pub window: usize,
+    /// A partition whose oldest unconsumed record is younger than this is keeping up: never
+    /// WARN. The sampling interval.
+    pub keeping_up_ms: i64,
 }
 
 /// Whether anybody consumes the group right now.
@@ -59,9 +74,9 @@ impl Verdict {
     }
 }
 
-/// Judges one partition on `samples` (oldest first; only the last `window` count).
-pub fn evaluate(samples: &[Observation], consumers: Consumers, window: usize) -> Verdict {
-    let window = window.max(2);
+/// Judges one partition on `samples` (oldest first; only the last `rules.window` count).
+pub fn evaluate(samples: &[Observation], consumers: Consumers, rules: Rules) -> Verdict {
+    let window = rules.window.max(2);
     let samples = &samples[samples.len().saturating_sub(window)..];
     let Some(last) = samples.last() else {
         return Verdict::new(Status::Unknown, "no sample yet");
@@ -107,7 +122,8 @@ pub fn evaluate(samples: &[Observation], consumers: Consumers, window: usize) ->
         );
     }
     let never_fell = samples.windows(2).all(|pair| pair[1].lag >= pair[0].lag);
-    if never_fell && last.lag > first.lag {
+    let keeping_up = last.time_lag_ms.is_some_and(|t| t < rules.keeping_up_ms);
+    if never_fell && last.lag > first.lag && !keeping_up {
         return Verdict::new(
             Status::Warn,
             format!(
@@ -160,8 +176,13 @@ mod tests {
     use super::*;
 
     const WINDOW: usize = 5;
+    const RULES: Rules = Rules {
+        window: WINDOW,
+        keeping_up_ms: 1_000,
+    };
 
-    /// Samples 1 s apart from (committed, lag) pairs.
+    /// Samples 1 s apart from (committed, lag) pairs; the oldest unconsumed record is a
+    /// minute old whenever there is lag.
     fn series(points: &[(Option<i64>, i64)]) -> Vec<Observation> {
         points
             .iter()
@@ -170,19 +191,20 @@ mod tests {
                 at_ms: 1_000 * i as i64,
                 committed,
                 lag,
+                time_lag_ms: Some(if lag == 0 { 0 } else { 60_000 }),
             })
             .collect()
     }
 
     fn status(points: &[(Option<i64>, i64)], consumers: Consumers) -> Status {
-        evaluate(&series(points), consumers, WINDOW).status
+        evaluate(&series(points), consumers, RULES).status
     }
 
     const PRESENT: Consumers = Consumers::Present(1);
 
     #[test]
     fn no_sample_is_unknown() {
-        assert_eq!(evaluate(&[], PRESENT, WINDOW).status, Status::Unknown);
+        assert_eq!(evaluate(&[], PRESENT, RULES).status, Status::Unknown);
     }
 
     #[test]
@@ -194,15 +216,25 @@ mod tests {
         assert_eq!(status(&idle, Consumers::Unknown), Status::Ok);
         // An empty partition nobody ever committed on.
         assert_eq!(status(&[(None, 0); 8], Consumers::Absent), Status::Ok);
-        assert_eq!(evaluate(&series(&idle), PRESENT, WINDOW).reason, "caught up");
+        assert_eq!(evaluate(&series(&idle), PRESENT, RULES).reason, "caught up");
     }
 
     #[test]
     fn committed_offset_still_with_lag_over_the_window_is_stalled() {
-        let stuck = [(Some(10), 5), (Some(10), 6), (Some(10), 7), (Some(10), 7), (Some(10), 9)];
-        let verdict = evaluate(&series(&stuck), PRESENT, WINDOW);
+        let stuck = [
+            (Some(10), 5),
+            (Some(10), 6),
+            (Some(10), 7),
+            (Some(10), 7),
+            (Some(10), 9),
+        ];
+        let verdict = evaluate(&series(&stuck), PRESENT, RULES);
         assert_eq!(verdict.status, Status::Stalled);
-        assert!(verdict.reason.contains("committed offset 10"), "{}", verdict.reason);
+        assert!(
+            verdict.reason.contains("committed offset 10"),
+            "{}",
+            verdict.reason
+        );
         // Constant lag too: nothing is committed, nothing arrives.
         assert_eq!(status(&[(Some(3), 4); 5], PRESENT), Status::Stalled);
         // Never committed, records waiting, consumers present.
@@ -212,7 +244,7 @@ mod tests {
     #[test]
     fn stall_needs_a_full_window() {
         let short = [(Some(10), 5); 4];
-        let verdict = evaluate(&series(&short), PRESENT, WINDOW);
+        let verdict = evaluate(&series(&short), PRESENT, RULES);
         assert_eq!(verdict.status, Status::Ok);
         assert!(verdict.reason.contains("4/5 samples"), "{}", verdict.reason);
         // One sample (`fleet status` without a monitor): what one sample can say.
@@ -226,17 +258,27 @@ mod tests {
         points.extend([(Some(0), 2); 5]);
         assert_eq!(status(&points, PRESENT), Status::Stalled);
         // Lag zero at the window's first sample: it just appeared, OK.
-        let recent = [(Some(0), 0), (Some(0), 2), (Some(0), 3), (Some(0), 3), (Some(0), 4)];
-        let verdict = evaluate(&series(&recent), PRESENT, WINDOW);
+        let recent = [
+            (Some(0), 0),
+            (Some(0), 2),
+            (Some(0), 3),
+            (Some(0), 3),
+            (Some(0), 4),
+        ];
+        let verdict = evaluate(&series(&recent), PRESENT, RULES);
         assert_eq!(verdict.status, Status::Ok);
         assert!(verdict.reason.contains("appeared"), "{}", verdict.reason);
     }
 
     #[test]
     fn lag_without_consumers_is_stopped_at_once() {
-        let verdict = evaluate(&series(&[(Some(10), 5)]), Consumers::Absent, WINDOW);
+        let verdict = evaluate(&series(&[(Some(10), 5)]), Consumers::Absent, RULES);
         assert_eq!(verdict.status, Status::Stopped);
-        assert!(verdict.reason.contains("nobody consumes"), "{}", verdict.reason);
+        assert!(
+            verdict.reason.contains("nobody consumes"),
+            "{}",
+            verdict.reason
+        );
         // Even if it was caught up a moment ago.
         assert_eq!(
             status(&[(Some(10), 0), (Some(10), 3)], Consumers::Absent),
@@ -246,37 +288,104 @@ mod tests {
 
     #[test]
     fn unknown_consumers_fall_through_to_the_offset_rules() {
-        assert_eq!(status(&[(Some(10), 5); 5], Consumers::Unknown), Status::Stalled);
+        assert_eq!(
+            status(&[(Some(10), 5); 5], Consumers::Unknown),
+            Status::Stalled
+        );
         assert_eq!(status(&[(Some(10), 5)], Consumers::Unknown), Status::Ok);
     }
 
     #[test]
     fn committing_while_lag_grows_at_every_sample_is_warn() {
-        let falling_behind = [(Some(0), 10), (Some(5), 12), (Some(9), 15), (Some(12), 20), (Some(16), 21)];
-        let verdict = evaluate(&series(&falling_behind), PRESENT, WINDOW);
+        let falling_behind = [
+            (Some(0), 10),
+            (Some(5), 12),
+            (Some(9), 15),
+            (Some(12), 20),
+            (Some(16), 21),
+        ];
+        let verdict = evaluate(&series(&falling_behind), PRESENT, RULES);
         assert_eq!(verdict.status, Status::Warn);
-        assert!(verdict.reason.contains("from 10 to 21"), "{}", verdict.reason);
+        assert!(
+            verdict.reason.contains("from 10 to 21"),
+            "{}",
+            verdict.reason
+        );
         // Lag flat for a step but never falling, and higher at the end: still WARN.
-        let plateau = [(Some(0), 10), (Some(5), 10), (Some(9), 15), (Some(12), 15), (Some(16), 21)];
+        let plateau = [
+            (Some(0), 10),
+            (Some(5), 10),
+            (Some(9), 15),
+            (Some(12), 15),
+            (Some(16), 21),
+        ];
         assert_eq!(status(&plateau, PRESENT), Status::Warn);
     }
 
     #[test]
+    fn lag_growing_within_one_interval_of_real_time_is_not_warn() {
+        // A consumer keeping up: a few more records at each sample, the oldest unconsumed
+        // one 200 ms old (younger than the 1 s interval). Its commit cadence, not a trend.
+        let mut close = series(&[
+            (Some(0), 5),
+            (Some(30), 6),
+            (Some(60), 8),
+            (Some(90), 9),
+            (Some(120), 10),
+        ]);
+        for o in &mut close {
+            o.time_lag_ms = Some(200);
+        }
+        let verdict = evaluate(&close, PRESENT, RULES);
+        assert_eq!(verdict.status, Status::Ok, "{}", verdict.reason);
+        // The same offsets with the oldest record 1.5 s old: falling behind.
+        close.last_mut().unwrap().time_lag_ms = Some(1_500);
+        assert_eq!(evaluate(&close, PRESENT, RULES).status, Status::Warn);
+        // Unknown time lag: the offsets alone decide.
+        close.last_mut().unwrap().time_lag_ms = None;
+        assert_eq!(evaluate(&close, PRESENT, RULES).status, Status::Warn);
+    }
+
+    #[test]
     fn committing_with_lag_falling_or_steady_is_ok() {
-        let draining = [(Some(0), 50), (Some(10), 40), (Some(20), 30), (Some(30), 20), (Some(40), 10)];
+        let draining = [
+            (Some(0), 50),
+            (Some(10), 40),
+            (Some(20), 30),
+            (Some(30), 20),
+            (Some(40), 10),
+        ];
         assert_eq!(status(&draining, PRESENT), Status::Ok);
         // Keeping pace: lag constant while committing.
-        let pace = [(Some(0), 7), (Some(5), 7), (Some(10), 7), (Some(15), 7), (Some(20), 7)];
+        let pace = [
+            (Some(0), 7),
+            (Some(5), 7),
+            (Some(10), 7),
+            (Some(15), 7),
+            (Some(20), 7),
+        ];
         assert_eq!(status(&pace, PRESENT), Status::Ok);
         // Growing overall but it fell once inside the window: no WARN.
-        let noisy = [(Some(0), 10), (Some(5), 14), (Some(9), 12), (Some(12), 20), (Some(16), 22)];
+        let noisy = [
+            (Some(0), 10),
+            (Some(5), 14),
+            (Some(9), 12),
+            (Some(12), 20),
+            (Some(16), 22),
+        ];
         assert_eq!(status(&noisy, PRESENT), Status::Ok);
     }
 
     #[test]
     fn committed_offset_moving_back_is_not_a_stall() {
         // An operator reset the group: the offset moved, it is consuming again.
-        let reset = [(Some(90), 10), (Some(90), 10), (Some(0), 100), (Some(10), 90), (Some(20), 80)];
+        let reset = [
+            (Some(90), 10),
+            (Some(90), 10),
+            (Some(0), 100),
+            (Some(10), 90),
+            (Some(20), 80),
+        ];
         assert_eq!(status(&reset, PRESENT), Status::Ok);
     }
 
@@ -284,7 +393,13 @@ mod tests {
     fn only_the_last_window_counts() {
         // A long stall, then commits resume and drain: OK once the stall left the window.
         let mut points = vec![(Some(0), 50); 10];
-        points.extend([(Some(10), 40), (Some(20), 30), (Some(30), 20), (Some(40), 10), (Some(45), 5)]);
+        points.extend([
+            (Some(10), 40),
+            (Some(20), 30),
+            (Some(30), 20),
+            (Some(40), 10),
+            (Some(45), 5),
+        ]);
         assert_eq!(status(&points, PRESENT), Status::Ok);
     }
 

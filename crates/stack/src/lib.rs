@@ -101,12 +101,36 @@ pub async fn up(config: &StackConfig, topology: &topology::Topology) -> Result<(
 
 /// Stops what `up` started, newest first. Never touches processes it has no pid file for.
 pub async fn down(config: &StackConfig) -> Result<(), StackError> {
+    // A fleet the demo left running goes first: it uses everything below.
+    stop_fleet(config).await;
     redis::stop(config).await?;
     postgres::stop(config).await?;
     for managed in components(config).into_iter().rev() {
         managed.stop().await?;
     }
     Ok(())
+}
+
+/// Where `fleet demo` records the pid of the fleet it leaves running.
+pub fn fleet_pid_file(config: &StackConfig) -> std::path::PathBuf {
+    config.data_dir.join("fleet.pid")
+}
+
+/// The running fleet `fleet demo` left behind, if any.
+pub fn running_fleet(config: &StackConfig) -> Option<i32> {
+    std::fs::read_to_string(fleet_pid_file(config))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|pid| is_running(*pid))
+}
+
+/// Stops the fleet `fleet demo` left running (SIGTERM: it stops its processes in order).
+pub async fn stop_fleet(config: &StackConfig) {
+    if let Some(pid) = running_fleet(config) {
+        process::terminate(pid, std::time::Duration::from_secs(60)).await;
+        info!(pid, "fleet stopped");
+    }
+    let _ = std::fs::remove_file(fleet_pid_file(config));
 }
 
 /// One line per component: running or not, and where it listens.
