@@ -482,7 +482,10 @@ async fn a_saga_whose_compensation_cannot_complete_is_stuck_and_listed() {
     let f = saga_fleet(
         "saga-stuck",
         gateway_sim::GatewayConfig::default(),
-        &[("step_timeout_ms", 300.into())],
+        // Short, so the charge and then the refund run out of attempts within a minute or so,
+        // yet long enough that inventory answers the reservation in time on a loaded machine
+        // (at 300 ms a slow answer under parallel tests failed the reservation instead).
+        &[("step_timeout_ms", 1_000.into())],
     )
     .await;
     let bootstrap = env().bootstrap_servers;
@@ -552,7 +555,7 @@ async fn a_saga_whose_compensation_cannot_complete_is_stuck_and_listed() {
             l.get(order)
                 .is_some_and(|s| s.status == OrderStatusCode::Stuck)
         },
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     )
     .await;
     let stuck = &latest[order];
