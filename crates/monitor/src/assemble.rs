@@ -367,7 +367,15 @@ fn up_count(instances: &[InstanceView]) -> usize {
         .count()
 }
 
+/// The largest time lag; unknown (`None`) when a partition with lag could not have its
+/// oldest record read in time (a loaded broker): a max over the others would understate it.
 fn max_time_lag(partitions: &[PartitionView]) -> Option<f64> {
+    if partitions
+        .iter()
+        .any(|p| p.offset_lag > 0 && p.time_lag_seconds.is_none())
+    {
+        return None;
+    }
     partitions
         .iter()
         .filter_map(|p| p.time_lag_seconds)

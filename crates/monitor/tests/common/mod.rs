@@ -28,6 +28,7 @@ use topology::Topology;
 pub struct Broker {
     _child: Child,
     pub bootstrap: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -39,7 +40,14 @@ impl Broker {
             binary.display()
         );
         let port = stack::free_port().expect("a free port");
-        let child = Command::from(stack::broker_command(&binary, port, "memory://nisshi/"))
+        // MONITOR_TEST_ENGINE=sqlite runs the tests on the stack's storage engine instead.
+        let dir = tempfile::tempdir().expect("a broker folder");
+        let storage = match std::env::var("MONITOR_TEST_ENGINE").as_deref() {
+            Ok("sqlite") => stack::SQLITE_STORAGE,
+            _ => "memory://nisshi/",
+        };
+        let child = Command::from(stack::broker_command(&binary, port, storage))
+            .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -56,6 +64,7 @@ impl Broker {
         }
         Self {
             _child: child,
+            _dir: dir,
             bootstrap: address.to_string(),
         }
     }
