@@ -88,7 +88,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9300")]
         listen: std::net::SocketAddr,
         /// Milliseconds between samples.
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 5_000)]
         interval_ms: u64,
     },
     /// The fleet overview in the terminal: from a running monitor, or one sample taken now.
