@@ -267,7 +267,7 @@ impl Shopper {
         // Poll the order like a confirmation page does, until the saga ends.
         while Instant::now() < self.settle_until {
             tokio::time::sleep(Duration::from_millis(1_000)).await;
-            let url = format!("{}/v1/orders/{id}", self.base);
+            let url = format!("{}/v1/orders/{id}?user_id={user}", self.base);
             if let Some((200, status, _)) =
                 self.call("GET /v1/orders/{id}", self.http.get(url)).await
             {

@@ -292,7 +292,12 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
         .await;
     assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "unknown_product"));
     let (s, b, _) = f
-        .call(reqwest::Method::GET, "/v1/orders/x", Some(&key), None)
+        .call(
+            reqwest::Method::GET,
+            "/v1/orders/x?user_id=u",
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_id"));
     let text = b.to_string().to_lowercase();
@@ -463,6 +468,18 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
     // Order status: ACCEPTED at once, then the saga's projection (newer sequence wins; a
     // poison record is dead-lettered and the partition moves on).
     let (s, b) = f.get(&format!("/v1/orders/{order}"), &key).await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "missing_user_id"));
+    let (s, b) = f
+        .get(&format!("/v1/orders/{order}?user_id=someone_else"), &key)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::NOT_FOUND, "unknown_order"),
+        "another user's order is not shown"
+    );
+    let (s, b) = f
+        .get(&format!("/v1/orders/{order}?user_id={user}"), &key)
+        .await;
     assert_eq!(
         (s, b["status"].as_str()),
         (StatusCode::OK, Some("ACCEPTED"))
@@ -510,7 +527,9 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
     produce_all(&kafka, &status_topic, records).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, b) = f.get(&format!("/v1/orders/{order}"), &key).await;
+        let (_, b) = f
+            .get(&format!("/v1/orders/{order}?user_id={user}"), &key)
+            .await;
         if b["status"] == "PLACED" {
             break;
         }
@@ -529,7 +548,9 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
         "the poison record is a dead letter"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, b) = f.get(&format!("/v1/orders/{order}"), &key).await;
+    let (_, b) = f
+        .get(&format!("/v1/orders/{order}?user_id={user}"), &key)
+        .await;
     assert_eq!(
         b["status"], "PLACED",
         "an older sequence does not move the status back"

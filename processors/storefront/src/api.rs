@@ -13,7 +13,7 @@
 //! | `PUT /v1/carts/{user}/lines/{product}` | set a line's quantity (`expected_version` for a conditional update; 0 removes) |
 //! | `DELETE /v1/carts/{user}/lines/{product}` | remove a line (`?expected_version=`) |
 //! | `POST /v1/checkout` (`Idempotency-Key` header) | place the cart as an order: 202 with the order id |
-//! | `GET /v1/orders/{id}` | the order's status |
+//! | `GET /v1/orders/{id}?user_id=` | the order's status, for its user |
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -819,17 +819,35 @@ async fn checkout(
         .into_response())
 }
 
-async fn order(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// An order's status, for the user who placed it: `user_id` must match, and another user's
+/// order answers 404 like a missing one (order ids derive from client-chosen keys, so they are
+/// not secrets).
+async fn order(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ViewerQuery>,
+) -> ApiResult<Json<Value>> {
     let id = uuid::Uuid::parse_str(&id)
         .map(|u| u.to_string())
         .map_err(|_| bad(Rejection::new("invalid_id", "order id must be a UUID")))?;
+    let user = q.user_id.ok_or_else(|| {
+        bad(Rejection::new(
+            "missing_user_id",
+            "name the order's user: ?user_id=",
+        ))
+    })?;
+    domain::check_token("user_id", &user).map_err(bad)?;
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_order", "no such order");
     let doc = app
         .store
         .projection(&order_key(&id))
         .await
         .map_err(|e| ApiError::unavailable("order status", e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_order", "no such order"))?;
+        .ok_or_else(unknown)?;
     let view: Value =
         serde_json::from_str(&doc).map_err(|e| ApiError::unavailable("order status", e))?;
+    if view["user_id"].as_str() != Some(user.as_str()) {
+        return Err(unknown());
+    }
     Ok(Json(view))
 }
