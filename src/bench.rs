@@ -32,13 +32,6 @@ impl Engine {
     }
 }
 
-/// A broker of the benchmark's own, killed when dropped.
-pub(crate) struct PrivateBroker {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-    pub(crate) bootstrap: String,
-}
-
 /// How figures name the broker a benchmark runs on: a private one of `engine`, or the stack's.
 pub(crate) fn broker_label(engine: Option<Engine>) -> &'static str {
     engine.map_or("the stack's nisshi, sqlite engine", Engine::label)
@@ -52,42 +45,20 @@ pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
         .unwrap_or(0)
 }
 
-impl PrivateBroker {
-    /// A private broker of `engine`, or `None` to use the stack's.
-    pub(crate) async fn for_engine(engine: Option<Engine>) -> Result<Option<Self>> {
-        match engine {
-            Some(engine) => Ok(Some(Self::start(engine).await?)),
-            None => Ok(None),
-        }
-    }
-
-    pub(crate) async fn start(engine: Engine) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = stack::free_port()?;
-        let storage = match engine {
-            Engine::Memory => "memory://nisshi/",
-            Engine::Sqlite => stack::SQLITE_STORAGE,
-        };
-        let child = stack::broker_command(&stack::broker_binary(), port, storage)
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting a private broker (run scripts/install-broker.sh first)")?;
-        stack::wait_for_port(port, Duration::from_secs(30)).await?;
-        Ok(Self {
-            child,
-            _dir: dir,
-            bootstrap: format!("127.0.0.1:{port}"),
-        })
+/// A private broker of `engine`, or `None` to use the stack's.
+pub(crate) async fn private_broker(engine: Option<Engine>) -> Result<Option<stack::PrivateBroker>> {
+    match engine {
+        Some(engine) => Ok(Some(start_private_broker(engine).await?)),
+        None => Ok(None),
     }
 }
 
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+pub(crate) async fn start_private_broker(engine: Engine) -> Result<stack::PrivateBroker> {
+    let storage = match engine {
+        Engine::Memory => "memory://nisshi/",
+        Engine::Sqlite => stack::SQLITE_STORAGE,
+    };
+    Ok(stack::PrivateBroker::start(storage).await?)
 }
 
 /// Runs instance 0 of `processor` of `t` in this process (admin on an ephemeral port) until
@@ -146,7 +117,7 @@ pub async fn runtime(
     engine: Option<Engine>,
 ) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = PrivateBroker::for_engine(engine).await?;
+    let private = private_broker(engine).await?;
     let engine_name = broker_label(engine);
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();

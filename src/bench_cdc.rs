@@ -24,7 +24,7 @@ pub async fn cdc(
     let config = crate::stack_config()?;
     // The stack's broker (SQLite engine) or a private one, to separate the connector's cost
     // from the broker's storage engine; the registry is always the stack's.
-    let private = crate::bench::PrivateBroker::for_engine(engine).await?;
+    let private = crate::bench::private_broker(engine).await?;
     let bootstrap = private
         .as_ref()
         .map_or_else(|| config.bootstrap_servers(), |b| b.bootstrap.clone());

@@ -23,7 +23,7 @@ use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{codec, percentile, private_database, spawn_processor, Engine, PrivateBroker};
+use crate::bench::{codec, percentile, private_database, spawn_processor, Engine};
 
 const PROCESSORS: [&str; 5] = [
     "checkout",
@@ -43,7 +43,7 @@ pub struct CheckoutBench {
 
 pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = PrivateBroker::for_engine(bench.engine).await?;
+    let private = crate::bench::private_broker(bench.engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }

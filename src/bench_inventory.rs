@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{codec, Engine, PrivateBroker};
+use crate::bench::{codec, Engine};
 
 pub async fn inventory(
     topology: &Topology,
@@ -29,7 +29,7 @@ pub async fn inventory(
     engine: Option<Engine>,
 ) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = PrivateBroker::for_engine(engine).await?;
+    let private = crate::bench::private_broker(engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }

@@ -25,7 +25,7 @@ use loadgen::kafka::{drain, produce_all, producer, reader};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{codec, percentile, Engine, PrivateBroker};
+use crate::bench::{codec, percentile, Engine};
 
 pub struct PaymentBench {
     pub payments: usize,
@@ -36,7 +36,7 @@ pub struct PaymentBench {
 
 pub async fn payment(topology: &Topology, bench: PaymentBench) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = PrivateBroker::for_engine(bench.engine).await?;
+    let private = crate::bench::private_broker(bench.engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorSpec, Topology};
 
-use crate::bench::{Engine, PrivateBroker};
+use crate::bench::Engine;
 
 /// The input topic the restore benchmark's applied markers name (`a/<topic>`).
 const INPUT: &str = "orders.order-placed.v1";
@@ -207,7 +207,7 @@ pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
         Engine::Memory => "memory engine",
         Engine::Sqlite => "sqlite engine",
     };
-    let broker = PrivateBroker::start(engine).await?;
+    let broker = crate::bench::start_private_broker(engine).await?;
     let bootstrap = broker.bootstrap.clone();
     let topic = format!("bench-state-{}-tally-changelog", millis()?);
     runtime::ensure_changelog(&bootstrap, &topic, 1).await?;

@@ -7,9 +7,7 @@
 //! in-process. A missing broker binary fails the test with that message.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -23,7 +21,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use runtime::{headers, DeadLetter, DeadLetterErrorKind, DeadLetterHeader, StackEnv};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
 
@@ -68,7 +65,7 @@ const TINY: &str = r#"{"type":"record","name":"Tiny","namespace":"storefleet.tes
   "fields":[{"name":"a","type":"string"}]}"#;
 
 struct Stack {
-    _broker: Child,
+    _broker: stack::PrivateBroker,
     registry_shutdown: CancellationToken,
     env: StackEnv,
     topology: Topology,
@@ -76,25 +73,10 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
-        let binary = stack::broker_binary();
-        assert!(
-            binary.exists(),
-            "broker binary {} is missing: run scripts/install-broker.sh (or set NISSHI_BIN)",
-            binary.display()
-        );
-        let port = stack::free_port().expect("a free port");
-        let broker = Command::from(stack::broker_command(&binary, port, "memory://nisshi/"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the broker");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(address).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "broker down");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let broker = stack::PrivateBroker::start("memory://nisshi/")
+            .await
+            .expect("a private broker");
+        let address = broker.bootstrap.clone();
         let registry_shutdown = CancellationToken::new();
         let (ready, bound) = tokio::sync::oneshot::channel();
         let config = registry::RegistryConfig {

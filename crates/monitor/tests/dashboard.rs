@@ -9,12 +9,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{config, fleet_topology, now_ms, produce, Broker, ConsumerLoop, Member, Monitor};
+use common::{
+    config, fleet_topology, live_admin, now_ms, produce, Broker, ConsumerLoop, Member, Monitor,
+};
 use monitor::{GroupDetail, Overview};
 use tokio_util::sync::CancellationToken;
 
@@ -234,29 +235,10 @@ async fn the_dashboard_shows_what_the_api_says_while_a_load_runs() {
     // checkout instances; the others are down.
     let shutdown = CancellationToken::new();
     let shipping_port = topology.processor("shipping").unwrap().0.admin_port;
-    let metrics = runtime::Metrics::new("shipping", 0);
-    let phase = runtime::Phase::default();
-    phase.set(runtime::Phase::RUNNING);
-    let addr: SocketAddr = ([127, 0, 0, 1], shipping_port).into();
-    runtime::serve_admin(
-        addr,
-        "shipping".into(),
-        metrics.clone(),
-        phase,
-        None,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let metrics = live_admin("shipping", 0, shipping_port, &shutdown).await;
     let checkout_port = topology.processor("checkout").unwrap().0.admin_port;
     for i in 0..2 {
-        let m = runtime::Metrics::new("checkout", i);
-        let phase = runtime::Phase::default();
-        phase.set(runtime::Phase::RUNNING);
-        let addr: SocketAddr = ([127, 0, 0, 1], checkout_port + i).into();
-        runtime::serve_admin(addr, "checkout".into(), m, phase, None, shutdown.clone())
-            .await
-            .unwrap();
+        live_admin("checkout", i, checkout_port + i, &shutdown).await;
     }
 
     // The load: orders produced at about 300/s over 6 partitions, a member of shipping's

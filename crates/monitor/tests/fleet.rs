@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{config, fleet_topology, now_ms, produce, Broker, Monitor};
+use common::{config, fleet_topology, live_admin, now_ms, produce, Broker, Monitor};
 use monitor::{InstanceState, Overview, Status};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -77,20 +76,7 @@ async fn overview_instances_throughput_dead_letters_stuck_sagas_and_metrics() {
 
     // shipping #0: the runtime's own admin server; shipping #1: nobody listens.
     let shutdown = CancellationToken::new();
-    let metrics = runtime::Metrics::new("shipping", 0);
-    let phase = runtime::Phase::default();
-    phase.set(runtime::Phase::RUNNING);
-    let addr: SocketAddr = ([127, 0, 0, 1], shipping_port).into();
-    runtime::serve_admin(
-        addr,
-        "shipping".into(),
-        metrics.clone(),
-        phase,
-        None,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let metrics = live_admin("shipping", 0, shipping_port, &shutdown).await;
     metrics.assigned_partitions.set(6);
     let counter = metrics.records_in.with_label_values(&[SHIPPING_INPUT]);
     let ticking = shutdown.clone();

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::StackError;
+
 /// The broker version the stack installs (keep in step with `scripts/install-broker.sh`).
 pub const BROKER_VERSION: &str = "0.8.1";
 
@@ -51,4 +53,48 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// A broker of a test's or benchmark's own, on a free port, in a folder of its own (where the
+/// SQLite engine keeps its file); killed and removed when dropped.
+pub struct PrivateBroker {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+impl PrivateBroker {
+    /// Starts one on `storage` (`memory://nisshi/` or [`SQLITE_STORAGE`]) and waits until it
+    /// listens.
+    pub async fn start(storage: &str) -> Result<Self, StackError> {
+        let binary = broker_binary();
+        if !binary.exists() {
+            return Err(StackError::Failed(format!(
+                "broker binary {} is missing: run scripts/install-broker.sh (or set NISSHI_BIN)",
+                binary.display()
+            )));
+        }
+        let dir = tempfile::tempdir().map_err(crate::io("create a broker folder"))?;
+        let port = free_port().map_err(crate::io("find a free port"))?;
+        let child = broker_command(&binary, port, storage)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(crate::io("start a private broker"))?;
+        let broker = Self {
+            child,
+            _dir: dir,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        crate::wait_for_port(port, std::time::Duration::from_secs(30)).await?;
+        Ok(broker)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

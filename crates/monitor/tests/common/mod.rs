@@ -7,9 +7,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,52 +19,27 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
 
+/// A private broker for one test (memory engine; `MONITOR_TEST_ENGINE=sqlite` runs the tests
+/// on the stack's storage engine instead).
 pub struct Broker {
-    _child: Child,
+    inner: stack::PrivateBroker,
     pub bootstrap: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Broker {
     pub async fn start() -> Self {
-        let binary = stack::broker_binary();
-        assert!(
-            binary.exists(),
-            "broker binary {} is missing: run scripts/install-broker.sh (or set NISSHI_BIN)",
-            binary.display()
-        );
-        let port = stack::free_port().expect("a free port");
-        // MONITOR_TEST_ENGINE=sqlite runs the tests on the stack's storage engine instead.
-        let dir = tempfile::tempdir().expect("a broker folder");
         let storage = match std::env::var("MONITOR_TEST_ENGINE").as_deref() {
             Ok("sqlite") => stack::SQLITE_STORAGE,
             _ => "memory://nisshi/",
         };
-        let child = Command::from(stack::broker_command(&binary, port, storage))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the broker");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(address).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "broker did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self {
-            _child: child,
-            _dir: dir,
-            bootstrap: address.to_string(),
-        }
+        let inner = stack::PrivateBroker::start(storage)
+            .await
+            .expect("a private broker");
+        let bootstrap = inner.bootstrap.clone();
+        Self { inner, bootstrap }
     }
 
     pub async fn create_topics(&self, topics: &[(&str, i32)]) {
@@ -390,4 +363,28 @@ impl Drop for ConsumerLoop {
 /// A suffix unique to this test run.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", now_ms() % 100_000_000)
+}
+
+/// A processor instance's real admin server (the runtime's) on `port`, RUNNING, until
+/// `shutdown`; its metrics, for the test to move.
+pub async fn live_admin(
+    name: &str,
+    instance: u16,
+    port: u16,
+    shutdown: &CancellationToken,
+) -> runtime::Metrics {
+    let metrics = runtime::Metrics::new(name, instance);
+    let phase = runtime::Phase::default();
+    phase.set(runtime::Phase::RUNNING);
+    runtime::serve_admin(
+        ([127, 0, 0, 1], port).into(),
+        name.into(),
+        metrics.clone(),
+        phase,
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    metrics
 }
