@@ -119,6 +119,7 @@ impl Sampler {
             probe: Arc::new(Mutex::new(KafkaProbe::new(
                 &config.bootstrap_servers,
                 config.kafka_timeout,
+                config.interval,
             )?)),
             http,
             history: History::new(config.window, config.history.as_millis() as i64),
