@@ -82,7 +82,7 @@ async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
         ],
     );
     set_params(&mut t, "storefront", params);
-    let (file, dir) = deploy(&mut t).await;
+    let (file, dir) = deploy_avoiding(&mut t, &[port, port + 1]).await;
     let child = start(&file);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();

@@ -65,8 +65,22 @@ pub async fn isolated_shipping(label: &str, partitions: u32) -> Topology {
 /// Gives every processor of `t` free admin ports, creates its topics on the broker and
 /// writes it as a topology file for `fleet` processes: the file and the folder holding it.
 pub async fn deploy(t: &mut Topology) -> (PathBuf, tempfile::TempDir) {
+    deploy_avoiding(t, &[]).await
+}
+
+/// [`deploy`], keeping admin ports off `avoid` (ports the test has given to something else).
+pub async fn deploy_avoiding(t: &mut Topology, avoid: &[u16]) -> (PathBuf, tempfile::TempDir) {
+    // A pair free now can be handed out twice (nothing holds it between calls): keep asking
+    // until every processor has a pair of its own.
+    let mut taken: std::collections::HashSet<u16> = avoid.iter().copied().collect();
     for (p, _) in &mut t.processors {
-        p.admin_port = free_port_pair();
+        p.admin_port = loop {
+            let port = free_port_pair();
+            if !taken.contains(&port) && !taken.contains(&(port + 1)) {
+                break port;
+            }
+        };
+        taken.extend([p.admin_port, p.admin_port + 1]);
     }
     stack::create_topics_at(&env().bootstrap_servers, t)
         .await
