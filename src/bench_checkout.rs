@@ -15,8 +15,6 @@ use anyhow::{Context, Result};
 use codec::{RegistryClient, TopicCodec};
 use events::checkout::{CheckoutLine, CheckoutRequested, OrderStatus, OrderStatusCode};
 use events::inventory::{StockCommand, StockCommandKind, StockLevel};
-use events::payments::{PaymentMethod, PaymentMethodType};
-use events::{Address, ShippingSpeed};
 use loadgen::kafka::{drain, produce_all, producer, reader, reader_from_end};
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::FutureRecord;
@@ -239,42 +237,8 @@ fn request(order: &str, rng: &mut rand::rngs::StdRng) -> CheckoutRequested {
             unit_price_minor: 199 + (*p as i64 % 50) * 100,
         })
         .collect();
-    let subtotal: i64 = lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
-    CheckoutRequested {
-        event_id: runtime::ids::derived(&[order, "request"]),
-        occurred_at: runtime::now_ms(),
-        correlation_id: order.into(),
-        causation_id: None,
-        idempotency_key: format!("key-{order}"),
-        order_id: order.into(),
-        user_id: format!("user-{}", rng.random_range(0..10_000)),
-        cart_id: None,
-        lines,
-        currency: "USD".into(),
-        subtotal_minor: subtotal,
-        shipping_fee_minor: 499,
-        tax_minor: subtotal / 10,
-        total_minor: subtotal + 499 + subtotal / 10,
-        shipping_address: Address {
-            recipient_name: "Bench Buyer".into(),
-            line1: "1 Main St".into(),
-            line2: None,
-            city: "Springfield".into(),
-            region: None,
-            postal_code: "12345".into(),
-            country_code: "US".into(),
-            phone: None,
-        },
-        shipping_speed: ShippingSpeed::Standard,
-        payment_method: PaymentMethod {
-            kind: PaymentMethodType::Card,
-            token: "tok_bench".into(),
-            last4: None,
-        },
-    }
+    let user = format!("user-{}", rng.random_range(0..10_000));
+    loadgen::checkouts::request(order, &user, lines, runtime::now_ms())
 }
 
 struct Report {

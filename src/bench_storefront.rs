@@ -66,8 +66,7 @@ pub async fn storefront(topology: &Topology, bench: StorefrontBench) -> Result<(
     }
     stack::create_topics_at(&env.bootstrap_servers, &t).await?;
     let catalog_url = runtime::postgres_database_url(&env.postgres_url, "catalog")?;
-    let (db, connection) = tokio_postgres::connect(&catalog_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let db = stack::connect_postgres(&catalog_url).await?;
     let products: Vec<String> = db
         .query("SELECT id::text FROM products ORDER BY sku", &[])
         .await?

@@ -133,9 +133,7 @@ pub struct DemoOptions {
 /// record per stocked product at least (a first run's snapshot takes a while; later runs pass
 /// at once).
 async fn wait_for_stock(config: &stack::StackConfig, bootstrap: &str) -> Result<()> {
-    let (db, connection) =
-        tokio_postgres::connect(&config.postgres_url("warehouse"), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let db = stack::connect_postgres(&config.postgres_url("warehouse")).await?;
     let stocked: i64 = db
         .query_one("SELECT count(DISTINCT product_id) FROM stock", &[])
         .await?
@@ -214,9 +212,8 @@ async fn wait_until_healthy(topology: &topology::Topology) -> Result<()> {
 }
 
 async fn table_rows(url: &str, table: &str) -> Result<i64> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    let row = client
+    let row = stack::connect_postgres(url)
+        .await?
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await?;
     Ok(row.get(0))

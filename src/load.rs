@@ -21,8 +21,9 @@ use loadgen::orders::Zipf;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use tokio_postgres::NoTls;
 use topology::Topology;
+
+use crate::bench::percentile;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -48,7 +49,7 @@ pub struct LoadOptions {
 /// Per-endpoint request figures.
 #[derive(Default)]
 struct Endpoint {
-    micros: Vec<u64>,
+    micros: Vec<i64>,
     statuses: BTreeMap<u16, u64>,
     transport_errors: u64,
 }
@@ -69,7 +70,7 @@ impl Shared {
     fn record(&self, endpoint: &'static str, started: Instant, status: Option<u16>) {
         let mut all = self.endpoints.lock().unwrap();
         let e = all.entry(endpoint).or_default();
-        e.micros.push(started.elapsed().as_micros() as u64);
+        e.micros.push(started.elapsed().as_micros() as i64);
         match status {
             Some(s) => *e.statuses.entry(s).or_default() += 1,
             None => e.transport_errors += 1,
@@ -93,14 +94,6 @@ struct Shopper {
     run: String,
     flash_window: (Instant, Instant),
     settle_until: Instant,
-}
-
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 impl Shopper {
@@ -283,14 +276,6 @@ impl Shopper {
     }
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
 fn database(env: &runtime::StackEnv, name: &str) -> Result<String> {
     Ok(runtime::postgres_database_url(&env.postgres_url, name)?)
 }
@@ -303,8 +288,8 @@ async fn release_flash_products(
     templates: &[(String, String)],
     stock: i32,
 ) -> Result<Vec<(String, String)>> {
-    let catalog = connect(&database(env, "catalog")?).await?;
-    let warehouse = connect(&database(env, "warehouse")?).await?;
+    let catalog = stack::connect_postgres(&database(env, "catalog")?).await?;
+    let warehouse = stack::connect_postgres(&database(env, "warehouse")?).await?;
     let mut out = Vec::new();
     for (i, (template, title)) in templates.iter().enumerate() {
         let id = uuid::Uuid::new_v4().to_string();
@@ -345,7 +330,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         Some(k) => k.clone(),
         None => storefront::keys::create(&crate::storefront_database(topology)?, "loadgen").await?,
     };
-    let catalog_db = connect(&database(&env, "catalog")?).await?;
+    let catalog_db = stack::connect_postgres(&database(&env, "catalog")?).await?;
     let rows = catalog_db
         .query(
             "SELECT id::text, title FROM products WHERE sku NOT LIKE 'FLASH-%' ORDER BY sku",
@@ -555,7 +540,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     ));
 
     // Orders: the saga's own transitions, the orders database, the gateway's ledger.
-    let orders_db = connect(&database(&env, "orders")?).await?;
+    let orders_db = stack::connect_postgres(&database(&env, "orders")?).await?;
     let ids: Vec<String> = accepted.keys().cloned().collect();
     let rows = orders_db
         .query(
@@ -598,10 +583,10 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         accepted.len(), placed.len()
     ));
     line(format!("    failures by reason: {reasons:?}"));
-    let mut saga_ms: Vec<u64> = outcome
+    let mut saga_ms: Vec<i64> = outcome
         .values()
         .filter(|o| o.state == SagaState::Placed)
-        .map(|o| (o.last_at - o.first_at).max(0) as u64)
+        .map(|o| (o.last_at - o.first_at).max(0))
         .collect();
     saga_ms.sort_unstable();
     line(format!(
@@ -660,7 +645,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     ));
 
     // Stock: units sold (placed orders, all time) never beyond what the warehouse holds.
-    let warehouse = connect(&database(&env, "warehouse")?).await?;
+    let warehouse = stack::connect_postgres(&database(&env, "warehouse")?).await?;
     let on_hand: HashMap<String, i64> = warehouse
         .query("SELECT product_id::text, sum(on_hand)::bigint FROM stock WHERE status = 'available' GROUP BY 1", &[])
         .await?
@@ -760,7 +745,6 @@ async fn settle(
 ) -> Result<HashMap<String, Outcome>> {
     let mut outcome: HashMap<String, Outcome> = HashMap::new();
     let mut from: HashMap<i32, i64> = start.iter().map(|m| (m.partition, m.high)).collect();
-    let registry = codec::RegistryClient::new(&env.registry_url);
     loop {
         let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
         let ranges = marks
@@ -771,11 +755,7 @@ async fn settle(
                 end: m.high,
             })
             .collect();
-        for record in dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await? {
-            let Some(bytes) = record.value else { continue };
-            let (id, body) = codec::unframe(&bytes)?;
-            let schema = registry.schema_by_id(id).await?;
-            let t: SagaTransition = codec::from_value(&codec::decode_body(&schema, None, body)?)?;
+        for t in crate::orders::read_values_in::<SagaTransition>(env, topic, ranges).await? {
             if !accepted.contains_key(&t.order_id) {
                 continue;
             }

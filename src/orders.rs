@@ -85,6 +85,15 @@ pub(crate) async fn read_values<T: serde::de::DeserializeOwned>(
 ) -> Result<Vec<T>> {
     let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
     let ranges = marks.iter().map(|m| m.everything()).collect();
+    read_values_in(env, topic, ranges).await
+}
+
+/// The Avro values of `topic` in `ranges` (no group), decoded as [`read_values`] does.
+pub(crate) async fn read_values_in<T: serde::de::DeserializeOwned>(
+    env: &runtime::StackEnv,
+    topic: &str,
+    ranges: Vec<dlq::kafka::PartitionRange>,
+) -> Result<Vec<T>> {
     let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
     let registry = RegistryClient::new(&env.registry_url);
     let mut values = Vec::with_capacity(records.len());

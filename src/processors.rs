@@ -14,6 +14,16 @@ pub fn output(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
         .with_context(|| format!("`{}` needs an output `{prefix}*`", spec.name))
 }
 
+/// The input of `spec` whose topic starts with `prefix` (see [`output`]).
+pub fn input(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
+    spec.inputs
+        .iter()
+        .map(|i| &i.topic)
+        .find(|t| t.starts_with(prefix))
+        .cloned()
+        .with_context(|| format!("`{}` needs an input `{prefix}*`", spec.name))
+}
+
 /// Runs instance `instance` of processor `name` until `shutdown`, on the stack the
 /// environment names.
 pub async fn run(
@@ -101,7 +111,13 @@ pub async fn run_with(
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
         ProcessorParams::Storefront(p) => {
-            storefront::run(config, topology, spec, p.clone(), shutdown).await?;
+            let topics = storefront::Topics {
+                checkout: output(spec, "orders.checkout-requested")?,
+                interactions: output(spec, "recommendations.interactions")?,
+                status: input(spec, "orders.order-status")?,
+                availability: input(spec, "inventory.availability")?,
+            };
+            storefront::run(config, topology, p.clone(), topics, shutdown).await?;
         }
     }
     Ok(())

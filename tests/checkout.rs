@@ -14,9 +14,7 @@ use codec::TopicCodec;
 use common::*;
 use events::checkout::{CheckoutLine, CheckoutRequested, OrderStatus, OrderStatusCode};
 use events::inventory::ProductAvailability;
-use events::payments::{PaymentMethod, PaymentMethodType};
 use events::shipping::{ShipmentEvent, ShipmentEventKind};
-use events::{Address, ShippingSpeed};
 use loadgen::kafka::{drain, produce_all, producer, reader};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -112,42 +110,7 @@ fn product(i: usize) -> String {
 }
 
 fn request(order: &str, lines: Vec<CheckoutLine>) -> CheckoutRequested {
-    let subtotal: i64 = lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
-    CheckoutRequested {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: 0,
-        correlation_id: order.into(),
-        causation_id: None,
-        idempotency_key: format!("key-{order}"),
-        order_id: order.into(),
-        user_id: format!("user-{}", order.len()),
-        cart_id: None,
-        lines,
-        currency: "USD".into(),
-        subtotal_minor: subtotal,
-        shipping_fee_minor: 499,
-        tax_minor: subtotal / 10,
-        total_minor: subtotal + 499 + subtotal / 10,
-        shipping_address: Address {
-            recipient_name: "Test Buyer".into(),
-            line1: "1 Main St".into(),
-            line2: None,
-            city: "Springfield".into(),
-            region: None,
-            postal_code: "12345".into(),
-            country_code: "US".into(),
-            phone: None,
-        },
-        shipping_speed: ShippingSpeed::Standard,
-        payment_method: PaymentMethod {
-            kind: PaymentMethodType::Card,
-            token: "tok_test".into(),
-            last4: Some("4242".into()),
-        },
-    }
+    loadgen::checkouts::request(order, &format!("user-{}", order.len()), lines, 0)
 }
 
 /// The latest status per order (by saga sequence).

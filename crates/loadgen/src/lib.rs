@@ -2,5 +2,6 @@
 //! real ones (Zipf-popular products, several lines, a few fulfillment centers), poison
 //! records in a known proportion, and helpers to produce them and drain a topic.
 
+pub mod checkouts;
 pub mod kafka;
 pub mod orders;

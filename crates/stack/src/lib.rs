@@ -27,8 +27,8 @@ pub use broker::{
 };
 pub use config::StackConfig;
 pub use databases::{
-    apply_migrations, create_database, drop_database, migration_files, migrations_dir,
-    prepare as prepare_databases, DATABASES,
+    apply_migrations, connect as connect_postgres, create_database, drop_database, migration_files,
+    migrations_dir, prepare as prepare_databases, DATABASES,
 };
 pub use postgres::{ensure_started as start_postgres, stop as stop_postgres};
 pub use process::{is_running, port_open, wait_for_port, Managed};

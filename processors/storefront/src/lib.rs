@@ -20,7 +20,7 @@ use std::time::Duration;
 use codec::{RegistryClient, TopicCodec};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
-use topology::{ProcessorSpec, StorefrontParams, Topology};
+use topology::{StorefrontParams, Topology};
 use tracing::info;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +31,6 @@ pub enum StorefrontError {
     Start(String),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
-}
-
-fn named(list: &[String], prefix: &str, what: &str) -> Result<String, StorefrontError> {
-    list.iter()
-        .find(|t| t.starts_with(prefix))
-        .cloned()
-        .ok_or_else(|| StorefrontError::Config(format!("the storefront needs {what} `{prefix}*`")))
 }
 
 async fn codec_for(
@@ -55,21 +48,36 @@ async fn codec_for(
         .map_err(|e| StorefrontError::Start(format!("registering `{topic}`: {e}")))
 }
 
+/// The topics of one storefront (renamed copies in isolated topologies).
+pub struct Topics {
+    /// Written: checkout requests and shopper interactions.
+    pub checkout: String,
+    pub interactions: String,
+    /// Read: the order-status and availability projections.
+    pub status: String,
+    pub availability: String,
+}
+
 /// Runs one storefront instance until `shutdown`: the API and the projection consumer.
 pub async fn run(
     config: runtime::RuntimeConfig,
     topology: &Topology,
-    spec: &ProcessorSpec,
     params: StorefrontParams,
+    topics: Topics,
     shutdown: CancellationToken,
 ) -> Result<(), StorefrontError> {
     params.validate().map_err(StorefrontError::Config)?;
     // Our own token: a fatal consumer error stops this instance's API too, and nothing else.
     let shutdown = shutdown.child_token();
-    let inputs: Vec<String> = spec.inputs.iter().map(|i| i.topic.clone()).collect();
+    let Topics {
+        checkout,
+        interactions,
+        status: status_topic,
+        availability: availability_topic,
+    } = topics;
     let topics = api::Topics {
-        checkout: named(&spec.outputs, "orders.checkout-requested", "an output")?,
-        interactions: named(&spec.outputs, "recommendations.interactions", "an output")?,
+        checkout,
+        interactions,
     };
     let stack = &config.stack;
     let database = |name: &str| {
@@ -145,8 +153,6 @@ pub async fn run(
     };
     tokio::spawn(janitor);
 
-    let status_topic = named(&inputs, "orders.order-status", "an input")?;
-    let availability_topic = named(&inputs, "inventory.availability", "an input")?;
     let consumer = projections::Projections {
         store,
         status_topic,
