@@ -20,6 +20,8 @@ use crate::bench_state::Tally;
 pub enum Engine {
     Memory,
     Sqlite,
+    /// nisshi's PostgreSQL engine, in a database of its own on the stack's PostgreSQL.
+    Postgres,
 }
 
 impl Engine {
@@ -28,6 +30,7 @@ impl Engine {
         match self {
             Engine::Memory => "private nisshi, memory engine",
             Engine::Sqlite => "private nisshi, sqlite engine",
+            Engine::Postgres => "private nisshi, postgresql engine",
         }
     }
 }
@@ -55,10 +58,16 @@ pub(crate) async fn private_broker(engine: Option<Engine>) -> Result<Option<stac
 
 pub(crate) async fn start_private_broker(engine: Engine) -> Result<stack::PrivateBroker> {
     let storage = match engine {
-        Engine::Memory => "memory://nisshi/",
-        Engine::Sqlite => stack::SQLITE_STORAGE,
+        Engine::Memory => "memory://nisshi/".to_string(),
+        Engine::Sqlite => stack::SQLITE_STORAGE.to_string(),
+        Engine::Postgres => {
+            let env = runtime::StackEnv::from_env()?;
+            let database = format!("nisshi_bench_{}", runtime::now_ms());
+            stack::create_database(&env.postgres_url, &database).await?;
+            stack::postgres_storage(&env.postgres_url, &database)?
+        }
     };
-    Ok(stack::PrivateBroker::start(storage).await?)
+    Ok(stack::PrivateBroker::start(&storage).await?)
 }
 
 /// Runs instance 0 of `processor` of `t` in this process (admin on an ephemeral port) until

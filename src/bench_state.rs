@@ -203,10 +203,7 @@ fn mb(bytes: u64) -> f64 {
 /// `fleet bench state-restore`.
 pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
     ensure!(keys > 0, "--keys must be at least 1");
-    let tag = match engine {
-        Engine::Memory => "memory engine",
-        Engine::Sqlite => "sqlite engine",
-    };
+    let tag = engine.label();
     let broker = crate::bench::start_private_broker(engine).await?;
     let bootstrap = broker.bootstrap.clone();
     let topic = format!("bench-state-{}-tally-changelog", millis()?);

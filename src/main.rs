@@ -305,18 +305,25 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
-    /// Checkouts through the whole saga (checkout, inventory, payment against the gateway
-    /// simulator): open-loop latency request -> PLACED at --rate, then a burst; with the
-    /// broker's raw round trip for comparison.
+    /// Checkouts through the whole order path (every processor its own process, against the
+    /// gateway simulator): the raw broker's round trip and throughput, open-loop latency
+    /// request -> PLACED at each rate, a burst's checkouts/s; per phase, records and CPU ms
+    /// per checkout and the time per hop.
     Checkout {
-        #[arg(long, default_value_t = 5_000)]
-        orders: usize,
-        /// Checkouts per second in the open-loop phase.
-        #[arg(long, default_value_t = 200)]
-        rate: u64,
+        /// Open-loop rates (checkouts/s), each run for --seconds.
+        #[arg(long, value_delimiter = ',', default_value = "50,300,1100")]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Checkouts sent at once after the open-loop phases (0: none).
+        #[arg(long, default_value_t = 20_000)]
+        burst: usize,
         /// The gateway's latency per call (ms; jitter one fifth of it).
         #[arg(long, default_value_t = 5)]
         gateway_latency_ms: u64,
+        /// Instances of each processor.
+        #[arg(long, default_value_t = 1)]
+        instances: u16,
         /// Run on a private broker with this storage engine instead of the stack's.
         #[arg(long)]
         engine: Option<bench::Engine>,
@@ -603,18 +610,22 @@ async fn main() -> Result<()> {
         Command::Bench {
             what:
                 BenchWhat::Checkout {
-                    orders,
-                    rate,
+                    rates,
+                    seconds,
+                    burst,
                     gateway_latency_ms,
+                    instances,
                     engine,
                 },
         } => {
             let topology = load(&cli.topology)?;
             let bench = bench_checkout::CheckoutBench {
-                orders,
-                rate,
-                gateway_latency_ms,
                 engine,
+                burst,
+                rates,
+                seconds,
+                gateway_latency_ms,
+                instances,
             };
             bench_checkout::checkout(&topology, bench).await
         }

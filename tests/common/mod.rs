@@ -92,13 +92,7 @@ pub async fn deploy_avoiding(t: &mut Topology, avoid: &[u16]) -> (PathBuf, tempf
 
 /// Writes `t` as a topology file (with `schemas/` linked beside it) for a `fleet` process.
 pub fn write_topology(t: &Topology, dir: &Path) -> PathBuf {
-    let link = dir.join("schemas");
-    if !link.exists() {
-        std::os::unix::fs::symlink(repo().join("schemas"), &link).unwrap();
-    }
-    let path = dir.join("topology.yaml");
-    std::fs::write(&path, t.to_yaml()).unwrap();
-    path
+    t.write_to(dir).expect("topology file written")
 }
 
 pub async fn codec_for(t: &Topology, topic: &str) -> TopicCodec {

@@ -53,7 +53,7 @@ mod kafka;
 mod metrics;
 mod model;
 mod plan;
-mod promtext;
+pub mod promtext;
 pub mod rules;
 mod sampler;
 mod scrape;

@@ -19,6 +19,77 @@ pub fn sum(text: &str, name: &str) -> Option<f64> {
     total
 }
 
+/// The cumulative buckets `(le, count)` of histogram `name` whose samples carry every label
+/// of `labels` (name, unquoted value), summed over the other label sets, in `le` order.
+pub fn histogram(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let bucket = format!("{name}_bucket");
+    let mut by_le: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(sample) = Sample::parse(line) else {
+            continue;
+        };
+        if sample.name != bucket {
+            continue;
+        }
+        let pairs = sample.label_pairs();
+        let value_of = |label: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == label)
+                .map(|(_, v)| v.trim_matches('"'))
+        };
+        if labels.iter().any(|(n, v)| value_of(n) != Some(*v)) {
+            continue;
+        }
+        let Some(le) = value_of("le").and_then(parse_value) else {
+            continue;
+        };
+        match by_le.iter_mut().find(|(l, _)| *l == le) {
+            Some((_, count)) => *count += sample.value,
+            None => by_le.push((le, sample.value)),
+        }
+    }
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_le
+}
+
+/// The `q` quantile (0..=1) of cumulative buckets, interpolated linearly inside the bucket
+/// it falls in (as Prometheus' `histogram_quantile` does); `None` without observations.
+pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let width = count - lower.1;
+            let into = if width > 0.0 { (rank - lower.1) / width } else { 1.0 };
+            return Some(lower.0 + (le - lower.0) * into);
+        }
+        lower = (le, count);
+    }
+    Some(lower.0)
+}
+
+/// `after − before`, bucket by bucket (a counter delta over a window).
+pub fn delta(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|&(le, count)| {
+            let earlier = before
+                .iter()
+                .find(|(l, _)| *l == le)
+                .map_or(0.0, |(_, c)| *c);
+            (le, (count - earlier).max(0.0))
+        })
+        .collect()
+}
+
 /// One sample line, split.
 struct Sample<'a> {
     name: &'a str,
@@ -248,6 +319,26 @@ fn with_labels(sample: &Sample<'_>, extra: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_quantiles_interpolate_within_the_bucket_over_a_window() {
+        let text = |n: f64| {
+            format!(
+                "# TYPE x_seconds histogram\nx_seconds_bucket{{topic=\"a\",le=\"0.01\"}} {}\nx_seconds_bucket{{topic=\"a\",le=\"0.02\"}} {}\nx_seconds_bucket{{topic=\"a\",le=\"+Inf\"}} {}\nx_seconds_bucket{{topic=\"b\",le=\"0.01\"}} 7\n",
+                n, 2.0 * n, 2.0 * n
+            )
+        };
+        let before = histogram(&text(10.0), "x_seconds", &[("topic", "a")]);
+        let after = histogram(&text(60.0), "x_seconds", &[("topic", "a")]);
+        assert_eq!(after, vec![(0.01, 60.0), (0.02, 120.0), (f64::INFINITY, 120.0)]);
+        let window = delta(&after, &before);
+        assert_eq!(window[1], (0.02, 100.0));
+        // Half of the 100 observations are at or below 0.01: the median is 0.01.
+        assert!((quantile(&window, 0.5).unwrap() - 0.01).abs() < 1e-9);
+        // The 75th lies halfway into the (0.01, 0.02] bucket.
+        assert!((quantile(&window, 0.75).unwrap() - 0.015).abs() < 1e-9);
+        assert_eq!(quantile(&delta(&before, &before), 0.5), None);
+    }
 
     const SHIPPING: &str = r#"# HELP storefleet_records_in_total Input records consumed
 # TYPE storefleet_records_in_total counter

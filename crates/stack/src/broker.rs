@@ -11,6 +11,23 @@ pub const BROKER_VERSION: &str = "0.8.1";
 /// SQLite storage in the working directory, compaction and cleanup every 15 s.
 pub const SQLITE_STORAGE: &str = "sqlite://nisshi.db?maintenance_interval=15s";
 
+/// nisshi's PostgreSQL storage in `database` on the server of `server_url`
+/// (`postgres://user@host:port/...`). The host is written `localhost`: nisshi checks TLS
+/// first and a server's certificate, if it offers one, names `localhost`, not an address.
+pub fn postgres_storage(server_url: &str, database: &str) -> Result<String, StackError> {
+    let bad = || StackError::Failed(format!("`{server_url}` is not a postgres://user@host:port URL"));
+    let rest = server_url
+        .strip_prefix("postgres://")
+        .or_else(|| server_url.strip_prefix("postgresql://"))
+        .ok_or_else(bad)?;
+    let authority = rest.split(['/', '?']).next().ok_or_else(bad)?;
+    let (user, host_port) = authority.rsplit_once('@').unwrap_or(("postgres", authority));
+    let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
+    Ok(format!(
+        "postgres://{user}@localhost:{port}/{database}?sslmode=disable"
+    ))
+}
+
 /// The cached broker binary: `NISSHI_BIN`, else `<cache>/nisshi-<version>/bin/nisshi` with the
 /// cache from `STOREFLEET_CACHE` or `~/.cache/storefleet`.
 pub fn broker_binary() -> PathBuf {
@@ -89,6 +106,13 @@ impl PrivateBroker {
         };
         crate::wait_for_port(port, std::time::Duration::from_secs(30)).await?;
         Ok(broker)
+    }
+}
+
+impl PrivateBroker {
+    /// The broker's process id (to measure its CPU).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -22,8 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use broker::{
-    broker_binary, broker_binary_in, broker_command, free_port, PrivateBroker, BROKER_VERSION,
-    SQLITE_STORAGE,
+    broker_binary, broker_binary_in, broker_command, free_port, postgres_storage, PrivateBroker,
+    BROKER_VERSION, SQLITE_STORAGE,
 };
 pub use config::StackConfig;
 pub use databases::{

@@ -194,6 +194,20 @@ impl Topology {
         serde_yaml::to_string(&file).unwrap_or_default()
     }
 
+    /// Writes the topology as `topology.yaml` in `dir`, with `schemas/` there linked to this
+    /// topology's schema folder, so a separate `fleet --topology` process loads the same
+    /// thing. Returns the file's path.
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let link = dir.join("schemas");
+        if !link.exists() {
+            let target = std::fs::canonicalize(&self.schema_dir)?;
+            std::os::unix::fs::symlink(target, &link)?;
+        }
+        let path = dir.join("topology.yaml");
+        std::fs::write(&path, self.to_yaml())?;
+        Ok(path)
+    }
+
     /// Every (subject, schema text) pair under Confluent's TopicNameStrategy.
     pub fn subjects(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

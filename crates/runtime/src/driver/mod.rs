@@ -416,6 +416,8 @@ impl<P: StatefulProcessor> Driver<P> {
         let topic = message.topic().to_string();
         let partition = message.partition();
         self.metrics.records_in.with_label_values(&[&topic]).inc();
+        self.metrics
+            .observe_age(&topic, message.timestamp().to_millis());
         let source = Source {
             topic: topic.clone(),
             partition,

@@ -189,6 +189,8 @@ impl<P: ConcurrentProcessor> PipelinedDriver<P> {
             .records_in
             .with_label_values(&[message.topic()])
             .inc();
+        work.metrics
+            .observe_age(message.topic(), message.timestamp().to_millis());
         work.metrics.in_flight.inc();
         let source = Source {
             topic: message.topic().to_string(),
