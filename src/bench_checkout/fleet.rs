@@ -146,7 +146,12 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         return 0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 
@@ -158,7 +163,9 @@ pub fn ticks_per_second() -> u64 {
 /// The processes of the PostgreSQL cluster listening on `port` of the stack (its postmaster,
 /// from the cluster's pid file, and every child of it).
 pub fn postgres_pids(port: u16) -> Vec<u32> {
-    let pid_file = PathBuf::from(format!("/var/tmp/storefleet-postgres-{port}/postmaster.pid"));
+    let pid_file = PathBuf::from(format!(
+        "/var/tmp/storefleet-postgres-{port}/postmaster.pid"
+    ));
     let Some(master) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
@@ -168,7 +175,11 @@ pub fn postgres_pids(port: u16) -> Vec<u32> {
     let mut pids = vec![master];
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -210,7 +221,8 @@ pub fn watermarks(bootstrap: &str, marker: &str) -> Result<BTreeMap<String, i64>
         }
         let mut sum = 0;
         for p in topic.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10))?;
+            let (_, high) =
+                consumer.fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10))?;
             sum += high;
         }
         out.insert(topic.name().to_string(), sum);

@@ -58,7 +58,9 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
         }
         None => stack_broker_pid(),
     };
-    let work = tempfile::Builder::new().prefix("bench-checkout-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("bench-checkout-")
+        .tempdir()?;
     let suffix = format!("bc{}", runtime::now_ms());
     let mut t = topology
         .isolated_all(&ORDER_PATH, &suffix)
@@ -89,7 +91,12 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
 
     // 1. The broker alone.
     let producer = producer(&env.bootstrap_servers)?;
-    let raw = raw::measure(&env.bootstrap_servers, &producer, &format!("bench.raw.{suffix}")).await?;
+    let raw = raw::measure(
+        &env.bootstrap_servers,
+        &producer,
+        &format!("bench.raw.{suffix}"),
+    )
+    .await?;
     report::raw(&raw);
 
     // 2. The fleet: gateway simulator and one process per processor instance.
@@ -98,20 +105,44 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let state = work.path().join("state");
     let postgres_port = port_of(&env.postgres_url);
     let process_env = vec![
-        ("STOREFLEET_BOOTSTRAP".to_string(), env.bootstrap_servers.clone()),
+        (
+            "STOREFLEET_BOOTSTRAP".to_string(),
+            env.bootstrap_servers.clone(),
+        ),
         ("STOREFLEET_REGISTRY".to_string(), env.registry_url.clone()),
         ("STOREFLEET_POSTGRES".to_string(), env.postgres_url.clone()),
         ("STOREFLEET_GATEWAY".to_string(), gateway_url),
-        ("STOREFLEET_STATE_DIR".to_string(), state.display().to_string()),
+        (
+            "STOREFLEET_STATE_DIR".to_string(),
+            state.display().to_string(),
+        ),
     ];
     let mut procs = fleet::start(&mut t, work.path(), &process_env, bench.instances).await?;
     procs.push(gateway);
     fleet::wait_healthy(&mut procs, Duration::from_secs(60)).await?;
 
     let registry = RegistryClient::new(&env.registry_url);
-    let stock = codec(&t, &registry, &name("inventory.stock-commands.v1"), "inventory.stock-commands.v1").await?;
-    let requests = codec(&t, &registry, &name("orders.checkout-requested.v1"), "orders.checkout-requested.v1").await?;
-    let statuses = codec(&t, &registry, &name("orders.order-status.v1"), "orders.order-status.v1").await?;
+    let stock = codec(
+        &t,
+        &registry,
+        &name("inventory.stock-commands.v1"),
+        "inventory.stock-commands.v1",
+    )
+    .await?;
+    let requests = codec(
+        &t,
+        &registry,
+        &name("orders.checkout-requested.v1"),
+        "orders.checkout-requested.v1",
+    )
+    .await?;
+    let statuses = codec(
+        &t,
+        &registry,
+        &name("orders.order-status.v1"),
+        "orders.order-status.v1",
+    )
+    .await?;
     let levels = (0..load::PRODUCTS)
         .map(|i| {
             let product = load::product(i);
@@ -142,7 +173,11 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
 
     let settled: load::Settled = Default::default();
     load::spawn_reader(
-        reader(&env.bootstrap_servers, &name("orders.order-status.v1"), &format!("{suffix}-status"))?,
+        reader(
+            &env.bootstrap_servers,
+            &name("orders.order-status.v1"),
+            &format!("{suffix}-status"),
+        )?,
         statuses,
         settled.clone(),
     );
@@ -153,7 +188,10 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     if let Some(pid) = broker_pid {
         extra.push(("broker".to_string(), vec![pid]));
     }
-    extra.push(("bench (load + reader)".to_string(), vec![std::process::id()]));
+    extra.push((
+        "bench (load + reader)".to_string(),
+        vec![std::process::id()],
+    ));
     let take = Snapshotter {
         bootstrap: env.bootstrap_servers.clone(),
         marker: suffix.clone(),
@@ -164,7 +202,17 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let warm: Vec<_> = (0..100)
         .map(|n| load::request(&format!("{suffix}-warm-{n}"), &mut rng))
         .collect();
-    load::run("warm-up", &producer, &requests, &requests_topic, &warm, 50, &settled, Duration::from_secs(30)).await?;
+    load::run(
+        "warm-up",
+        &producer,
+        &requests,
+        &requests_topic,
+        &warm,
+        50,
+        &settled,
+        Duration::from_secs(30),
+    )
+    .await?;
 
     let mut phases = Vec::new();
     for rate in &bench.rates {

@@ -56,7 +56,10 @@ pub fn phase(phase: &Phase, rate: Option<u64>, before: &Snapshot, after: &Snapsh
         .iter()
         .map(|(label, ticks)| {
             let used = ticks.saturating_sub(*before.cpu.get(label).unwrap_or(&0));
-            (label.clone(), used as f64 * 1000.0 / ticks_per_second() as f64)
+            (
+                label.clone(),
+                used as f64 * 1000.0 / ticks_per_second() as f64,
+            )
         })
         .collect();
     cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -168,7 +171,12 @@ fn records_by_topic(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, i64
         .records
         .iter()
         .filter(|(topic, _)| !topic.starts_with("bench.raw"))
-        .map(|(topic, high)| (base(topic), high - before.records.get(topic).copied().unwrap_or(0)))
+        .map(|(topic, high)| {
+            (
+                base(topic),
+                high - before.records.get(topic).copied().unwrap_or(0),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .collect()
 }

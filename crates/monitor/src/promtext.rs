@@ -68,7 +68,11 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
                 return Some(lower.0);
             }
             let width = count - lower.1;
-            let into = if width > 0.0 { (rank - lower.1) / width } else { 1.0 };
+            let into = if width > 0.0 {
+                (rank - lower.1) / width
+            } else {
+                1.0
+            };
             return Some(lower.0 + (le - lower.0) * into);
         }
         lower = (le, count);
@@ -330,7 +334,10 @@ mod tests {
         };
         let before = histogram(&text(10.0), "x_seconds", &[("topic", "a")]);
         let after = histogram(&text(60.0), "x_seconds", &[("topic", "a")]);
-        assert_eq!(after, vec![(0.01, 60.0), (0.02, 120.0), (f64::INFINITY, 120.0)]);
+        assert_eq!(
+            after,
+            vec![(0.01, 60.0), (0.02, 120.0), (f64::INFINITY, 120.0)]
+        );
         let window = delta(&after, &before);
         assert_eq!(window[1], (0.02, 100.0));
         // Half of the 100 observations are at or below 0.01: the median is 0.01.

@@ -126,6 +126,14 @@ pub struct RuntimeConfig {
     pub state_dir: std::path::PathBuf,
     /// How often due timers are looked for.
     pub timer_interval: Duration,
+    /// How long a stateful processor gathers state changes before writing them as one
+    /// changelog batch (zero: a batch per record). Outputs never wait for it; only offset
+    /// commits do, and a crash handles this much input again.
+    pub state_flush_interval: Duration,
+    /// A store partition is snapshotted locally when this much time passed since its last
+    /// snapshot and it changed, or after `snapshot_records` changelog records.
+    pub snapshot_interval: Duration,
+    pub snapshot_records: u64,
 }
 
 impl RuntimeConfig {
@@ -163,6 +171,9 @@ impl RuntimeConfig {
             max_in_flight: 10_000,
             state_dir: stack_state_dir,
             timer_interval: Duration::from_millis(100),
+            state_flush_interval: Duration::from_millis(100),
+            snapshot_interval: Duration::from_secs(60),
+            snapshot_records: 200_000,
         })
     }
 

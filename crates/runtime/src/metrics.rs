@@ -21,6 +21,10 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub in_flight: IntGauge,
     pub restored_records: prometheus::IntCounter,
+    /// Changelog records written (state batches).
+    pub changelog_records: prometheus::IntCounter,
+    /// Periodic snapshots written.
+    pub snapshots: prometheus::IntCounter,
     pub timers_fired: prometheus::IntCounter,
     pub assigned_partitions: IntGauge,
 }
@@ -109,6 +113,8 @@ impl Metrics {
             "Changelog records applied while restoring state",
         );
         let timers_fired = plain("timers_fired_total", "Durable timers fired");
+        let changelog_records = plain("changelog_records_total", "State changelog records written");
+        let snapshots = plain("snapshots_total", "Periodic state snapshots written");
         let in_flight = gauge(
             "in_flight_records",
             "Records whose outputs await acknowledgement",
@@ -129,6 +135,8 @@ impl Metrics {
             commit_seconds,
             in_flight,
             restored_records,
+            changelog_records,
+            snapshots,
             timers_fired,
             assigned_partitions,
         }

@@ -79,11 +79,18 @@ pub struct OutRecord {
     pub headers: Vec<(String, String)>,
 }
 
+/// A side effect outside Kafka (a database write) that must be done before the record that
+/// caused it is committed. It must be idempotent (a record can be handled again) and retry
+/// transient failures itself; an `Err` stops the processor (the restart handles the record
+/// again).
+pub type Effect = futures::future::BoxFuture<'static, Result<(), String>>;
+
 /// The outputs of one handled record. Encoding happens here, at `send`, so a value that does
 /// not fit its topic's schema is reported against the input that produced it.
 pub struct Outputs<'a> {
     codecs: &'a HashMap<String, TopicCodec>,
     records: Vec<OutRecord>,
+    effects: Vec<Effect>,
 }
 
 impl<'a> Outputs<'a> {
@@ -91,6 +98,7 @@ impl<'a> Outputs<'a> {
         Self {
             codecs,
             records: Vec::new(),
+            effects: Vec::new(),
         }
     }
 
@@ -161,8 +169,19 @@ impl<'a> Outputs<'a> {
         self.records.is_empty()
     }
 
+    /// Awaits `effect` before the record is committed (after its outputs are acknowledged,
+    /// off the handler's path): many records' effects can be grouped (one database
+    /// transaction for a batch of orders) without holding up the partition.
+    pub fn defer(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
     pub(crate) fn into_records(self) -> Vec<OutRecord> {
         self.records
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<OutRecord>, Vec<Effect>) {
+        (self.records, self.effects)
     }
 }
 

@@ -15,13 +15,19 @@ pub const SQLITE_STORAGE: &str = "sqlite://nisshi.db?maintenance_interval=15s";
 /// (`postgres://user@host:port/...`). The host is written `localhost`: nisshi checks TLS
 /// first and a server's certificate, if it offers one, names `localhost`, not an address.
 pub fn postgres_storage(server_url: &str, database: &str) -> Result<String, StackError> {
-    let bad = || StackError::Failed(format!("`{server_url}` is not a postgres://user@host:port URL"));
+    let bad = || {
+        StackError::Failed(format!(
+            "`{server_url}` is not a postgres://user@host:port URL"
+        ))
+    };
     let rest = server_url
         .strip_prefix("postgres://")
         .or_else(|| server_url.strip_prefix("postgresql://"))
         .ok_or_else(bad)?;
     let authority = rest.split(['/', '?']).next().ok_or_else(bad)?;
-    let (user, host_port) = authority.rsplit_once('@').unwrap_or(("postgres", authority));
+    let (user, host_port) = authority
+        .rsplit_once('@')
+        .unwrap_or(("postgres", authority));
     let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
     Ok(format!(
         "postgres://{user}@localhost:{port}/{database}?sslmode=disable"

@@ -1,13 +1,19 @@
 //! After the driver: two pipelined stages that turn handed-off records into commits.
 //!
-//! 1. The *acker* awaits each record's output deliveries, in order, then produces the
-//!    record's changelog batch (state changes are written only once the outputs they
-//!    caused are acknowledged: a crash in between re-runs the record, whose state effects
-//!    are not yet in the log) and passes the changelog deliveries on.
-//! 2. The *committer* awaits those, advances the partition's known changelog end, marks the
-//!    input offset done, and commits done offsets every interval and at the end. It is the
-//!    single writer of the done-offsets map and the only committer, so a commit never runs
-//!    ahead of acknowledged outputs or state.
+//! 1. The *acker* awaits each record's output deliveries and deferred effects, in order, and
+//!    produces each changelog batch when it reaches it: after the outputs of every record
+//!    handed off before it are acknowledged (state changes are written only once the
+//!    outputs they caused are: a crash in between re-runs those records, whose state
+//!    effects are not yet in the log).
+//! 2. The *committer* awaits the changelog deliveries, advances the partition's known
+//!    changelog end, and marks input offsets done: a stateless record's once its outputs are
+//!    acknowledged, a stateful record's once the batch that holds its state effects is (it
+//!    waits for its store partition's next batch; so does every later record of that
+//!    partition, which keeps offsets in order). It commits done offsets every interval and
+//!    at the end, and writes periodic snapshots once the batch they follow is acknowledged
+//!    (the snapshot then covers exactly the changelog up to that batch). It is the single
+//!    writer of the done-offsets map and the only committer, so a commit never runs ahead of
+//!    acknowledged outputs or state.
 //!
 //! A `Flush` marker travels the same path, so when the committer answers it, everything
 //! handed off before it is acknowledged and committed (used before partitions are given up).
@@ -36,11 +42,26 @@ pub struct Source {
     pub offset: i64,
 }
 
+/// Writes a snapshot given the changelog offset it covers (runs on a blocking thread).
+pub type SnapshotWrite = Box<dyn FnOnce(i64) + Send>;
+
 pub enum Pending {
     Record {
         source: Option<Source>,
         deliveries: Vec<(String, DeliveryFuture)>,
-        changelog: Vec<OutRecord>,
+        effects: Vec<crate::processor::Effect>,
+        /// The store partition whose next batch holds this record's state effects.
+        awaits: Option<i32>,
+    },
+    /// A store partition's changelog batch, covering every record handed off before it.
+    Changelog {
+        partition: i32,
+        records: Vec<OutRecord>,
+    },
+    /// A copy of a store taken right after its batch.
+    Snapshot {
+        partition: i32,
+        write: SnapshotWrite,
     },
     /// A record handled off the driver (pipelined mode): its outcome arrives when its
     /// handler finishes; records are still settled in hand-off order.
@@ -63,7 +84,15 @@ pub enum Deferred {
 enum Acked {
     Record {
         source: Option<Source>,
-        changelog: Vec<DeliveryFuture>,
+        awaits: Option<i32>,
+    },
+    Changelog {
+        partition: i32,
+        deliveries: Vec<DeliveryFuture>,
+    },
+    Snapshot {
+        partition: i32,
+        write: SnapshotWrite,
     },
     Hole(Source),
     Flush(oneshot::Sender<()>),
@@ -104,21 +133,31 @@ impl Acker {
                 Pending::Record {
                     source,
                     deliveries,
-                    changelog,
+                    effects,
+                    awaits,
                 } => {
                     for (topic, delivery) in deliveries {
                         await_delivery(&topic, delivery).await?;
                         self.metrics.records_out.with_label_values(&[&topic]).inc();
                     }
-                    let mut futures = Vec::with_capacity(changelog.len());
-                    for record in changelog {
-                        futures.push(produce(&self.producer, &record).await?);
+                    for effect in effects {
+                        effect.await.map_err(|e| {
+                            RuntimeError::Fatal(format!("a deferred effect failed: {e}"))
+                        })?;
                     }
-                    Acked::Record {
-                        source,
-                        changelog: futures,
+                    Acked::Record { source, awaits }
+                }
+                Pending::Changelog { partition, records } => {
+                    let mut deliveries = Vec::with_capacity(records.len());
+                    for record in records {
+                        deliveries.push(produce(&self.producer, &record).await?);
+                    }
+                    Acked::Changelog {
+                        partition,
+                        deliveries,
                     }
                 }
+                Pending::Snapshot { partition, write } => Acked::Snapshot { partition, write },
                 Pending::Deferred { source, outcome } => match outcome.await {
                     Ok(Deferred::Done(deliveries)) => {
                         for (topic, delivery) in deliveries {
@@ -127,7 +166,7 @@ impl Acker {
                         }
                         Acked::Record {
                             source: Some(source),
-                            changelog: Vec::new(),
+                            awaits: None,
                         }
                     }
                     Ok(Deferred::Abandoned) => Acked::Hole(source),
@@ -169,6 +208,8 @@ pub struct Committer {
     pub shared: Arc<Shared>,
     /// Next offset to commit per (topic, partition).
     pub done: HashMap<(String, i32), i64>,
+    /// Per store partition, records acknowledged whose state awaits the next batch.
+    pub waiting: HashMap<i32, Vec<Source>>,
 }
 
 impl Committer {
@@ -178,21 +219,24 @@ impl Committer {
         loop {
             tokio::select! {
                 item = acked.recv() => match item {
-                    Some(Acked::Record { source, changelog }) => {
-                        if let Err(e) = self.settle(source, changelog).await {
-                            // Never commit past the failed record: stop and let the restart
+                    Some(Acked::Record { source, awaits }) => self.settle(source, awaits),
+                    Some(Acked::Changelog { partition, deliveries }) => {
+                        if let Err(e) = self.settle_batch(partition, deliveries).await {
+                            // Never commit past the failed batch: stop and let the restart
                             // reprocess from the last commit.
                             self.fatal.cancel();
                             self.commit().await;
                             return Err(e);
                         }
                     }
+                    Some(Acked::Snapshot { partition, write }) => self.snapshot(partition, write),
                     Some(Acked::Hole(source)) => {
                         self.metrics.in_flight.dec();
                         lock(&self.shared.holes).insert((source.topic, source.partition));
                     }
                     Some(Acked::Flush(reply)) => {
                         self.commit().await;
+                        self.forget_revoked();
                         let _ = reply.send(());
                     }
                     None => {
@@ -205,23 +249,76 @@ impl Committer {
         }
     }
 
-    async fn settle(
-        &mut self,
-        source: Option<Source>,
-        changelog: Vec<DeliveryFuture>,
-    ) -> Result<(), RuntimeError> {
-        for delivery in changelog {
-            let (partition, offset) = await_delivery("changelog", delivery).await?;
-            self.shared.advance_changelog(partition, offset + 1);
-        }
-        if let Some(source) = source {
-            self.metrics.in_flight.dec();
-            let key = (source.topic, source.partition);
-            if !lock(&self.shared.holes).contains(&key) {
-                self.done.insert(key, source.offset + 1);
+    /// A record's outputs (and effects) are acknowledged: done now, or once its store
+    /// partition's next batch is (as is any record behind one that waits).
+    fn settle(&mut self, source: Option<Source>, awaits: Option<i32>) {
+        let Some(source) = source else { return };
+        let partition = awaits.unwrap_or(source.partition);
+        match self.waiting.get_mut(&partition) {
+            Some(waiting) if awaits.is_some() || !waiting.is_empty() => waiting.push(source),
+            _ if awaits.is_some() => {
+                self.waiting.insert(partition, vec![source]);
             }
+            _ => self.done_with(source),
+        }
+    }
+
+    fn done_with(&mut self, source: Source) {
+        self.metrics.in_flight.dec();
+        let key = (source.topic, source.partition);
+        if !lock(&self.shared.holes).contains(&key) {
+            self.done.insert(key, source.offset + 1);
+        }
+    }
+
+    /// A batch is acknowledged: the state of every record waiting on its partition is
+    /// written, so they are done.
+    async fn settle_batch(
+        &mut self,
+        partition: i32,
+        deliveries: Vec<DeliveryFuture>,
+    ) -> Result<(), RuntimeError> {
+        for delivery in deliveries {
+            let (p, offset) = await_delivery("changelog", delivery).await?;
+            self.shared.advance_changelog(p, offset + 1);
+        }
+        for source in self.waiting.remove(&partition).unwrap_or_default() {
+            self.done_with(source);
         }
         Ok(())
+    }
+
+    /// Writes a snapshot taken right after the partition's last batch, which is now
+    /// acknowledged, at the changelog end that batch reached.
+    fn snapshot(&mut self, partition: i32, write: SnapshotWrite) {
+        if lock(&self.shared.stale).contains(&partition) || !self.shared.owns(partition) {
+            return;
+        }
+        if let Some(end) = self.shared.changelog_end(partition) {
+            tokio::task::spawn_blocking(move || write(end));
+        }
+    }
+
+    /// Records waiting on partitions this member is giving up: their batch will never be written
+    /// here (the driver drops such state); the next owner handles them again.
+    fn forget_revoked(&mut self) {
+        let revoking: std::collections::HashSet<i32> = lock(&self.shared.revoking)
+            .iter()
+            .map(|(_, p)| *p)
+            .collect();
+        let gone: Vec<i32> = self
+            .waiting
+            .keys()
+            .copied()
+            .filter(|p| revoking.contains(p) || !self.shared.owns(*p))
+            .collect();
+        for partition in gone {
+            if let Some(waiting) = self.waiting.remove(&partition) {
+                for _ in waiting {
+                    self.metrics.in_flight.dec();
+                }
+            }
+        }
     }
 
     /// Commits done offsets of partitions this member still owns. After a rebalance the new

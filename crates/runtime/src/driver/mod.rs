@@ -139,6 +139,10 @@ async fn run_inner<P: StatefulProcessor>(
         shutdown: shutdown.clone(),
         changelog,
         stores: HashMap::new(),
+        unflushed: HashMap::new(),
+        snapshots: HashMap::new(),
+        generation: format!("{:x}", now_millis()),
+        batches: 0,
         shared,
         txn,
     };
@@ -146,6 +150,10 @@ async fn run_inner<P: StatefulProcessor>(
     info!(processor = %driver.config.processor, ?topics, "consuming");
     let mut outcome = driver.consume(&consumer, &fatal, queries).await;
     phase.set(Phase::STOPPING);
+    if outcome.is_ok() && driver.txn.is_none() {
+        // A clean stop writes what is unflushed, so the final commit covers every record.
+        outcome = driver.flush_all().await;
+    }
     if let Some(txn) = &driver.txn {
         outcome = match outcome {
             Ok(()) => commit_blocking(txn, &consumer),
@@ -223,6 +231,7 @@ pub(crate) fn connect(
         fatal: fatal.clone(),
         shared: shared.clone(),
         done: HashMap::new(),
+        waiting: HashMap::new(),
     };
     let acker = tokio::spawn(acker.run(pending_rx, committer));
     Ok(Plumbing {
@@ -341,16 +350,35 @@ struct Driver<P: StatefulProcessor> {
     changelog: Option<String>,
     /// Stores by input partition. Single writer: this driver.
     stores: HashMap<i32, PartitionStore<P::Value>>,
+    /// Per store partition, what changed since its last changelog batch.
+    unflushed: HashMap<i32, Unflushed>,
+    /// Per store partition, when its last snapshot was taken and changes since.
+    snapshots: HashMap<i32, (Instant, u64)>,
+    /// This driver's id in batch ids (`<generation>:<n>`), unique per process start.
+    generation: String,
+    batches: u64,
     shared: Arc<Shared>,
     /// Exactly-once mode's transaction; `None` in at-least-once mode.
     txn: Option<Arc<Txn>>,
 }
 
+/// What a store partition changed since its last changelog batch.
+#[derive(Default)]
+struct Unflushed {
+    dirty: std::collections::BTreeSet<String>,
+    /// An input offset was applied (the batch must carry the new applied offsets even if no
+    /// key changed: a dead-lettered record, say).
+    applied_moved: bool,
+}
+
+/// Keys changed before a store partition's batch is written regardless of the interval.
+const FLUSH_KEYS: usize = 5_000;
+
 /// The outcome of handling one record.
 enum Handled {
     Done {
         outputs: Vec<OutRecord>,
-        changelog: Vec<OutRecord>,
+        effects: Vec<crate::processor::Effect>,
     },
     /// Shutdown arrived while the record waited to be retried: leave it uncommitted.
     Abandoned,
@@ -365,6 +393,12 @@ impl<P: StatefulProcessor> Driver<P> {
     ) -> Result<(), RuntimeError> {
         let mut timers = tokio::time::interval(self.config.timer_interval);
         timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flushes = tokio::time::interval(
+            self.config
+                .state_flush_interval
+                .max(Duration::from_millis(1)),
+        );
+        flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Shutdown first: a record abandoned mid-retry must be the last one handled, or a
             // later offset of its partition could be committed past it. (Not a biased select:
@@ -382,8 +416,12 @@ impl<P: StatefulProcessor> Driver<P> {
                         self.fire_due_timers().await?;
                     }
                 }
+                _ = flushes.tick(), if !self.unflushed.is_empty() => self.flush_all().await?,
                 message = consumer.recv() => match message {
-                    Ok(m) => self.on_message(m.detach()).await?,
+                    Ok(m) => {
+                        self.drop_revoked();
+                        self.on_message(m.detach()).await?
+                    }
                     Err(e) => {
                         warn!(error = %e, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -427,7 +465,9 @@ impl<P: StatefulProcessor> Driver<P> {
             self.ensure_store(partition).await?;
             if self.stores[&partition].already_applied(&topic, message.offset()) {
                 // Its outputs were acknowledged before its state was written: nothing to redo.
-                return self.hand_off(Some(source), Vec::new(), Vec::new()).await;
+                return self
+                    .hand_off(Some(source), Vec::new(), Vec::new(), None)
+                    .await;
             }
         }
         if let Some(at) = not_before(&message) {
@@ -439,30 +479,40 @@ impl<P: StatefulProcessor> Driver<P> {
             }
         }
         let started = Instant::now();
-        let (outputs, changelog) = match self.handle_with_retries(&message).await? {
-            Handled::Done { outputs, changelog } => (outputs, changelog),
+        let (outputs, effects) = match self.handle_with_retries(&message).await? {
+            Handled::Done { outputs, effects } => (outputs, effects),
             Handled::Abandoned => return Ok(()),
         };
         self.metrics
             .processing_seconds
             .with_label_values(&[&topic])
             .observe(started.elapsed().as_secs_f64());
-        self.hand_off(Some(source), outputs, changelog).await
+        let awaits = self.changelog.is_some().then_some(partition);
+        self.hand_off(Some(source), outputs, effects, awaits)
+            .await?;
+        self.flush_if_due(partition).await
     }
 
-    /// Sends outputs to the producer and passes their deliveries on, in order.
+    /// Sends outputs to the producer and passes their deliveries on, in order. `awaits`: the
+    /// store partition whose next changelog batch must be written before the record's offset
+    /// may be committed (its state effects are in memory only until then).
     async fn hand_off(
         &mut self,
         source: Option<Source>,
         outputs: Vec<OutRecord>,
-        changelog: Vec<OutRecord>,
+        effects: Vec<crate::processor::Effect>,
+        awaits: Option<i32>,
     ) -> Result<(), RuntimeError> {
         if let Some(txn) = &self.txn {
             // Inside the transaction: commit_transaction flushes and fails on any failed
-            // delivery, so the futures need no awaiting here.
+            // delivery, so the futures need no awaiting here. State batches follow at once
+            // (`flush_if_due` flushes every record in this mode).
             txn.begin()?;
-            for record in outputs.iter().chain(&changelog) {
+            for record in &outputs {
                 produce(&self.producer, record).await?;
+            }
+            for effect in effects {
+                effect.await.map_err(RuntimeError::Fatal)?;
             }
             if let Some(source) = source {
                 txn.record(&source.topic, source.partition, source.offset);
@@ -483,10 +533,140 @@ impl<P: StatefulProcessor> Driver<P> {
             .send(Pending::Record {
                 source,
                 deliveries,
-                changelog,
+                effects,
+                awaits,
             })
             .await
             .map_err(|_| RuntimeError::Fatal("acker stopped".into()))
+    }
+
+    /// Writes partition `p`'s batch now if the interval is zero, in exactly-once mode, or when
+    /// many keys wait; otherwise the flush tick writes it.
+    async fn flush_if_due(&mut self, partition: i32) -> Result<(), RuntimeError> {
+        let due = self.txn.is_some()
+            || self.config.state_flush_interval.is_zero()
+            || self
+                .unflushed
+                .get(&partition)
+                .is_some_and(|u| u.dirty.len() >= FLUSH_KEYS);
+        if due {
+            self.flush(partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every partition's unflushed changes.
+    async fn flush_all(&mut self) -> Result<(), RuntimeError> {
+        let partitions: Vec<i32> = self.unflushed.keys().copied().collect();
+        for partition in partitions {
+            self.flush(partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands partition `p`'s changes since its last batch to the acker as one changelog
+    /// batch (produced after every earlier record's outputs are acknowledged), and a
+    /// snapshot of the store when one is due.
+    async fn flush(&mut self, partition: i32) -> Result<(), RuntimeError> {
+        let Some(unflushed) = self.unflushed.remove(&partition) else {
+            return Ok(());
+        };
+        if unflushed.dirty.is_empty() && !unflushed.applied_moved {
+            return Ok(());
+        }
+        let (Some(topic), Some(store)) = (&self.changelog, self.stores.get(&partition)) else {
+            return Ok(());
+        };
+        self.batches += 1;
+        let batch_id = format!("{}:{}", self.generation, self.batches);
+        let batch = state::changelog_batch(store, &unflushed.dirty, &batch_id)
+            .map_err(|e| RuntimeError::Fatal(format!("state value does not serialize: {e}")))?;
+        let records: Vec<OutRecord> = batch
+            .into_iter()
+            .map(|r| OutRecord {
+                topic: topic.clone(),
+                partition: Some(partition),
+                headers: r.headers,
+                key: Some(r.key.into_bytes()),
+                payload: r.value,
+            })
+            .collect();
+        let written = records.len() as u64;
+        self.metrics.changelog_records.inc_by(written);
+        if let Some(txn) = &self.txn {
+            for record in &records {
+                produce(&self.producer, record).await?;
+            }
+            let _ = txn;
+            return Ok(());
+        }
+        self.pending
+            .send(Pending::Changelog { partition, records })
+            .await
+            .map_err(|_| RuntimeError::Fatal("acker stopped".into()))?;
+        self.snapshot_if_due(partition, written).await
+    }
+
+    /// After a batch: hands a copy of the store (values are shared, so this is cheap) to the
+    /// committer, which writes it once that batch is acknowledged, when
+    /// `snapshot_interval` passed or `snapshot_records` were written since the last one.
+    async fn snapshot_if_due(&mut self, partition: i32, written: u64) -> Result<(), RuntimeError> {
+        let now = Instant::now();
+        let (since, count) = self.snapshots.entry(partition).or_insert((now, 0));
+        *count += written;
+        let due = *count >= self.config.snapshot_records
+            || (since.elapsed() >= self.config.snapshot_interval && *count > 0);
+        if !due {
+            return Ok(());
+        }
+        *since = now;
+        *count = 0;
+        let Some(store) = self.stores.get(&partition) else {
+            return Ok(());
+        };
+        let copy = store.clone();
+        let path = state_io::snapshot_path(&self.config, P::STORE, partition);
+        let metrics = self.metrics.clone();
+        let write: acker::SnapshotWrite = Box::new(move |end: i64| {
+            let mut copy = copy;
+            copy.changelog_next = end;
+            let started = Instant::now();
+            match state::write_snapshot(&path, &copy) {
+                Ok(()) => {
+                    metrics.snapshots.inc();
+                    info!(partition, keys = copy.len(), end, seconds = started.elapsed().as_secs_f64(), path = %path.display(), "periodic snapshot written");
+                }
+                Err(e) => warn!(partition, error = %e, "snapshot not written"),
+            }
+        });
+        self.pending
+            .send(Pending::Snapshot { partition, write })
+            .await
+            .map_err(|_| RuntimeError::Fatal("acker stopped".into()))
+    }
+
+    /// Drops the in-memory store of every partition this member no longer owns (or must
+    /// verify again) while it holds unflushed changes: those changes' records were not
+    /// committed, so the partition's next owner, maybe this member again, restores the
+    /// changelog and handles them again.
+    fn drop_revoked(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        let gone: Vec<i32> = self
+            .unflushed
+            .keys()
+            .copied()
+            .filter(|p| !self.shared.owns(*p) || lock(&self.shared.stale).contains(p))
+            .collect();
+        for partition in gone {
+            self.unflushed.remove(&partition);
+            self.stores.remove(&partition);
+            info!(
+                partition,
+                "unflushed state of a revoked partition dropped; its records will be handled again"
+            );
+        }
     }
 
     /// Makes the partition's store current: restored from snapshot and changelog on first
@@ -567,44 +747,36 @@ impl<P: StatefulProcessor> Driver<P> {
                     break;
                 }
                 let dirty = view.into_dirty();
-                let records = outputs.into_records();
-                let batch_id = format!("timer:{}:{}", timer.key, timer.at_ms);
-                let changelog = self.changelog_records(partition, &dirty, None, &batch_id)?;
+                let (records, effects) = outputs.into_parts();
+                self.record_changes(partition, dirty, None);
                 self.metrics.timers_fired.inc();
-                self.hand_off(None, records, changelog).await?;
+                self.hand_off(None, records, effects, None).await?;
+                self.flush_if_due(partition).await?;
             }
         }
         Ok(())
     }
 
-    fn changelog_records(
+    /// Notes what a handled record (or timer) changed in store partition `partition`, and
+    /// the input offset it applied, for the partition's next changelog batch.
+    fn record_changes(
         &mut self,
         partition: i32,
-        dirty: &std::collections::BTreeSet<crate::state::Dirty>,
+        dirty: std::collections::BTreeSet<String>,
         applied: Option<(&str, i64)>,
-        batch_id: &str,
-    ) -> Result<Vec<OutRecord>, RuntimeError> {
-        let (Some(topic), Some(store)) = (&self.changelog, self.stores.get_mut(&partition)) else {
-            return Ok(Vec::new());
-        };
-        if let Some((input, offset)) = applied {
-            store.applied.insert(input.to_string(), offset);
+    ) {
+        if self.changelog.is_none() {
+            return;
         }
-        let batch = state::changelog_batch(store, dirty, applied, batch_id)
-            .map_err(|e| RuntimeError::Fatal(format!("state value does not serialize: {e}")))?;
-        Ok(batch
-            .into_iter()
-            .map(|r| OutRecord {
-                topic: topic.clone(),
-                partition: Some(partition),
-                headers: vec![
-                    (state::BATCH_HEADER.to_string(), r.batch.clone()),
-                    (state::PART_HEADER.to_string(), r.part_header()),
-                ],
-                key: Some(r.key.into_bytes()),
-                payload: r.value,
-            })
-            .collect())
+        let Some(store) = self.stores.get_mut(&partition) else {
+            return;
+        };
+        let unflushed = self.unflushed.entry(partition).or_default();
+        if let Some((input, offset)) = applied {
+            store.mark_applied(input, offset);
+            unflushed.applied_moved = true;
+        }
+        unflushed.dirty.extend(dirty);
     }
 
     /// Decodes and handles one record, retrying as the policy says; a record the policy
@@ -646,14 +818,16 @@ impl<P: StatefulProcessor> Driver<P> {
                         message.topic(),
                         letter,
                     )?];
-                    // The skip marker only: a dead-lettered record changed no state.
-                    let changelog = self.changelog_records(
+                    // The applied offset only: a dead-lettered record changed no state.
+                    self.record_changes(
                         message.partition(),
-                        &Default::default(),
+                        Default::default(),
                         Some((message.topic(), message.offset())),
-                        &batch_id(message),
-                    )?;
-                    return Ok(Handled::Done { outputs, changelog });
+                    );
+                    return Ok(Handled::Done {
+                        outputs,
+                        effects: Vec::new(),
+                    });
                 }
                 Action::Stop => {
                     error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %failure, "stopping processor");
@@ -681,18 +855,11 @@ impl<P: StatefulProcessor> Driver<P> {
             return Err(Failure::Handler(e));
         }
         let dirty = view.into_dirty();
-        let records = outputs.into_records();
-        let changelog = self
-            .changelog_records(
-                input.partition,
-                &dirty,
-                Some((topic, input.offset)),
-                &batch_id(message),
-            )
-            .map_err(|e| Failure::Handler(crate::HandlerError::Fatal(e.to_string())))?;
+        let (records, effects) = outputs.into_parts();
+        self.record_changes(input.partition, dirty, Some((topic, input.offset)));
         Ok(Handled::Done {
             outputs: records,
-            changelog,
+            effects,
         })
     }
 }
@@ -817,15 +984,6 @@ pub(crate) fn dead_letter_record(
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
     })
-}
-
-fn batch_id(message: &OwnedMessage) -> String {
-    format!(
-        "{}:{}:{}",
-        message.topic(),
-        message.partition(),
-        message.offset()
-    )
 }
 
 /// Hands one record to the producer; waits only while its queue is full.

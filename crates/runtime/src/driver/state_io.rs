@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
-use crate::state::{ChangelogRecord, PartitionStore, Restorer, BATCH_HEADER, PART_HEADER};
+use crate::state::{decode_changelog, Decoded, PartitionStore, Restorer};
 use crate::{RuntimeConfig, RuntimeError};
 
 pub fn changelog_topic(config: &RuntimeConfig, store: &str) -> String {
@@ -170,19 +170,18 @@ pub fn restore<V: DeserializeOwned>(
     })
 }
 
-fn parse_record<M: Message>(m: &M) -> Result<ChangelogRecord, RuntimeError> {
-    let bad = |what: &str| {
-        RuntimeError::Fatal(format!(
-            "changelog record {}/{}@{} {what}",
-            m.topic(),
-            m.partition(),
-            m.offset()
-        ))
-    };
+fn parse_record<M: Message, V: DeserializeOwned>(m: &M) -> Result<Decoded<V>, RuntimeError> {
     let key = m
         .key()
         .and_then(|k| std::str::from_utf8(k).ok())
-        .ok_or_else(|| bad("has no UTF-8 key"))?;
+        .ok_or_else(|| {
+            RuntimeError::Fatal(format!(
+                "changelog record {}/{}@{} has no UTF-8 key",
+                m.topic(),
+                m.partition(),
+                m.offset()
+            ))
+        })?;
     let header = |name: &str| {
         m.headers().and_then(|h| {
             h.iter()
@@ -192,16 +191,12 @@ fn parse_record<M: Message>(m: &M) -> Result<ChangelogRecord, RuntimeError> {
                 .map(str::to_string)
         })
     };
-    let batch = header(BATCH_HEADER).ok_or_else(|| bad("has no batch header"))?;
-    let (index, count) = header(PART_HEADER)
-        .as_deref()
-        .and_then(ChangelogRecord::parse_part)
-        .ok_or_else(|| bad("has no valid part header"))?;
-    Ok(ChangelogRecord {
-        key: key.to_string(),
-        value: m.payload().map(<[u8]>::to_vec),
-        batch,
-        index,
-        count,
+    decode_changelog(key, m.payload(), header).map_err(|e| {
+        RuntimeError::Fatal(format!(
+            "changelog record {}/{}@{}: {e}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        ))
     })
 }

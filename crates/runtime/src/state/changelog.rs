@@ -1,32 +1,162 @@
-//! Changelog records: how a store mutation is written to, and read back from, Kafka.
+//! Changelog records: how store changes are written to, and read back from, Kafka.
 //!
-//! Keys are namespaced: `v/<key>` a value (JSON), `t/<key>` a timer (JSON), `a/<topic>` the
-//! applied-offset marker of an input topic. A `None` value is a tombstone.
+//! A key's value and timer travel together as one record `v/<key>` whose payload is a JSON
+//! *entry*: `{"b": batch id, "i": index, "n": count, "v": value, "t": [at, payload],
+//! "a": {input topic: applied offset}}`. `a`, the applied offsets of every input of the
+//! partition, rides on the last record of each batch; a batch that changed no key writes
+//! them alone under the key `m/`. A key with neither value nor timer is a tombstone (so
+//! compaction can drop it), which carries its batch position in the `sf.batch` / `sf.part`
+//! headers instead. Entries need no headers: on the SQLite broker every header is one more
+//! row per record.
+//!
+//! Read compatibility with the first format (issue 4): `v/<key>` holding the bare JSON value
+//! and `t/<key>` / `a/<topic>` records, all positioned by headers, still restore.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::store::{Dirty, PartitionStore, Timer};
+use super::store::{PartitionStore, Timer};
 
 pub const BATCH_HEADER: &str = "sf.batch";
 pub const PART_HEADER: &str = "sf.part";
+/// The key of a batch that carries applied offsets only.
+pub const MARKER_KEY: &str = "m/";
 
+/// A record to produce to the changelog (the store's partition).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangelogRecord {
     pub key: String,
     pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a, V> {
+    b: &'a str,
+    i: u32,
+    n: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<&'a V>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    t: Option<(i64, &'a str)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<&'a HashMap<String, i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "V: DeserializeOwned")]
+struct EntryIn<V> {
+    b: String,
+    i: u32,
+    n: u32,
+    #[serde(default)]
+    v: Option<V>,
+    #[serde(default)]
+    t: Option<(i64, String)>,
+    #[serde(default)]
+    a: Option<HashMap<String, i64>>,
+}
+
+/// The batch for the changes of `dirty` keys, each as the store holds it now, with the
+/// store's applied offsets on the last record. Deleted keys come first, as tombstones; the
+/// offsets ride on the last live entry, or alone under [`MARKER_KEY`] when no key is live
+/// (never on a tombstone, which compaction removes).
+pub fn batch<V: Serialize>(
+    store: &PartitionStore<V>,
+    dirty: &BTreeSet<String>,
+    batch_id: &str,
+) -> Result<Vec<ChangelogRecord>, serde_json::Error> {
+    let timer_of = |key: &String| {
+        store.timer_at.get(key.as_str()).and_then(|at| {
+            store
+                .timers
+                .get(&(*at, key.clone()))
+                .map(|p| (*at, p.as_str()))
+        })
+    };
+    let (live, deleted): (Vec<&String>, Vec<&String>) = dirty
+        .iter()
+        .partition(|k| store.get(k).is_some() || timer_of(k).is_some());
+    let marker_alone = live.is_empty();
+    let count = deleted.len() + live.len() + usize::from(marker_alone);
+    let count = u32::try_from(count).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(count as usize);
+    for key in deleted {
+        let index = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        out.push(ChangelogRecord {
+            key: format!("v/{key}"),
+            value: None,
+            headers: vec![
+                (BATCH_HEADER.to_string(), batch_id.to_string()),
+                (PART_HEADER.to_string(), format!("{index}/{count}")),
+            ],
+        });
+    }
+    let live_count = live.len();
+    for (i, key) in live.into_iter().enumerate() {
+        let index = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let entry = EntryOut {
+            b: batch_id,
+            i: index,
+            n: count,
+            v: store.get(key),
+            t: timer_of(key),
+            a: (i + 1 == live_count).then_some(&store.applied),
+        };
+        out.push(ChangelogRecord {
+            key: format!("v/{key}"),
+            value: Some(serde_json::to_vec(&entry)?),
+            headers: Vec::new(),
+        });
+    }
+    if marker_alone {
+        let entry = EntryOut::<V> {
+            b: batch_id,
+            i: count - 1,
+            n: count,
+            v: None,
+            t: None,
+            a: Some(&store.applied),
+        };
+        out.push(ChangelogRecord {
+            key: MARKER_KEY.to_string(),
+            value: Some(serde_json::to_vec(&entry)?),
+            headers: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// One changelog record read back: its batch position and what it changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<V> {
     pub batch: String,
     pub index: u32,
     pub count: u32,
+    pub change: Change<V>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<V> {
+    /// Value and timer of a key (either may be absent), and the applied offsets when the
+    /// record ends its batch.
+    Entry {
+        key: String,
+        value: Option<V>,
+        timer: Option<(i64, String)>,
+        applied: Option<HashMap<String, i64>>,
+    },
+    /// The key is gone (value and timer).
+    Deleted(String),
+    /// First format: a bare value, a timer, an applied offset.
+    Value(String, Option<V>),
+    Timer(String, Option<Timer>),
+    Applied(String, i64),
 }
 
 impl ChangelogRecord {
-    pub fn part_header(&self) -> String {
-        format!("{}/{}", self.index, self.count)
-    }
-
     /// Parses the `i/n` part header.
     pub fn parse_part(text: &str) -> Option<(u32, u32)> {
         let (i, n) = text.split_once('/')?;
@@ -35,79 +165,115 @@ impl ChangelogRecord {
     }
 }
 
-/// The batch for one handled input: every dirty value and timer as it is now, then the
-/// applied-offset marker (`applied` = input topic and offset) when there is an input.
-pub(crate) fn batch<V: Serialize>(
-    store: &PartitionStore<V>,
-    dirty: &BTreeSet<Dirty>,
-    applied: Option<(&str, i64)>,
-    batch_id: &str,
-) -> Result<Vec<ChangelogRecord>, serde_json::Error> {
-    let mut entries: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(dirty.len() + 1);
-    for d in dirty {
-        match d {
-            Dirty::Value(k) => {
-                let value = store.values.get(k).map(serde_json::to_vec).transpose()?;
-                entries.push((format!("v/{k}"), value));
+/// Reads one record (`headers` looked up by name) of either format.
+pub fn decode<V: DeserializeOwned>(
+    key: &str,
+    payload: Option<&[u8]>,
+    header: impl Fn(&str) -> Option<String>,
+) -> Result<Decoded<V>, String> {
+    let positioned = header(BATCH_HEADER).zip(
+        header(PART_HEADER)
+            .as_deref()
+            .and_then(ChangelogRecord::parse_part),
+    );
+    match (positioned, payload) {
+        (None, Some(bytes)) => {
+            let entry: EntryIn<V> =
+                serde_json::from_slice(bytes).map_err(|e| format!("entry {key}: {e}"))?;
+            let change = match key.strip_prefix("v/") {
+                Some(k) => Change::Entry {
+                    key: k.to_string(),
+                    value: entry.v,
+                    timer: entry.t,
+                    applied: entry.a,
+                },
+                None if key == MARKER_KEY => Change::Entry {
+                    key: String::new(),
+                    value: None,
+                    timer: None,
+                    applied: entry.a,
+                },
+                None => return Err(format!("unknown changelog key {key:?}")),
+            };
+            if entry.i >= entry.n {
+                return Err(format!("entry {key}: part {}/{}", entry.i, entry.n));
             }
-            Dirty::Timer(k) => {
-                let value = store.timer(k).map(|t| serde_json::to_vec(&t)).transpose()?;
-                entries.push((format!("t/{k}"), value));
-            }
+            Ok(Decoded {
+                batch: entry.b,
+                index: entry.i,
+                count: entry.n,
+                change,
+            })
+        }
+        (None, None) => Err(format!("tombstone {key} without batch headers")),
+        (Some((batch, (index, count))), payload) => {
+            let change = decode_first_format(key, payload)?;
+            Ok(Decoded {
+                batch,
+                index,
+                count,
+                change,
+            })
         }
     }
-    if let Some((topic, offset)) = applied {
-        entries.push((format!("a/{topic}"), Some(offset.to_string().into_bytes())));
-    }
-    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-    Ok(entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| ChangelogRecord {
-            key,
-            value,
-            batch: batch_id.to_string(),
-            index: u32::try_from(i).unwrap_or(u32::MAX),
-            count,
-        })
-        .collect())
 }
 
-/// Applies one changelog entry to a store.
-pub(crate) fn apply<V: DeserializeOwned>(
-    store: &mut PartitionStore<V>,
+fn decode_first_format<V: DeserializeOwned>(
     key: &str,
-    value: Option<&[u8]>,
-) -> Result<(), String> {
+    payload: Option<&[u8]>,
+) -> Result<Change<V>, String> {
     if let Some(k) = key.strip_prefix("v/") {
-        match value {
+        return match payload {
+            None => Ok(Change::Deleted(k.to_string())),
             Some(bytes) => {
                 let v = serde_json::from_slice(bytes).map_err(|e| format!("value {k}: {e}"))?;
-                store.values.insert(k.to_string(), v);
+                Ok(Change::Value(k.to_string(), Some(v)))
             }
-            None => {
-                store.values.remove(k);
-            }
-        }
-    } else if let Some(k) = key.strip_prefix("t/") {
-        match value {
-            Some(bytes) => {
-                let t: Timer =
-                    serde_json::from_slice(bytes).map_err(|e| format!("timer {k}: {e}"))?;
-                store.put_timer(t);
-            }
-            None => {
-                store.remove_timer(k);
-            }
-        }
-    } else if let Some(topic) = key.strip_prefix("a/") {
-        let text = value.map(String::from_utf8_lossy).unwrap_or_default();
+        };
+    }
+    if let Some(k) = key.strip_prefix("t/") {
+        let timer = payload
+            .map(|bytes| serde_json::from_slice(bytes).map_err(|e| format!("timer {k}: {e}")))
+            .transpose()?;
+        return Ok(Change::Timer(k.to_string(), timer));
+    }
+    if let Some(topic) = key.strip_prefix("a/") {
+        let text = payload.map(String::from_utf8_lossy).unwrap_or_default();
         let offset = text
             .parse::<i64>()
             .map_err(|e| format!("applied marker {topic}: {e}"))?;
-        store.applied.insert(topic.to_string(), offset);
-    } else {
-        return Err(format!("unknown changelog key {key:?}"));
+        return Ok(Change::Applied(topic.to_string(), offset));
     }
-    Ok(())
+    Err(format!("unknown changelog key {key:?}"))
+}
+
+/// Applies one decoded change to a store.
+pub(crate) fn apply<V>(store: &mut PartitionStore<V>, change: Change<V>) {
+    match change {
+        Change::Entry {
+            key,
+            value,
+            timer,
+            applied,
+        } => {
+            if !key.is_empty() {
+                store.set_entry(&key, value, timer);
+            }
+            for (topic, offset) in applied.into_iter().flatten() {
+                store.mark_applied(&topic, offset);
+            }
+        }
+        Change::Deleted(key) => store.set_entry(&key, None, None),
+        Change::Value(key, value) => {
+            let timer = store.timer(&key).map(|t| (t.at_ms, t.payload));
+            store.set_entry(&key, value, timer);
+        }
+        Change::Timer(key, timer) => {
+            store.remove_timer(&key);
+            if let Some(t) = timer {
+                store.put_timer(t);
+            }
+        }
+        Change::Applied(topic, offset) => store.mark_applied(&topic, offset),
+    }
 }

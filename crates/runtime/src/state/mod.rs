@@ -2,13 +2,19 @@
 //! the instance that owns the partition, backed by a compacted changelog topic partition of
 //! the same number (`<group>-<store>-changelog`).
 //!
-//! Every handled input (or fired timer) turns its mutations into one *batch* of changelog
-//! records: the changed values and timers, then a marker recording the input offset now
-//! applied. A batch's records carry `sf.batch` (its id) and `sf.part` (`i/n`) headers, so a
-//! restore applies whole batches only: a batch cut short by a crash is at the very end of
-//! the partition (one idempotent producer writes it, in order) and is dropped, and its input,
-//! not yet committed, is processed again. Redelivered inputs at or below the applied marker
-//! are skipped, so a record's state effects happen exactly once even in at-least-once mode.
+//! Handled inputs (and fired timers) change the in-memory store at once; the driver writes
+//! what changed as one *batch* per flush (every `state_flush_interval`, and before a
+//! snapshot or a clean shutdown): each changed key once, with its value and timer as they
+//! are then, and on the batch's last record the offsets of every input now applied. A batch
+//! is written only after the outputs of every record it covers are acknowledged, and those
+//! records' offsets are committed only after the batch is: a crash at any point leaves a
+//! state that is exactly "all handled records up to the last written batch", and the
+//! records after it, uncommitted, are handled again. A restore applies whole batches only: a
+//! batch cut short by a crash is at the very end of the partition (one idempotent producer
+//! writes it, in order) and is dropped; an interior batch thinned by compaction is applied
+//! as it is (what compaction removed is superseded later). Redelivered inputs at or below
+//! the applied offsets are skipped, so a record's state effects happen once even in
+//! at-least-once mode. See `changelog.rs` for the record format.
 //!
 //! This module is pure (no Kafka): the driver feeds it records and turns batches into
 //! produce calls.
@@ -18,9 +24,10 @@ mod restore;
 mod snapshot;
 mod store;
 
-pub(crate) use changelog::batch as changelog_batch;
-pub use changelog::{ChangelogRecord, BATCH_HEADER, PART_HEADER};
+pub use changelog::{
+    batch as changelog_batch, decode as decode_changelog, Change, ChangelogRecord, Decoded,
+    BATCH_HEADER, MARKER_KEY, PART_HEADER,
+};
 pub use restore::Restorer;
 pub use snapshot::{read_snapshot, write_snapshot};
-pub(crate) use store::Dirty;
 pub use store::{PartitionStore, State, Timer};

@@ -1,8 +1,6 @@
 //! Rebuilding a partition's store from its changelog, whole batches only.
 
-use serde::de::DeserializeOwned;
-
-use super::changelog::{apply, ChangelogRecord};
+use super::changelog::{apply, Decoded};
 use super::store::PartitionStore;
 
 /// Feeds changelog records in offset order into a store.
@@ -14,11 +12,11 @@ use super::store::PartitionStore;
 /// end was cut by a crash and is dropped by [`Restorer::finish`].
 pub struct Restorer<V> {
     store: PartitionStore<V>,
-    open: Vec<(ChangelogRecord, i64)>,
+    open: Vec<(Decoded<V>, i64)>,
     pub applied_records: u64,
 }
 
-impl<V: DeserializeOwned> Restorer<V> {
+impl<V> Restorer<V> {
     pub fn new(store: PartitionStore<V>) -> Self {
         Self {
             store,
@@ -27,7 +25,7 @@ impl<V: DeserializeOwned> Restorer<V> {
         }
     }
 
-    pub fn push(&mut self, record: ChangelogRecord, offset: i64) -> Result<(), String> {
+    pub fn push(&mut self, record: Decoded<V>, offset: i64) -> Result<(), String> {
         if let Some((first, _)) = self.open.first() {
             if first.batch != record.batch {
                 self.apply_open()?;
@@ -45,7 +43,7 @@ impl<V: DeserializeOwned> Restorer<V> {
 
     fn apply_open(&mut self) -> Result<(), String> {
         for (record, offset) in self.open.drain(..) {
-            apply(&mut self.store, &record.key, record.value.as_deref())?;
+            apply(&mut self.store, record.change);
             self.store.changelog_next = offset + 1;
             self.applied_records += 1;
         }
@@ -62,10 +60,8 @@ impl<V: DeserializeOwned> Restorer<V> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-    use crate::state::changelog::batch;
+    use crate::state::changelog::{batch, decode, ChangelogRecord};
     use crate::state::State;
 
     fn handle(
@@ -78,15 +74,28 @@ mod tests {
         let now = state.get(key).copied().unwrap_or(0);
         state.put(key, now + add);
         state.set_timer(key, 1_000 + offset, "expire");
-        let dirty: BTreeSet<_> = state.into_dirty();
-        store.applied.insert("in".into(), offset);
-        batch(store, &dirty, Some(("in", offset)), &format!("in:{offset}")).unwrap()
+        let total = state.get("total").copied().unwrap_or(0);
+        state.put("total", total + add);
+        let dirty = state.into_dirty();
+        store.mark_applied("in", offset);
+        batch(store, &dirty, &format!("g:{offset}")).unwrap()
+    }
+
+    fn decoded(record: &ChangelogRecord) -> Decoded<i64> {
+        decode(&record.key, record.value.as_deref(), |name| {
+            record
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
     }
 
     fn restore(log: &[ChangelogRecord]) -> PartitionStore<i64> {
         let mut r = Restorer::new(PartitionStore::default());
         for (offset, record) in log.iter().enumerate() {
-            r.push(record.clone(), offset as i64).unwrap();
+            r.push(decoded(record), offset as i64).unwrap();
         }
         r.finish()
     }
@@ -98,9 +107,13 @@ mod tests {
         for (i, key) in ["a", "b", "a"].iter().enumerate() {
             log.extend(handle(&mut live, key, 5, i as i64));
         }
+        // One record per changed key: value, timer and applied offsets travel together.
+        assert_eq!(log.len(), 6);
+        assert!(log.iter().all(|r| r.headers.is_empty()));
         let restored = restore(&log);
         assert_eq!(restored.get("a"), Some(&10));
         assert_eq!(restored.get("b"), Some(&5));
+        assert_eq!(restored.get("total"), Some(&15));
         assert_eq!(restored.timer("a").unwrap().at_ms, 1_002);
         assert!(restored.already_applied("in", 2));
         assert!(!restored.already_applied("in", 3));
@@ -108,52 +121,101 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_cut_by_a_crash_is_dropped_and_its_retry_applies_once() {
+    fn a_batch_cut_by_a_crash_at_the_end_is_dropped() {
         let mut live = PartitionStore::default();
         let mut log = handle(&mut live, "a", 5, 0);
-        let second = handle(&mut live, "a", 5, 1);
-        log.push(second[0].clone()); // crash after the first record of batch in:1
+        let mut state = State::new(&mut live);
+        state.put("b", 1);
+        state.put("c", 1);
+        let dirty = state.into_dirty();
+        live.mark_applied("in", 1);
+        let second = batch(&live, &dirty, "g:1").unwrap();
+        assert_eq!(second.len(), 2);
+        log.push(second[0].clone()); // crash after the first record of the batch
         let restored = restore(&log);
-        assert_eq!(restored.get("a"), Some(&5), "partial batch not applied");
+        assert_eq!(restored.get("b"), None, "partial batch not applied");
         assert!(
             !restored.already_applied("in", 1),
             "so offset 1 is processed again"
         );
-
-        // The retry writes the whole batch again after the fragment.
-        let mut again = restored.clone();
-        log.extend(handle(&mut again, "a", 5, 1));
-        let restored = restore(&log);
-        assert_eq!(restored.get("a"), Some(&10), "applied exactly once");
-        assert!(restored.already_applied("in", 1));
+        assert_eq!(restored.changelog_next, 2, "after the first, whole batch");
     }
 
     #[test]
     fn an_interior_batch_thinned_by_compaction_still_applies() {
         let mut live = PartitionStore::default();
-        let mut log = handle(&mut live, "a", 1, 0);
-        log.remove(1); // compaction removed the timer record: superseded later
-        log.extend(handle(&mut live, "b", 1, 1));
+        let mut state = State::new(&mut live);
+        state.put("a", 1);
+        state.put("z", 1);
+        let dirty = state.into_dirty();
+        live.mark_applied("in", 0);
+        let mut log = batch(&live, &dirty, "g:0").unwrap();
+        log.remove(1); // compaction removed z: superseded later
+        let mut state = State::new(&mut live);
+        state.put("z", 2);
+        let dirty = state.into_dirty();
+        live.mark_applied("in", 1);
+        log.extend(batch(&live, &dirty, "g:1").unwrap());
         let restored = restore(&log);
         assert_eq!(restored.get("a"), Some(&1));
-        assert_eq!(restored.get("b"), Some(&1));
+        assert_eq!(restored.get("z"), Some(&2));
+        assert!(restored.already_applied("in", 1));
     }
 
     #[test]
-    fn deletes_and_cancelled_timers_are_tombstones() {
+    fn deletes_are_tombstones_and_a_batch_of_deletes_carries_its_marker_alone() {
         let mut live = PartitionStore::<i64>::default();
         let mut log = handle(&mut live, "a", 1, 0);
         let mut state = State::new(&mut live);
         state.delete("a");
         state.cancel_timer("a");
+        state.delete("total");
         let dirty = state.into_dirty();
-        let b = batch(&live, &dirty, Some(("in", 1)), "in:1").unwrap();
-        assert!(b[..2].iter().all(|r| r.value.is_none()));
+        live.mark_applied("in", 1);
+        let b = batch(&live, &dirty, "g:1").unwrap();
+        assert_eq!(b.len(), 3);
+        assert!(
+            b[..2].iter().all(|r| r.value.is_none()),
+            "deletes are tombstones"
+        );
+        assert_eq!(b[2].key, crate::state::changelog::MARKER_KEY);
         log.extend(b);
         let restored = restore(&log);
         assert_eq!(restored.get("a"), None);
         assert!(restored.timer("a").is_none());
         assert!(restored.next_due(i64::MAX).is_none());
+        assert!(restored.already_applied("in", 1));
+    }
+
+    #[test]
+    fn the_first_format_still_restores() {
+        let header = |batch: &str, part: &str| {
+            vec![
+                (crate::state::BATCH_HEADER.to_string(), batch.to_string()),
+                (crate::state::PART_HEADER.to_string(), part.to_string()),
+            ]
+        };
+        let log = vec![
+            ChangelogRecord {
+                key: "v/a".into(),
+                value: Some(b"7".to_vec()),
+                headers: header("in:0:0", "0/3"),
+            },
+            ChangelogRecord {
+                key: "t/a".into(),
+                value: Some(br#"{"key":"a","at_ms":9,"payload":"x"}"#.to_vec()),
+                headers: header("in:0:0", "1/3"),
+            },
+            ChangelogRecord {
+                key: "a/in".into(),
+                value: Some(b"0".to_vec()),
+                headers: header("in:0:0", "2/3"),
+            },
+        ];
+        let restored = restore(&log);
+        assert_eq!(restored.get("a"), Some(&7));
+        assert_eq!(restored.timer("a").unwrap().at_ms, 9);
+        assert!(restored.already_applied("in", 0));
     }
 
     mod crashes {
@@ -180,13 +242,13 @@ mod tests {
                         // The last batch may be cut anywhere. The committer never commits
                         // an input whose batch is not fully acknowledged, so a cut batch's
                         // input is at or after the committed offset.
-                        if let Some(last) = log.last().cloned() {
+                        if let Some(last) = log.last().map(decoded) {
                             let written = last.index as usize + 1;
                             if keep < written {
                                 let start = log.len() - written;
                                 log.truncate(start + keep);
                                 let input: usize =
-                                    last.batch.trim_start_matches("in:").parse().unwrap();
+                                    last.batch.trim_start_matches("g:").parse().unwrap();
                                 committed = committed.min(input);
                             }
                         }
@@ -220,6 +282,7 @@ mod tests {
                 for (offset, (key, amount)) in inputs.iter().enumerate() {
                     let _ = handle(&mut sequential, &format!("k{key}"), *amount, offset as i64);
                 }
+                prop_assert_eq!(crashed.get("total"), sequential.get("total"));
                 for key in 0u8..5 {
                     let k = format!("k{key}");
                     prop_assert_eq!(crashed.get(&k), sequential.get(&k), "value of {}", k);

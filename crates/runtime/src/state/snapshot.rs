@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -18,13 +19,27 @@ struct SnapshotFile<V> {
     applied: HashMap<String, i64>,
 }
 
-pub fn write_snapshot<V: Serialize + Clone>(
-    path: &Path,
-    store: &PartitionStore<V>,
-) -> std::io::Result<()> {
-    let file = SnapshotFile {
+/// What is written: the same shape as [`SnapshotFile`], borrowing the store's values.
+#[derive(Serialize)]
+struct SnapshotOut<'a, V: Serialize> {
+    changelog_next: i64,
+    #[serde(serialize_with = "shared_values")]
+    values: &'a HashMap<String, Arc<V>>,
+    timers: Vec<Timer>,
+    applied: &'a HashMap<String, i64>,
+}
+
+fn shared_values<S: serde::Serializer, V: Serialize>(
+    values: &&HashMap<String, Arc<V>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(values.iter().map(|(k, v)| (k, v.as_ref())))
+}
+
+pub fn write_snapshot<V: Serialize>(path: &Path, store: &PartitionStore<V>) -> std::io::Result<()> {
+    let file = SnapshotOut {
         changelog_next: store.changelog_next,
-        values: store.values.clone(),
+        values: &store.values,
         timers: store
             .timers
             .iter()
@@ -34,7 +49,7 @@ pub fn write_snapshot<V: Serialize + Clone>(
                 payload: payload.clone(),
             })
             .collect(),
-        applied: store.applied.clone(),
+        applied: &store.applied,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -58,7 +73,11 @@ pub fn read_snapshot<V: DeserializeOwned>(
         return None; // the changelog was recreated or truncated: the snapshot is not ours
     }
     let mut store = PartitionStore {
-        values: file.values,
+        values: file
+            .values
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect(),
         applied: file.applied,
         changelog_next: file.changelog_next,
         ..PartitionStore::default()
@@ -78,7 +97,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sf-snap-{}", std::process::id()));
         let path = dir.join("p0.json");
         let mut store = PartitionStore::<u32>::default();
-        store.values.insert("k".into(), 7);
+        store.values.insert("k".into(), std::sync::Arc::new(7));
         store.put_timer(Timer {
             key: "k".into(),
             at_ms: 9,
