@@ -17,10 +17,9 @@ use events::orders::OrderPlaced;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use runtime::state::{PartitionStore, State, Timer, BATCH_HEADER, PART_HEADER};
+use runtime::state::{PartitionStore, State, Timer};
 use runtime::{HandlerError, Input, Outputs, StatefulProcessor};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +27,7 @@ use topology::{ProcessorSpec, Topology};
 
 use crate::bench::Engine;
 
-/// The input topic the restore benchmark's applied markers name (`a/<topic>`).
+/// The input topic the restore benchmark's applied offsets name.
 const INPUT: &str = "orders.order-placed.v1";
 
 /// Per key: how many inputs and the sum of their `total_minor` (as `Counter` in
@@ -81,10 +80,9 @@ fn millis() -> Result<u128> {
     Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())
 }
 
-/// Writes one changelog batch per `(input offset, key, value)`, exactly as the runtime's
-/// acker writes a handled input's batch: `v/<key>` with the JSON value (part `0/2`), then the
-/// applied marker `a/<input>` with the offset (part `1/2`), both under the batch id
-/// `<input>:<partition>:<offset>`. Returns the records written once all are acknowledged.
+/// Writes one changelog batch per `(input offset, key, value)`, exactly as the runtime writes a
+/// batch holding one changed key: the entry `v/<key>` with the value and the applied offset of
+/// the input. Returns the records written once all are acknowledged.
 async fn write_batches(
     producer: &FutureProducer,
     topic: &str,
@@ -92,44 +90,39 @@ async fn write_batches(
 ) -> Result<u64> {
     let mut deliveries = FuturesUnordered::new();
     let mut written = 0;
+    let mut applied = HashMap::new();
     for (offset, key, value) in batches {
-        let batch = format!("{INPUT}:0:{offset}");
-        let records = [
-            (format!("v/{key}"), serde_json::to_vec(&value)?, "0/2"),
-            (format!("a/{INPUT}"), offset.to_string().into_bytes(), "1/2"),
-        ];
-        for (key, payload, part) in &records {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: BATCH_HEADER,
-                    value: Some(batch.as_bytes()),
-                })
-                .insert(Header {
-                    key: PART_HEADER,
-                    value: Some(part.as_bytes()),
-                });
-            loop {
-                let record = FutureRecord::to(topic)
-                    .partition(0)
-                    .key(key)
-                    .payload(payload)
-                    .headers(headers.clone());
-                match producer.send_result(record) {
-                    Ok(d) => {
-                        deliveries.push(d);
-                        break;
-                    }
-                    Err((e, _)) => {
-                        // Queue full: make room by awaiting a delivery.
-                        let Some(result) = deliveries.next().await else {
-                            bail!("produce to {topic}: {e}");
-                        };
-                        result.context("delivery canceled")?.map_err(|(e, _)| e)?;
-                    }
+        applied.insert(INPUT.to_string(), i64::try_from(offset)?);
+        let record = runtime::state::changelog_entry(
+            &key,
+            Some(&value),
+            None,
+            Some(&applied),
+            &format!("bench:{offset}"),
+            0,
+            1,
+        )?;
+        let payload = record.value.unwrap_or_default();
+        loop {
+            let future = FutureRecord::to(topic)
+                .partition(0)
+                .key(&record.key)
+                .payload(&payload);
+            match producer.send_result(future) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                Err((e, _)) => {
+                    // Queue full: make room by awaiting a delivery.
+                    let Some(result) = deliveries.next().await else {
+                        bail!("produce to {topic}: {e}");
+                    };
+                    result.context("delivery canceled")?.map_err(|(e, _)| e)?;
                 }
             }
-            written += 1;
         }
+        written += 1;
     }
     while let Some(result) = deliveries.next().await {
         result.context("delivery canceled")?.map_err(|(e, _)| e)?;
@@ -209,7 +202,7 @@ pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
     let topic = format!("bench-state-{}-tally-changelog", millis()?);
     runtime::ensure_changelog(&bootstrap, &topic, 1).await?;
     println!(
-        "workload: {keys} keys, one changelog batch each (value + applied marker), then {tail} \
+        "workload: {keys} keys, one changelog record each (value and applied offset), then {tail} \
          tail batches; 1-partition compacted changelog on a private broker {bootstrap} ({})",
         engine.label()
     );
@@ -337,9 +330,8 @@ pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
 /// Where the stateful run stands, from the changelog's end offsets and the group's commits.
 #[derive(Debug, Default)]
 struct Progress {
-    /// First time any changelog record was acknowledged, and how many by then.
-    first_write: Option<(Duration, i64)>,
-    all_written: Option<Duration>,
+    /// First time any changelog record was acknowledged.
+    first_write: Option<Duration>,
     written: i64,
     all_committed: Option<Duration>,
     committed: i64,
@@ -347,9 +339,10 @@ struct Progress {
     error: Option<String>,
 }
 
-/// Polls (every 20 ms, on this blocking thread) the changelog's high watermarks until
-/// `2 × records` are written, then the group's committed input offsets until `records`.
-/// Gives up after 60 s without progress.
+/// Polls (every 20 ms, on this blocking thread) the changelog's high watermarks and the
+/// group's committed input offsets until `records` inputs are committed (a stateful record is
+/// committed only once the changelog batch holding its state is acknowledged). Gives up after
+/// 60 s without progress.
 fn watch(
     bootstrap: &str,
     changelog: &str,
@@ -375,42 +368,33 @@ fn watch(
     let mut last_change = Instant::now();
     loop {
         let now = started.elapsed();
-        if progress.all_written.is_none() {
-            let mut written = 0;
-            for p in 0..partitions {
-                match ends.fetch_watermarks(changelog, p, Duration::from_secs(5)) {
-                    Ok((_, high)) => written += high,
-                    Err(e) => progress.error = Some(format!("watermarks of {changelog}/{p}: {e}")),
-                }
+        let mut written = 0;
+        for p in 0..partitions {
+            match ends.fetch_watermarks(changelog, p, Duration::from_secs(5)) {
+                Ok((_, high)) => written += high,
+                Err(e) => progress.error = Some(format!("watermarks of {changelog}/{p}: {e}")),
             }
-            if written > progress.written {
-                last_change = Instant::now();
-            }
-            progress.written = written;
-            if written > 0 && progress.first_write.is_none() {
-                progress.first_write = Some((now, written));
-            }
-            if written >= 2 * records {
-                progress.all_written = Some(now);
-            }
-        } else {
-            let tpl = commits.committed_offsets(inputs.clone(), Duration::from_secs(5))?;
-            let committed: i64 = tpl
-                .elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                })
-                .sum();
-            if committed > progress.committed {
-                last_change = Instant::now();
-            }
-            progress.committed = committed;
-            if committed >= records {
-                progress.all_committed = Some(now);
-                return Ok(progress);
-            }
+        }
+        if written > 0 && progress.first_write.is_none() {
+            progress.first_write = Some(now);
+        }
+        let tpl = commits.committed_offsets(inputs.clone(), Duration::from_secs(5))?;
+        let committed: i64 = tpl
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        if committed > progress.committed || written > progress.written {
+            last_change = Instant::now();
+        }
+        progress.written = written;
+        progress.committed = committed;
+        if committed >= records {
+            progress.all_committed = Some(now);
+            return Ok(progress);
         }
         if last_change.elapsed() > Duration::from_secs(60) {
             return Ok(progress);
@@ -430,9 +414,9 @@ async fn query(port: u16, key: &str) -> Result<Option<Tally>> {
 
 /// The stateful phase of `fleet bench runtime`: [`Counter`] on the shipping benchmark's
 /// preloaded input (`records` records), in a fresh consumer group of its own, one instance,
-/// with its changelog (`<group>-tally-changelog`, one batch = value + applied marker per
-/// input) on the same broker. Prints input records/s (from start and steady) and changelog
-/// records/s, then checks the changelog's length, the commits and sampled state.
+/// with its changelog (`<group>-tally-changelog`) on the same broker. Prints input records/s
+/// to all committed and the changelog records written per input, then checks the commits
+/// and sampled state.
 pub async fn stateful_phase(
     topology: &Topology,
     spec: &ProcessorSpec,
@@ -479,41 +463,26 @@ pub async fn stateful_phase(
         }
     };
 
-    let (Some((first, at_first)), Some(written_at), Some(committed_at)) = (
-        progress.first_write,
-        progress.all_written,
-        progress.all_committed,
-    ) else {
+    let (Some(first), Some(committed_at)) = (progress.first_write, progress.all_committed) else {
         token.cancel();
         let _ = task.await;
         bail!(
-            "stateful run stalled: {} of {} changelog records written, {} of {records} inputs \
+            "stateful run stalled: {} changelog records written, {} of {records} inputs \
              committed (last query error: {})",
             progress.written,
-            2 * records,
             progress.committed,
             progress.error.as_deref().unwrap_or("none")
         );
     };
-    let steady = (written_at - first).as_secs_f64();
-    let steady_inputs = (2 * records - at_first) as f64 / 2.0;
     println!(
-        "stateful     consume+process+changelog: {:>9.0} input records/s steady, {:.0} changelog \
-         records/s (first changelog write after {:.2}s incl. group join and restore, all {} \
-         after {:.2}s)",
-        steady_inputs / steady.max(1e-9),
-        2.0 * steady_inputs / steady.max(1e-9),
+        "stateful     consume+process+changelog: {:>9.0} input records/s from start to all {records} \
+         offsets committed ({:.2}s; first changelog write after {:.2}s incl. group join and \
+         restore); {} changelog records = {:.2} per input (one per changed key per flush)",
+        records as f64 / committed_at.as_secs_f64().max(1e-9),
+        committed_at.as_secs_f64(),
         first.as_secs_f64(),
         progress.written,
-        written_at.as_secs_f64()
-    );
-    println!(
-        "stateful     end to end from start: {:>9.0} input records/s to the last changelog \
-         write acknowledged, {:.0} to all {records} offsets committed ({:.2}s, commit every \
-         500 ms)",
-        records as f64 / written_at.as_secs_f64().max(1e-9),
-        records as f64 / committed_at.as_secs_f64().max(1e-9),
-        committed_at.as_secs_f64()
+        progress.written as f64 / records as f64
     );
 
     // Correctness: state as a sequential replay of the input gives, for a spread of keys.
@@ -533,9 +502,9 @@ pub async fn stateful_phase(
     token.cancel();
     task.await??;
     println!(
-        "stateful     verified: changelog {} records == 2 × {records} inputs, {} offsets \
-         committed, {checked} sampled keys equal a replay of the input",
-        progress.written, progress.committed
+        "stateful     verified: {} offsets committed, {checked} sampled keys equal a replay of \
+         the input",
+        progress.committed
     );
     Ok(())
 }

@@ -2,14 +2,14 @@
 //!
 //! - `status ORDER`: the saga's state and its history, from the checkout instance that owns
 //!   the order (its admin endpoint's interactive query of the saga store).
-//! - `stuck`: every order whose latest status is STUCK, read from the status projection
-//!   (`orders.order-status.v1`, compacted: the newest record per order is the truth).
+//! - `stuck`: every order whose latest status is STUCK, read from the saga transitions
+//!   (`checkout.saga-transitions.v1`: the newest sequence per order is its status).
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use codec::RegistryClient;
-use events::checkout::{OrderStatus, OrderStatusCode};
+use events::checkout::{OrderStatusCode, SagaTransition};
 use topology::Topology;
 
 pub async fn status(topology: &Topology, order: &str) -> Result<()> {
@@ -42,36 +42,36 @@ pub async fn stuck(topology: &Topology) -> Result<()> {
     let topic = spec
         .outputs
         .iter()
-        .find(|o| o.starts_with("orders.order-status"))
-        .context("checkout writes no order status topic")?;
-    let mut latest: HashMap<String, OrderStatus> = HashMap::new();
-    for status in read_values::<OrderStatus>(&env, topic).await? {
+        .find(|o| o.starts_with("checkout.saga-transitions"))
+        .context("checkout writes no saga transitions topic")?;
+    let mut latest: HashMap<String, SagaTransition> = HashMap::new();
+    for t in read_values::<SagaTransition>(&env, topic).await? {
         if latest
-            .get(&status.order_id)
-            .is_none_or(|s| s.saga_sequence < status.saga_sequence)
+            .get(&t.order_id)
+            .is_none_or(|s| s.sequence < t.sequence)
         {
-            latest.insert(status.order_id.clone(), status);
+            latest.insert(t.order_id.clone(), t);
         }
     }
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-    for s in latest.values() {
-        *by_status.entry(format!("{:?}", s.status)).or_default() += 1;
+    for t in latest.values() {
+        *by_status.entry(format!("{:?}", t.to_state)).or_default() += 1;
     }
     println!("{topic}: {} orders {by_status:?}", latest.len());
-    let mut stuck: Vec<&OrderStatus> = latest
+    let mut stuck: Vec<&SagaTransition> = latest
         .values()
-        .filter(|s| s.status == OrderStatusCode::Stuck)
+        .filter(|t| t.status == Some(OrderStatusCode::Stuck))
         .collect();
-    stuck.sort_by_key(|s| s.stuck_since);
-    for s in stuck {
+    stuck.sort_by_key(|t| t.occurred_at);
+    for t in stuck {
         println!(
             "STUCK {}  since {}  total {} {}  failure {:?}  {}",
-            s.order_id,
-            s.stuck_since.unwrap_or_default(),
-            s.total_minor,
-            s.currency,
-            s.failure.as_ref().map(|f| f.code),
-            s.stuck_reason.as_deref().unwrap_or("")
+            t.order_id,
+            t.occurred_at,
+            t.total_minor.unwrap_or_default(),
+            t.currency.as_deref().unwrap_or(""),
+            t.failure_code,
+            t.reason.as_deref().unwrap_or("")
         );
     }
     Ok(())

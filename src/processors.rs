@@ -59,14 +59,6 @@ pub async fn run_with(
             let processor = inventory::ledger_processor::Ledger::new(&spec.outputs);
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
-        ProcessorParams::InventoryOrders(p) => {
-            let processor = inventory::orders_processor::Reservations {
-                default_hold_ms: p.default_hold_ms,
-                stock_commands: output(spec, "inventory.stock-commands")?,
-                answers: output(spec, "inventory.reservation-events")?,
-            };
-            runtime::run_stateful(config, topology, processor, shutdown).await?;
-        }
         ProcessorParams::InventoryStockFeed(_) => {
             let output = spec
                 .outputs
@@ -78,10 +70,9 @@ pub async fn run_with(
         }
         ProcessorParams::Checkout(p) => {
             let topics = checkout::Topics {
-                inventory: output(spec, "inventory.commands")?,
+                stock: output(spec, "inventory.stock-commands")?,
                 payments: output(spec, "payments.commands")?,
                 placed: output(spec, "orders.order-placed")?,
-                status: output(spec, "orders.order-status")?,
                 transitions: output(spec, "checkout.saga-transitions")?,
             };
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
@@ -114,7 +105,7 @@ pub async fn run_with(
             let topics = storefront::Topics {
                 checkout: output(spec, "orders.checkout-requested")?,
                 interactions: output(spec, "recommendations.interactions")?,
-                status: input(spec, "orders.order-status")?,
+                status: input(spec, "checkout.saga-transitions")?,
                 availability: input(spec, "inventory.availability")?,
             };
             storefront::run(config, topology, p.clone(), topics, shutdown).await?;

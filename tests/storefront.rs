@@ -1,6 +1,6 @@
 //! The storefront API as a real `fleet run storefront` process on the real stack (broker,
 //! registry, PostgreSQL, Redis), with a private catalog and key database per test: API keys,
-//! validation, carts with versions, idempotent checkout onto the topic, the order-status
+//! validation, carts with versions, idempotent checkout onto the topic, the order status
 //! projection, rate limits with Retry-After, and degradation when search or recommendations
 //! are down.
 
@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use events::checkout::{CheckoutRequested, OrderStatus, OrderStatusCode, SagaState};
+use events::checkout::{
+    CheckoutRequested, OrderStatusCode, SagaState, SagaTransition, SagaTrigger,
+};
 use loadgen::kafka::{drain, produce_all, producer, reader};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -42,7 +44,7 @@ async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
     t.connectors.clear();
     // Checkout and inventory do not run here: the test writes their projections itself.
     for topic in &mut t.topics {
-        if topic.name.starts_with("orders.order-status")
+        if topic.name.starts_with("checkout.saga-transitions")
             || topic.name.starts_with("inventory.availability")
         {
             topic.external_writers.push("test".into());
@@ -484,24 +486,28 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
         (s, b["status"].as_str()),
         (StatusCode::OK, Some("ACCEPTED"))
     );
-    let status_topic = f.topic("orders.order-status");
+    let status_topic = f.topic("checkout.saga-transitions");
     let status_codec = codec_for(&f.topology, &status_topic).await;
-    let status = |seq: i64, code: OrderStatusCode, state: SagaState| OrderStatus {
+    let status = |seq: i64, code: OrderStatusCode, state: SagaState| SagaTransition {
         event_id: uuid::Uuid::new_v4().to_string(),
         occurred_at: 1,
         correlation_id: order.clone(),
         causation_id: None,
         order_id: order.clone(),
-        user_id: user.clone(),
-        status: code,
-        saga_state: state,
-        saga_sequence: seq,
-        failure: None,
-        stuck_since: None,
-        stuck_reason: None,
-        currency: "USD".into(),
-        total_minor: 4496,
-        created_at: 1,
+        sequence: seq,
+        from_state: None,
+        to_state: state,
+        trigger: SagaTrigger::PaymentCaptured,
+        compensating: false,
+        attempt: 1,
+        step_deadline: None,
+        failure_code: None,
+        reason: None,
+        status: Some(code),
+        user_id: Some(user.clone()),
+        currency: Some("USD".into()),
+        total_minor: Some(4496),
+        created_at: Some(1),
         placed_at: None,
     };
     let kafka = producer(&env().bootstrap_servers).unwrap();
@@ -538,7 +544,7 @@ async fn keys_validation_carts_and_an_idempotent_checkout() {
     }
     let letters = reader(
         &env().bootstrap_servers,
-        &f.topic("dlq.storefront.order-status"),
+        &f.topic("dlq.storefront.saga-transitions"),
         &unique("d"),
     )
     .unwrap();

@@ -1,6 +1,6 @@
 //! The bench's shoppers: checkout requests sent open loop (at a rate, never waiting for the
 //! fleet) or all at once, and a reader that notes when each order settled (PLACED or
-//! FAILED), from the fleet's own status topic.
+//! FAILED), from the saga's transitions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use codec::TopicCodec;
-use events::checkout::{CheckoutLine, CheckoutRequested, OrderStatus, OrderStatusCode};
+use events::checkout::{CheckoutLine, CheckoutRequested, SagaState, SagaTransition};
 use loadgen::kafka::produce_all;
 use rand::Rng;
 use rdkafka::consumer::StreamConsumer;
@@ -56,7 +56,7 @@ pub enum Outcome {
 /// Orders seen settled: id → (outcome, when the status was read).
 pub type Settled = Arc<Mutex<HashMap<String, (Outcome, Instant)>>>;
 
-/// Reads the status topic until the process ends, recording each order's first settled
+/// Reads the transitions topic until the process ends, recording each order's first settled
 /// status.
 pub fn spawn_reader(consumer: StreamConsumer, codec: TopicCodec, settled: Settled) {
     tokio::spawn(async move {
@@ -72,16 +72,17 @@ pub fn spawn_reader(consumer: StreamConsumer, codec: TopicCodec, settled: Settle
             let Ok(value) = codec.decode(payload).await else {
                 continue;
             };
-            let Ok(status) = codec::from_value::<OrderStatus>(&value) else {
+            let Ok(transition) = codec::from_value::<SagaTransition>(&value) else {
                 continue;
             };
-            let outcome = match status.status {
-                OrderStatusCode::Placed => Outcome::Placed,
-                OrderStatusCode::Failed => Outcome::Failed,
+            let outcome = match transition.to_state {
+                SagaState::Placed => Outcome::Placed,
+                SagaState::Failed => Outcome::Failed,
                 _ => continue,
             };
             if let Ok(mut map) = settled.lock() {
-                map.entry(status.order_id).or_insert((outcome, received));
+                map.entry(transition.order_id)
+                    .or_insert((outcome, received));
             }
         }
     });

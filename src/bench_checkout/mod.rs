@@ -31,13 +31,7 @@ use crate::bench::{codec, private_database, Engine};
 use fleet::Snapshot;
 
 /// The processors of the order path, each run as its own process.
-const ORDER_PATH: [&str; 5] = [
-    "checkout",
-    "inventory",
-    "inventory-orders",
-    "payment",
-    "payment-retry",
-];
+const ORDER_PATH: [&str; 4] = ["checkout", "inventory", "payment", "payment-retry"];
 
 pub struct CheckoutBench {
     pub engine: Option<Engine>,
@@ -139,8 +133,8 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let statuses = codec(
         &t,
         &registry,
-        &name("orders.order-status.v1"),
-        "orders.order-status.v1",
+        &name("checkout.saga-transitions.v1"),
+        "checkout.saga-transitions.v1",
     )
     .await?;
     let levels = (0..load::PRODUCTS)
@@ -175,7 +169,7 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     load::spawn_reader(
         reader(
             &env.bootstrap_servers,
-            &name("orders.order-status.v1"),
+            &name("checkout.saga-transitions.v1"),
             &format!("{suffix}-status"),
         )?,
         statuses,

@@ -1,8 +1,5 @@
-//! `storefleet.orders` / `storefleet.checkout`: the checkout saga's input from the storefront,
-//! its audit log and the status projection.
-//!
-//! [`SagaState`] and [`FailureCode`] are declared inline in both `OrderStatus.avsc` and
-//! `SagaTransition.avsc` (same name, same symbols); each is one Rust type here.
+//! `storefleet.orders` / `storefleet.checkout`: the checkout saga's input from the storefront
+//! and its transitions (the audit log and the order status the storefront shows).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,37 +49,8 @@ pub struct CheckoutLine {
     pub unit_price_minor: i64,
 }
 
-/// schemas/orders/OrderStatus.avsc — compacted projection of one order's latest status, for
-/// the storefront to poll; the newest record per key is the truth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderStatus {
-    pub event_id: String,
-    pub occurred_at: i64,
-    pub correlation_id: String,
-    /// The `event_id` of the [`SagaTransition`] this status reflects.
-    pub causation_id: Option<String>,
-    pub order_id: String,
-    pub user_id: String,
-    pub status: OrderStatusCode,
-    pub saga_state: SagaState,
-    /// The [`SagaTransition::sequence`] this record reflects; readers ignore records that are
-    /// not newer than what they have.
-    pub saga_sequence: i64,
-    /// COMPENSATING, FAILED and STUCK only.
-    pub failure: Option<OrderFailure>,
-    /// STUCK only.
-    pub stuck_since: Option<i64>,
-    /// STUCK only: what the operator has to resolve.
-    pub stuck_reason: Option<String>,
-    pub currency: String,
-    pub total_minor: i64,
-    pub created_at: i64,
-    /// `None` until PLACED.
-    pub placed_at: Option<i64>,
-}
-
-/// The customer-level status (schemas/orders/OrderStatus.avsc); [`SagaState`] is the exact
-/// one behind it.
+/// The customer-level status (schemas/checkout/SagaTransition.avsc `status`); [`SagaState`]
+/// is the exact one behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatusCode {
@@ -97,17 +65,7 @@ pub enum OrderStatusCode {
     Stuck,
 }
 
-/// Why an order failed (schemas/orders/OrderStatus.avsc `OrderFailure`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderFailure {
-    pub code: FailureCode,
-    /// Human-readable; no secrets, no card data.
-    pub message: String,
-    pub failed_state: SagaState,
-}
-
-/// State of the checkout saga (schemas/orders/OrderStatus.avsc and
-/// schemas/checkout/SagaTransition.avsc). PLACED and FAILED are terminal; VOIDING_PAYMENT,
+/// State of the checkout saga (schemas/checkout/SagaTransition.avsc). PLACED and FAILED are terminal; VOIDING_PAYMENT,
 /// REFUNDING_PAYMENT and RELEASING_INVENTORY compensate; STUCK waits for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -127,7 +85,7 @@ pub enum SagaState {
 }
 
 /// Why a checkout failed or is stuck, in terms a customer-facing system can map to a message
-/// (schemas/orders/OrderStatus.avsc and schemas/checkout/SagaTransition.avsc).
+/// (schemas/checkout/SagaTransition.avsc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureCode {
@@ -146,8 +104,8 @@ pub enum FailureCode {
     InternalError,
 }
 
-/// schemas/checkout/SagaTransition.avsc — one state change of a checkout saga (the audit
-/// log; [`OrderStatus`] is derived from it).
+/// schemas/checkout/SagaTransition.avsc — one state change of a checkout saga: the audit log
+/// and the order status the storefront projects (the newest `sequence` per order wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaTransition {
     pub event_id: String,
@@ -171,6 +129,20 @@ pub struct SagaTransition {
     pub failure_code: Option<FailureCode>,
     /// Detail of the failure or operator action.
     pub reason: Option<String>,
+    /// The customer-level status after this transition.
+    #[serde(default)]
+    pub status: Option<OrderStatusCode>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub total_minor: Option<i64>,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    /// `None` until PLACED.
+    #[serde(default)]
+    pub placed_at: Option<i64>,
 }
 
 /// What caused a saga transition (schemas/checkout/SagaTransition.avsc).
@@ -255,31 +227,6 @@ pub(crate) mod samples {
         }
     }
 
-    pub fn order_status() -> OrderStatus {
-        OrderStatus {
-            event_id: "2c2e4b2a-5d3f-4a6b-8c9d-0e1f2a3b4c5d".into(),
-            occurred_at: 1_764_300_060_000,
-            correlation_id: ORDER.into(),
-            causation_id: Some("3c2e4b2a-5d3f-4a6b-8c9d-0e1f2a3b4c5d".into()),
-            order_id: ORDER.into(),
-            user_id: "user-7".into(),
-            status: OrderStatusCode::Stuck,
-            saga_state: SagaState::Stuck,
-            saga_sequence: 7,
-            failure: Some(OrderFailure {
-                code: FailureCode::CompensationFailed,
-                message: "refund kept failing".into(),
-                failed_state: SagaState::RefundingPayment,
-            }),
-            stuck_since: Some(1_764_300_059_000),
-            stuck_reason: Some("refund the payment by hand".into()),
-            currency: "USD".into(),
-            total_minor: 5657,
-            created_at: 1_764_300_000_000,
-            placed_at: Some(1_764_300_010_000),
-        }
-    }
-
     pub fn saga_transition() -> SagaTransition {
         SagaTransition {
             event_id: "3c2e4b2a-5d3f-4a6b-8c9d-0e1f2a3b4c5d".into(),
@@ -296,6 +243,12 @@ pub(crate) mod samples {
             step_deadline: Some(1_764_300_119_000),
             failure_code: Some(FailureCode::CompensationFailed),
             reason: Some("refund timed out three times".into()),
+            status: Some(OrderStatusCode::Stuck),
+            user_id: Some("user-7".into()),
+            currency: Some("USD".into()),
+            total_minor: Some(5657),
+            created_at: Some(1_764_300_000_000),
+            placed_at: Some(1_764_300_010_000),
         }
     }
 }
@@ -439,68 +392,6 @@ mod tests {
     }
 
     #[test]
-    fn order_status_matches_its_schema() {
-        const FILE: &str = "orders/OrderStatus.avsc";
-        let full = samples::order_status();
-        round_trip(FILE, &full);
-        let empty = OrderStatus {
-            causation_id: None,
-            status: OrderStatusCode::Processing,
-            saga_state: SagaState::ReservingInventory,
-            failure: None,
-            stuck_since: None,
-            stuck_reason: None,
-            placed_at: None,
-            ..full.clone()
-        };
-        round_trip(FILE, &empty);
-        for status in STATUS_CODES {
-            round_trip(
-                FILE,
-                &OrderStatus {
-                    status,
-                    ..empty.clone()
-                },
-            );
-        }
-        let failure = full.failure.clone().expect("sample has a failure");
-        for state in SAGA_STATES {
-            // `failed_state` refers to the enum `saga_state` declares: check both places.
-            round_trip(
-                FILE,
-                &OrderStatus {
-                    saga_state: state,
-                    ..empty.clone()
-                },
-            );
-            let failure = OrderFailure {
-                failed_state: state,
-                ..failure.clone()
-            };
-            round_trip(
-                FILE,
-                &OrderStatus {
-                    failure: Some(failure),
-                    ..empty.clone()
-                },
-            );
-        }
-        for code in FAILURE_CODES {
-            let failure = OrderFailure {
-                code,
-                ..failure.clone()
-            };
-            round_trip(
-                FILE,
-                &OrderStatus {
-                    failure: Some(failure),
-                    ..empty.clone()
-                },
-            );
-        }
-    }
-
-    #[test]
     fn saga_transition_matches_its_schema() {
         const FILE: &str = "checkout/SagaTransition.avsc";
         let full = samples::saga_transition();
@@ -516,9 +407,24 @@ mod tests {
             step_deadline: None,
             failure_code: None,
             reason: None,
+            status: None,
+            user_id: None,
+            currency: None,
+            total_minor: None,
+            created_at: None,
+            placed_at: None,
             ..full.clone()
         };
         round_trip(FILE, &empty);
+        for status in STATUS_CODES {
+            round_trip(
+                FILE,
+                &SagaTransition {
+                    status: Some(status),
+                    ..empty.clone()
+                },
+            );
+        }
         for state in SAGA_STATES {
             // `to_state` refers to the enum declared inside the `from_state` union.
             round_trip(
@@ -570,15 +476,9 @@ mod tests {
                 PAYMENT_METHOD_TYPES.len(),
             ),
             (
-                "orders/OrderStatus.avsc",
+                "checkout/SagaTransition.avsc",
                 "OrderStatusCode",
                 STATUS_CODES.len(),
-            ),
-            ("orders/OrderStatus.avsc", "SagaState", SAGA_STATES.len()),
-            (
-                "orders/OrderStatus.avsc",
-                "FailureCode",
-                FAILURE_CODES.len(),
             ),
             (
                 "checkout/SagaTransition.avsc",

@@ -18,8 +18,8 @@ pub use model::{
     ProcessorKind, ProcessorSpec, TopicSpec, ValueFormat,
 };
 pub use params::{
-    CdcTable, CheckoutParams, InventoryOrdersParams, InventoryParams, InventoryStockFeedParams,
-    PaymentParams, PostgresCdcParams, ProcessorParams, ShippingParams, StorefrontParams,
+    CdcTable, CheckoutParams, InventoryParams, InventoryStockFeedParams, PaymentParams,
+    PostgresCdcParams, ProcessorParams, ShippingParams, StorefrontParams,
 };
 pub use validate::{load, load_str, Problem, Topology, TopologyError};
 

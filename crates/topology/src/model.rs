@@ -82,17 +82,16 @@ pub enum ProcessorKind {
     Shipping,
     /// The stock ledger, partitioned by product id.
     Inventory,
-    /// Order-level reservations over the ledger, partitioned by order id.
-    InventoryOrders,
     /// Warehouse stock CDC re-keyed by product id into ledger commands.
     InventoryStockFeed,
     /// Payment commands against the card gateway (and their retries), keyed by order id.
     Payment,
-    /// The order saga: a stateful join of checkout requests, inventory and payment answers
-    /// and step timers, keyed by order id.
+    /// The order saga: a stateful join of checkout requests, the stock ledgers' and payment's
+    /// answers and step timers, keyed by order id.
     Checkout,
     /// The storefront HTTP API (carts in Redis, checkout requests, order status, product
-    /// pages), whose consumer keeps the order-status and availability projections in Redis.
+    /// pages), whose consumer keeps the order-status (from the saga's transitions) and availability
+    /// projections in Redis.
     Storefront,
 }
 
@@ -101,7 +100,6 @@ impl ProcessorKind {
         match self {
             ProcessorKind::Shipping => "shipping",
             ProcessorKind::Inventory => "inventory",
-            ProcessorKind::InventoryOrders => "inventory-orders",
             ProcessorKind::InventoryStockFeed => "inventory-stock-feed",
             ProcessorKind::Payment => "payment",
             ProcessorKind::Checkout => "checkout",

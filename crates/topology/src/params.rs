@@ -10,7 +10,6 @@ use crate::model::ProcessorKind;
 pub enum ProcessorParams {
     Shipping(ShippingParams),
     Inventory(InventoryParams),
-    InventoryOrders(InventoryOrdersParams),
     InventoryStockFeed(InventoryStockFeedParams),
     Payment(PaymentParams),
     Checkout(CheckoutParams),
@@ -30,9 +29,6 @@ impl ProcessorParams {
         Ok(match kind {
             ProcessorKind::Shipping => ProcessorParams::Shipping(serde_yaml::from_value(raw)?),
             ProcessorKind::Inventory => ProcessorParams::Inventory(serde_yaml::from_value(raw)?),
-            ProcessorKind::InventoryOrders => {
-                ProcessorParams::InventoryOrders(serde_yaml::from_value(raw)?)
-            }
             ProcessorKind::InventoryStockFeed => {
                 ProcessorParams::InventoryStockFeed(serde_yaml::from_value(raw)?)
             }
@@ -67,19 +63,6 @@ fn default_fc() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryParams {}
-
-/// Order-level reservations.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct InventoryOrdersParams {
-    /// How long a reservation holds stock when the RESERVE names no hold (ms).
-    #[serde(default = "default_hold_ms")]
-    pub default_hold_ms: i64,
-}
-
-fn default_hold_ms() -> i64 {
-    15 * 60 * 1000
-}
 
 /// The warehouse stock feed.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
@@ -251,9 +234,14 @@ pub struct CheckoutParams {
     /// lost answer.
     #[serde(default = "default_step_timeout_ms")]
     pub step_timeout_ms: i64,
-    /// How long inventory holds the reserved stock (ms).
-    #[serde(default = "default_hold_ms")]
-    pub hold_ms: i64,
+    /// How long an ended saga is kept (ms): a repeated request within it is recognised as
+    /// the same checkout. At least the storefront's idempotency window.
+    #[serde(default = "default_retain_ms")]
+    pub retain_ms: i64,
+}
+
+fn default_retain_ms() -> i64 {
+    24 * 60 * 60 * 1000
 }
 
 fn default_orders_db() -> String {

@@ -1,106 +1,152 @@
-//! The order history store (the `orders` database). Single writer per order: the checkout
-//! instance owning the order's partition; each write is idempotent (an upsert keyed by the
-//! order id, or an update to a state), so a record handled again after a crash rewrites the
-//! same row.
+//! The order history store (the `orders` database): one row per placed order, written when
+//! its saga places it. Single writer per order: the checkout instance owning the order's
+//! partition; each write is an idempotent upsert keyed by the order id, so a record handled
+//! again after a crash rewrites the same row.
+//!
+//! Writes are grouped: the saga hands each placed order to one writer task ([`OrdersDb::place`]
+//! returns at once with a future), which writes whatever is queued as one multi-row insert in
+//! one transaction. The runtime awaits each order's future before it commits the record that
+//! placed it (`Outputs::defer`), so a crash can only make a write happen again, never lose it.
 
-use tokio::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, NoTls};
 use tracing::warn;
 
-pub struct OrdersDb {
-    url: String,
-    /// One connection: the driver handles records one at a time.
-    client: Mutex<Option<Client>>,
-}
+/// Orders written in one transaction at most.
+const BATCH: usize = 500;
+/// Attempts of a batch before its orders' futures fail (which stops the processor: its
+/// restart writes them again); the waits between grow from 100 ms to 5 s, about a minute in all.
+const ATTEMPTS: u32 = 15;
 
-/// What the saga writes when the payment is secured.
-pub struct NewOrder<'a> {
-    pub order_id: &'a str,
-    pub idempotency_key: &'a str,
-    pub user_id: &'a str,
-    pub currency: &'a str,
+/// A placed order's row.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_id: String,
+    pub idempotency_key: String,
+    pub user_id: String,
+    pub currency: String,
     pub total_minor: i64,
-    pub payment_id: &'a str,
+    pub payment_id: String,
     pub lines: serde_json::Value,
 }
 
+type Job = (NewOrder, oneshot::Sender<Result<(), String>>);
+
+pub struct OrdersDb {
+    jobs: mpsc::Sender<Job>,
+}
+
 impl OrdersDb {
+    /// Connects (checking the schema is there) and starts the writer task.
     pub async fn open(url: &str) -> Result<Self, String> {
-        let db = Self {
-            url: url.to_string(),
-            client: Mutex::new(None),
-        };
-        let guard = db.client().await?;
-        connected(&guard)
+        let client = connect(url).await?;
+        client
             .query_one("SELECT count(*) FROM orders", &[])
             .await
             .map_err(|e| format!("orders database not migrated (run `fleet stack up`): {e}"))?;
-        drop(guard);
-        Ok(db)
+        let (jobs, queue) = mpsc::channel(10_000);
+        tokio::spawn(writer(url.to_string(), client, queue));
+        Ok(Self { jobs })
     }
 
-    /// The connection, (re)connected first when needed.
-    async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, String> {
-        let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+    /// Queues the row of a placed order; the future resolves once it is committed.
+    pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            let (reply, done) = oneshot::channel();
+            jobs.send((order, reply))
                 .await
-                .map_err(|e| format!("orders database: {e}"))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    warn!(error = %e, "orders database connection ended");
-                }
-            });
-            *guard = Some(client);
-        }
-        Ok(guard)
-    }
-
-    pub async fn create(&self, order: &NewOrder<'_>) -> Result<(), String> {
-        let guard = self.client().await?;
-        connected(&guard)
-            .execute(
-                "INSERT INTO orders (order_id, idempotency_key, user_id, status, currency,
-                   total_minor, payment_id, lines)
-                 VALUES ($1, $2, $3, 'created', $4, $5, $6, $7)
-                 ON CONFLICT (order_id) DO NOTHING",
-                &[
-                    &order.order_id,
-                    &order.idempotency_key,
-                    &order.user_id,
-                    &order.currency,
-                    &order.total_minor,
-                    &order.payment_id,
-                    &order.lines,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("orders database: {e}"))
-    }
-
-    /// Marks the order `placed` or `failed` (with why).
-    pub async fn finish(
-        &self,
-        order_id: &str,
-        status: &str,
-        failure: Option<&str>,
-    ) -> Result<(), String> {
-        let guard = self.client().await?;
-        connected(&guard)
-            .execute(
-                "UPDATE orders SET status = $2, failure = $3, updated_at = now()
-                 WHERE order_id = $1",
-                &[&order_id, &status, &failure],
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("orders database: {e}"))
+                .map_err(|_| "the orders writer stopped".to_string())?;
+            done.await
+                .map_err(|_| "the orders writer stopped".to_string())?
+        })
     }
 }
 
-fn connected<'a>(guard: &'a MutexGuard<'_, Option<Client>>) -> &'a Client {
-    guard
-        .as_ref()
-        .expect("client() connects before handing out the guard")
+async fn connect(url: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("orders database: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            warn!(error = %e, "orders database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The single writer: takes what is queued (up to [`BATCH`]), writes it in one transaction,
+/// answers every order of the batch; reconnects and retries with backoff on failure.
+async fn writer(url: String, client: Client, mut queue: mpsc::Receiver<Job>) {
+    let mut client = Some(client);
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // One row per order id (an order handled twice may be queued twice): a multi-row
+        // upsert may not touch a row twice.
+        let mut seen = std::collections::HashSet::new();
+        let orders: Vec<&NewOrder> = batch
+            .iter()
+            .map(|(o, _)| o)
+            .filter(|o| seen.insert(o.order_id.as_str()))
+            .collect();
+        let mut outcome = Err(String::new());
+        for attempt in 1..=ATTEMPTS {
+            if client.as_ref().is_none_or(Client::is_closed) {
+                client = connect(&url).await.ok();
+            }
+            outcome = match client.as_mut() {
+                Some(c) => insert(c, &orders).await,
+                None => Err("orders database unreachable".into()),
+            };
+            match &outcome {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(attempt, orders = orders.len(), error = %e, "orders write failed; retrying");
+                    let wait = (100u64 << attempt.min(6)).min(5_000);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+        for (_, reply) in batch {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}
+
+async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String> {
+    let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    let keys: Vec<&str> = orders.iter().map(|o| o.idempotency_key.as_str()).collect();
+    let users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
+    let currencies: Vec<&str> = orders.iter().map(|o| o.currency.as_str()).collect();
+    let totals: Vec<i64> = orders.iter().map(|o| o.total_minor).collect();
+    let payments: Vec<&str> = orders.iter().map(|o| o.payment_id.as_str()).collect();
+    let lines: Vec<&serde_json::Value> = orders.iter().map(|o| &o.lines).collect();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| format!("orders database: {e}"))?;
+    tx.execute(
+        "INSERT INTO orders (order_id, idempotency_key, user_id, status, currency,
+           total_minor, payment_id, lines)
+         SELECT id, key, usr, 'placed', cur, total, pay, line
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                       $6::text[], $7::jsonb[]) AS t(id, key, usr, cur, total, pay, line)
+         ON CONFLICT (order_id) DO UPDATE SET status = 'placed', updated_at = now()
+           WHERE orders.status <> 'placed'",
+        &[&ids, &keys, &users, &currencies, &totals, &payments, &lines],
+    )
+    .await
+    .map_err(|e| format!("orders database: {e}"))?;
+    tx.commit()
+        .await
+        .map_err(|e| format!("orders database: {e}"))
 }

@@ -1,25 +1,28 @@
 //! `checkout`: the order saga as a stateful stream join. Inputs, all keyed by order id (so
 //! co-partitioned: one instance owns everything about an order): the storefront's checkout
-//! requests, inventory's reservation events and payment's results; plus one durable step
-//! timer per order. State: one [`SagaRecord`] per order id, whose single writer is the
-//! instance owning the order's partition (the runtime hands it records one at a time and
+//! requests, the stock ledgers' answers to the saga's holds and payment's results; plus one
+//! durable timer per order. State: one [`SagaRecord`] per order id, whose single writer is
+//! the instance owning the order's partition (the runtime hands it records one at a time and
 //! restores the store from its changelog after a crash or rebalance).
 //!
-//! Every decision is the pure [`Saga`]'s; this module turns its effects into events
-//! (inventory and payment commands, order placed, transitions, status) and the two order-
-//! database writes. A record handled again after a crash produces the same event ids
-//! (derived from its coordinates) and the same idempotent database writes.
+//! Every decision is the pure [`Saga`]'s; this module turns its effects into events (a
+//! HOLD, COMMIT or RELEASE per product to that product's ledger, payment commands, the
+//! order-placed event, and one transition per state change, which is also the order's
+//! status for the storefront) and the order row (written by a grouped writer, awaited before
+//! the record that placed the order is committed). A record handled again after a crash
+//! produces the same event ids (derived from its coordinates) and the same idempotent
+//! database write. An ended saga is kept `retain_ms`, so a repeated request is recognised,
+//! then forgotten.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
 
 use events::checkout::{
-    CheckoutRequested, FailureCode as WireFailure, OrderFailure, OrderStatus, OrderStatusCode,
-    SagaState as WireState, SagaTransition, SagaTrigger,
+    CheckoutRequested, FailureCode as WireFailure, OrderStatusCode, SagaState as WireState,
+    SagaTransition, SagaTrigger,
 };
 use events::inventory::{
-    InventoryCommand, InventoryCommandKind, InventoryLine, RejectReason, ReservationEvent,
-    ReservationEventKind,
+    StockCommand, StockCommandKind, StockCommandLine, StockResult, StockResultKind,
 };
 use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
@@ -36,15 +39,19 @@ use crate::saga::{Effect, Event, FailureCode, Saga, SagaState, Start};
 /// Support keeps this many transitions per saga (the full log is the transitions topic).
 const HISTORY: usize = 64;
 
+/// Timer payloads: the current step's timeout, and forgetting an ended saga.
+const STEP: &str = "step";
+const FORGET: &str = "forget";
+
 /// One order's saga and what it needs to act: the request, where its stock is held, and the
 /// support history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaRecord {
     pub saga: Saga,
     pub request: CheckoutRequested,
-    /// Last transition number (the status projection's `saga_sequence`).
+    /// Last transition number (the status projection's order).
     pub sequence: i64,
-    /// Fulfillment center per line number, from the reservation.
+    /// Fulfillment center per line number, from the holds.
     pub reserved: Vec<(i32, Option<String>)>,
     pub gateway_reference: Option<String>,
     pub created_at: i64,
@@ -65,10 +72,10 @@ pub struct HistoryEntry {
 
 #[derive(Debug, Clone)]
 pub struct Topics {
-    pub inventory: String,
+    /// The ledgers' commands (`inventory.stock-commands.v1`, key product id).
+    pub stock: String,
     pub payments: String,
     pub placed: String,
-    pub status: String,
     pub transitions: String,
 }
 
@@ -122,7 +129,7 @@ fn metrics() -> &'static CheckoutMetrics {
     })
 }
 
-fn wire_state(s: SagaState) -> WireState {
+pub fn wire_state(s: SagaState) -> WireState {
     match s {
         SagaState::ReservingInventory => WireState::ReservingInventory,
         SagaState::ChargingPayment => WireState::AuthorizingPayment,
@@ -215,14 +222,29 @@ fn invalid(r: &CheckoutRequested) -> Option<String> {
     None
 }
 
+/// The request's lines grouped by product (one HOLD per product, with all its lines).
+fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandLine>> {
+    let mut by: BTreeMap<String, Vec<StockCommandLine>> = BTreeMap::new();
+    for l in &r.lines {
+        by.entry(l.product_id.clone())
+            .or_default()
+            .push(StockCommandLine {
+                line_number: l.line_number,
+                quantity: l.quantity,
+                fulfillment_center: None,
+            });
+    }
+    by
+}
+
 impl Checkout {
     pub async fn new(
         params: CheckoutParams,
         topics: Topics,
         orders_url: &str,
     ) -> Result<Self, String> {
-        if params.step_timeout_ms <= 0 || params.hold_ms <= 0 {
-            return Err("step_timeout_ms and hold_ms must be positive".into());
+        if params.step_timeout_ms <= 0 || params.retain_ms <= 0 {
+            return Err("step_timeout_ms and retain_ms must be positive".into());
         }
         Ok(Self {
             params,
@@ -232,7 +254,7 @@ impl Checkout {
         })
     }
 
-    fn payment_id(order: &str) -> String {
+    pub fn payment_id(order: &str) -> String {
         format!("pay-{order}")
     }
 
@@ -255,41 +277,43 @@ impl Checkout {
         let existing = state.get(&order).cloned();
         if existing.is_none() {
             if let Some(why) = invalid(&request) {
-                // Never a saga: answer FAILED so the storefront's poll ends.
-                let status = OrderStatus {
+                // Never a saga: one FAILED transition, so the storefront's poll ends.
+                self.metrics
+                    .ended
+                    .with_label_values(&["invalid_request"])
+                    .inc();
+                let transition = SagaTransition {
                     event_id: ids::derived(&[&input.coordinates(), "invalid"]),
                     occurred_at: now,
                     correlation_id: order.clone(),
                     causation_id: Some(request.event_id.clone()),
                     order_id: order.clone(),
-                    user_id: request.user_id.clone(),
-                    status: OrderStatusCode::Failed,
-                    saga_state: WireState::Failed,
-                    saga_sequence: 1,
-                    failure: Some(OrderFailure {
-                        code: WireFailure::InvalidRequest,
-                        message: why,
-                        failed_state: WireState::Started,
-                    }),
-                    stuck_since: None,
-                    stuck_reason: None,
-                    currency: request.currency.clone(),
-                    total_minor: request.total_minor,
-                    created_at: now,
+                    sequence: 1,
+                    from_state: None,
+                    to_state: WireState::Failed,
+                    trigger: SagaTrigger::CheckoutRequested,
+                    compensating: false,
+                    attempt: 1,
+                    step_deadline: None,
+                    failure_code: Some(WireFailure::InvalidRequest),
+                    reason: Some(why),
+                    status: Some(OrderStatusCode::Failed),
+                    user_id: Some(request.user_id.clone()),
+                    currency: Some(request.currency.clone()),
+                    total_minor: Some(request.total_minor),
+                    created_at: Some(now),
                     placed_at: None,
                 };
-                self.metrics
-                    .ended
-                    .with_label_values(&["invalid_request"])
-                    .inc();
-                return out.send(&self.topics.status, &order, &status);
+                return out.send(&self.topics.transitions, &order, &transition);
             }
         }
         let fingerprint = cart_fingerprint(&request);
+        let products: Vec<String> = lines_by_product(&request).into_keys().collect();
         match Saga::start(
             existing.as_ref().map(|r| &r.saga),
             &request.idempotency_key,
             &fingerprint,
+            &products,
             self.params.step_timeout_ms,
             now,
         ) {
@@ -315,7 +339,6 @@ impl Checkout {
                     state,
                     out,
                 )
-                .await
             }
             Start::Duplicate => Ok(()),
             Start::Conflict => {
@@ -328,58 +351,58 @@ impl Checkout {
         }
     }
 
-    async fn on_reservation(
+    fn on_stock(
         &self,
         input: &Input,
-        event: ReservationEvent,
+        result: StockResult,
         state: &mut State<'_, SagaRecord>,
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
-        let Some(mut record) = state.get(&event.order_id).cloned() else {
-            // Not a saga of ours (or long gone): inventory's own hold expiry cleans up.
+        let Some(mut record) = state.get(&result.order_id).cloned() else {
+            // Not a saga of ours, or long forgotten: nothing to do (holds are given back by
+            // the saga that asked for them).
             return Ok(());
         };
-        let (saga_event, trigger) = match event.kind {
-            ReservationEventKind::Reserved => {
-                record.reserved = event
-                    .lines
-                    .iter()
-                    .map(|l| (l.line_number, Some(l.fulfillment_center.clone())))
-                    .collect();
-                (Event::InventoryReserved, SagaTrigger::InventoryReserved)
+        let product = result.product_id.clone();
+        let (event, trigger) = match result.kind {
+            StockResultKind::Held => {
+                for line in &result.lines {
+                    record
+                        .reserved
+                        .retain(|(n, fc)| !(*n == line.line_number && fc.is_none()));
+                    record
+                        .reserved
+                        .push((line.line_number, Some(line.fulfillment_center.clone())));
+                }
+                (Event::StockHeld { product }, SagaTrigger::InventoryReserved)
             }
-            ReservationEventKind::Rejected => {
-                let out_of_stock = event
-                    .rejection
-                    .as_ref()
-                    .is_some_and(|r| r.reason == RejectReason::OutOfStock);
-                (
-                    Event::InventoryRejected { out_of_stock },
-                    SagaTrigger::InventoryRejected,
-                )
-            }
-            ReservationEventKind::Committed => {
-                (Event::InventoryCommitted, SagaTrigger::InventoryCommitted)
-            }
-            ReservationEventKind::CommitRejected => (
-                Event::InventoryCommitRejected,
-                SagaTrigger::InventoryCommitRejected,
+            StockResultKind::Refused | StockResultKind::NotHeld => (
+                Event::StockRefused {
+                    product,
+                    // A refusal names the sellable units of a product the ledger knows; an
+                    // unknown product (never stocked) and an ended hold name none.
+                    out_of_stock: result.available_quantity.is_some(),
+                },
+                SagaTrigger::InventoryRejected,
             ),
-            ReservationEventKind::Released => {
-                (Event::InventoryReleased, SagaTrigger::InventoryReleased)
-            }
-            ReservationEventKind::Unknown => {
-                return Err(HandlerError::Invalid(
-                    "reservation event of unknown kind".into(),
-                ))
+            // The ledgers answer holds only.
+            StockResultKind::Released | StockResultKind::Committed => return Ok(()),
+            StockResultKind::Unknown => {
+                return Err(HandlerError::Invalid("stock result of unknown kind".into()))
             }
         };
-        let effects = record.saga.on(saga_event, now_ms());
+        let effects = record.saga.on(event, now_ms());
+        if effects.is_empty() {
+            // Nothing moved (one of several answers, or a late one): store what was learnt.
+            if state.get(&result.order_id) != Some(&record) {
+                state.put(&result.order_id, record);
+            }
+            return Ok(());
+        }
         self.apply(record, effects, trigger, &input.coordinates(), state, out)
-            .await
     }
 
-    async fn on_payment(
+    fn on_payment(
         &self,
         input: &Input,
         result: PaymentResult,
@@ -422,12 +445,10 @@ impl Checkout {
         };
         let effects = record.saga.on(saga_event, now_ms());
         self.apply(record, effects, trigger, &input.coordinates(), state, out)
-            .await
     }
 
-    /// Carries out `effects` in order (an order write feeds its outcome back into the saga,
-    /// whose effects follow), then stores the record.
-    async fn apply(
+    /// Carries out `effects` in order, then stores the record.
+    fn apply(
         &self,
         mut record: SagaRecord,
         effects: Vec<Effect>,
@@ -437,10 +458,9 @@ impl Checkout {
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
         let order = record.request.order_id.clone();
-        let mut queue: VecDeque<(Effect, SagaTrigger)> =
-            effects.into_iter().map(|e| (e, trigger)).collect();
+        let mut queue: VecDeque<Effect> = effects.into();
         let mut n = 0usize;
-        while let Some((effect, trigger)) = queue.pop_front() {
+        while let Some(effect) = queue.pop_front() {
             n += 1;
             let id = ids::derived(&[cause, &n.to_string()]);
             let now = now_ms();
@@ -461,46 +481,33 @@ impl Checkout {
                     cause,
                     out,
                 )?,
-                Effect::Timer(Some(at)) => state.set_timer(&order, at, "step"),
+                Effect::Timer(Some(at)) => state.set_timer(&order, at, STEP),
+                Effect::Timer(None) if record.saga.state.is_terminal() => {
+                    // Kept a while so a repeated request is the same checkout, then dropped.
+                    state.set_timer(&order, now + self.params.retain_ms, FORGET);
+                }
                 Effect::Timer(None) => {
                     state.cancel_timer(&order);
                 }
-                Effect::ReserveInventory | Effect::CommitInventory | Effect::ReleaseInventory => {
-                    let (kind, step) = match effect {
-                        Effect::ReserveInventory => (InventoryCommandKind::Reserve, "reserve"),
-                        Effect::CommitInventory => (InventoryCommandKind::Commit, "commit"),
-                        _ => (InventoryCommandKind::Release, "release"),
-                    };
-                    let r = &record.request;
-                    let command = InventoryCommand {
-                        event_id: id,
-                        occurred_at: now,
-                        correlation_id: order.clone(),
-                        causation_id: Some(cause.to_string()),
-                        command_id: ids::derived(&[&order, step]),
-                        kind,
-                        order_id: order.clone(),
-                        lines: if kind == InventoryCommandKind::Reserve {
-                            r.lines
-                                .iter()
-                                .map(|l| InventoryLine {
-                                    line_number: l.line_number,
-                                    product_id: l.product_id.clone(),
-                                    quantity: l.quantity,
-                                    fulfillment_center: None,
-                                })
-                                .collect()
-                        } else {
-                            Vec::new()
-                        },
-                        hold_ms: self.params.hold_ms,
-                        destination_country: Some(r.shipping_address.country_code.clone()),
-                        reason: (kind == InventoryCommandKind::Release)
-                            .then(|| format!("{:?}", record.saga.failure)),
-                        return_item: None,
-                    };
-                    out.send(&self.topics.inventory, &order, &command)?;
+                Effect::HoldStock(products) => {
+                    self.stock(&record, &products, StockCommandKind::Hold, &id, cause, out)?
                 }
+                Effect::CommitStock(products) => self.stock(
+                    &record,
+                    &products,
+                    StockCommandKind::Commit,
+                    &id,
+                    cause,
+                    out,
+                )?,
+                Effect::ReleaseStock(products) => self.stock(
+                    &record,
+                    &products,
+                    StockCommandKind::Release,
+                    &id,
+                    cause,
+                    out,
+                )?,
                 Effect::ChargePayment | Effect::RefundPayment => {
                     let charge = matches!(effect, Effect::ChargePayment);
                     let step = if charge { "charge" } else { "refund" };
@@ -533,43 +540,63 @@ impl Checkout {
                     let r = &record.request;
                     let lines = serde_json::to_value(&r.lines)
                         .map_err(|e| HandlerError::Fatal(format!("order lines: {e}")))?;
-                    let payment_id = Self::payment_id(&order);
-                    let written = self
-                        .db
-                        .create(&NewOrder {
-                            order_id: &order,
-                            idempotency_key: &r.idempotency_key,
-                            user_id: &r.user_id,
-                            currency: &r.currency,
-                            total_minor: r.total_minor,
-                            payment_id: &payment_id,
-                            lines,
-                        })
-                        .await;
-                    // An unreachable database is retried (the runtime redelivers this
-                    // record); the step timer covers a database that stays down.
-                    written.map_err(HandlerError::Transient)?;
-                    let more = record.saga.on(Event::OrderCreated, now);
-                    queue.extend(more.into_iter().map(|e| (e, SagaTrigger::OrderCreated)));
-                }
-                Effect::MarkOrderFailed => {
-                    let why = format!("{:?}", record.saga.failure);
-                    self.db
-                        .finish(&order, "failed", Some(&why))
-                        .await
-                        .map_err(HandlerError::Transient)?;
+                    out.defer(self.db.place(NewOrder {
+                        order_id: order.clone(),
+                        idempotency_key: r.idempotency_key.clone(),
+                        user_id: r.user_id.clone(),
+                        currency: r.currency.clone(),
+                        total_minor: r.total_minor,
+                        payment_id: Self::payment_id(&order),
+                        lines,
+                    }));
                 }
                 Effect::PublishOrderPlaced => {
-                    self.db
-                        .finish(&order, "placed", None)
-                        .await
-                        .map_err(HandlerError::Transient)?;
                     let placed = self.order_placed(&record, id, cause, now);
                     out.send(&self.topics.placed, &order, &placed)?;
                 }
             }
         }
         state.put(&order, record);
+        Ok(())
+    }
+
+    /// One command per product to its ledger (keyed by product: the ledger instance owning
+    /// the product is its single writer).
+    fn stock(
+        &self,
+        record: &SagaRecord,
+        products: &[String],
+        kind: StockCommandKind,
+        id: &str,
+        cause: &str,
+        out: &mut Outputs<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = &record.request.order_id;
+        let mut lines = lines_by_product(&record.request);
+        for product in products {
+            let command = StockCommand {
+                event_id: ids::derived(&[id, product]),
+                occurred_at: now_ms(),
+                correlation_id: order.clone(),
+                causation_id: Some(cause.to_string()),
+                kind,
+                product_id: product.clone(),
+                order_id: Some(order.clone()),
+                // One hold per order and product: the same id whatever the attempt.
+                command_id: Some(ids::derived(&[order, "hold"])),
+                lines: if kind == StockCommandKind::Hold {
+                    lines.remove(product).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                level: None,
+                hold_ms: 0,
+                reason: (kind == StockCommandKind::Release)
+                    .then(|| format!("{:?}", record.saga.failure)),
+                return_item: None,
+            };
+            out.send(&self.topics.stock, product, &command)?;
+        }
         Ok(())
     }
 
@@ -618,6 +645,7 @@ impl Checkout {
         }
         let deadline = (!to.is_terminal() && to != SagaState::Stuck)
             .then_some(now + self.params.step_timeout_ms);
+        let r = &record.request;
         let transition = SagaTransition {
             event_id: id.to_string(),
             occurred_at: now,
@@ -632,35 +660,17 @@ impl Checkout {
             attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
             step_deadline: deadline,
             failure_code: failure.map(wire_failure),
-            reason: None,
-        };
-        out.send(&self.topics.transitions, &order, &transition)?;
-        let r = &record.request;
-        let status = OrderStatus {
-            event_id: ids::derived(&[id, "status"]),
-            occurred_at: now,
-            correlation_id: order.clone(),
-            causation_id: Some(id.to_string()),
-            order_id: order.clone(),
-            user_id: r.user_id.clone(),
-            status: status_code(to),
-            saga_state: wire_state(to),
-            saga_sequence: record.sequence,
-            failure: failure.map(|f| OrderFailure {
-                code: wire_failure(f),
-                message: format!("{f:?}"),
-                failed_state: from.map(wire_state).unwrap_or(WireState::Started),
+            reason: (to == SagaState::Stuck).then(|| {
+                "refund unanswered after its attempts; check payment, then redrive".to_string()
             }),
-            stuck_since: record.stuck_since,
-            stuck_reason: (to == SagaState::Stuck).then(|| {
-                "compensation (refund or release) unanswered after its attempts; check payment and inventory, then redrive".to_string()
-            }),
-            currency: r.currency.clone(),
-            total_minor: r.total_minor,
-            created_at: record.created_at,
+            status: Some(status_code(to)),
+            user_id: Some(r.user_id.clone()),
+            currency: Some(r.currency.clone()),
+            total_minor: Some(r.total_minor),
+            created_at: Some(record.created_at),
             placed_at: record.placed_at,
         };
-        out.send(&self.topics.status, &order, &status)
+        out.send(&self.topics.transitions, &order, &transition)
     }
 
     fn order_placed(&self, record: &SagaRecord, id: String, cause: &str, now: i64) -> OrderPlaced {
@@ -715,12 +725,12 @@ impl StatefulProcessor for Checkout {
         if input.topic.starts_with("orders.checkout-requested") {
             let request: CheckoutRequested = input.decode()?;
             self.on_request(input, request, state, out).await
-        } else if input.topic.starts_with("inventory.reservation-events") {
-            let event: ReservationEvent = input.decode()?;
-            self.on_reservation(input, event, state, out).await
+        } else if input.topic.starts_with("inventory.stock-results") {
+            let result: StockResult = input.decode()?;
+            self.on_stock(input, result, state, out)
         } else if input.topic.starts_with("payments.results") {
             let result: PaymentResult = input.decode()?;
-            self.on_payment(input, result, state, out).await
+            self.on_payment(input, result, state, out)
         } else {
             Err(HandlerError::Fatal(format!(
                 "checkout does not read `{}`",
@@ -738,6 +748,12 @@ impl StatefulProcessor for Checkout {
         let Some(mut record) = state.get(&timer.key).cloned() else {
             return Ok(());
         };
+        if timer.payload == FORGET {
+            if record.saga.state.is_terminal() {
+                state.delete(&timer.key);
+            }
+            return Ok(());
+        }
         let effects = record.saga.on(Event::StepTimedOut, now_ms());
         let cause = format!("timer:{}:{}", timer.key, timer.at_ms);
         self.apply(
@@ -748,7 +764,6 @@ impl StatefulProcessor for Checkout {
             state,
             out,
         )
-        .await
     }
 }
 

@@ -1,12 +1,16 @@
-//! The checkout saga of one order as a pure state machine: reserve inventory → charge payment
-//! (the order's idempotency key) → create the order → commit the inventory decrement →
-//! placed. A failure after a successful step runs the compensations in reverse order (refund
-//! the charge, release the reservation), each retried on its step timer; a compensation that
-//! cannot complete within its attempts leaves the saga STUCK for an operator. No I/O, no
-//! clock: the caller passes the time and carries out the [`Effect`]s.
+//! The checkout saga of one order as a pure state machine: hold every product at its stock
+//! ledger (all or nothing) → charge the payment (the order's idempotency key) → placed (the
+//! order row, the commit of every hold and the order-placed event go out together). A
+//! failure after a successful step runs the compensations in reverse order: refund the
+//! charge (answered, retried on its step timer), then release the holds (commands the
+//! ledgers cannot refuse: the saga is the only one that ends its holds, so a release needs
+//! no answer). A refund that cannot complete within its attempts leaves the saga STUCK for an
+//! operator. No I/O, no clock: the caller passes the time and carries out the [`Effect`]s.
 //!
 //! Single writer: the checkout instance owning the order's partition (every input is keyed by
 //! order id).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +22,13 @@ pub const COMPENSATION_ATTEMPTS: u32 = 5;
 pub enum SagaState {
     ReservingInventory,
     ChargingPayment,
+    /// Only in sagas stored by the first version (its order row and inventory commit were
+    /// separate steps); such a saga is placed when its timer fires.
     CreatingOrder,
     CommittingInventory,
     Placed,
     RefundingPayment,
+    /// Passed through on the way to FAILED, with the release commands.
     ReleasingInventory,
     Failed,
     Stuck,
@@ -44,23 +51,35 @@ pub enum FailureCode {
     StepTimedOut,
 }
 
+/// What a product's ledger said about the saga's hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stock {
+    /// HOLD sent, no answer yet.
+    Asked,
+    Held,
+    /// Not held (out of stock, unknown product or an earlier hold already ended).
+    Refused,
+    /// RELEASE sent.
+    Released,
+    /// COMMIT sent.
+    Committed,
+}
+
 /// What happened to the saga (an answer from a participant, or its step timer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    InventoryReserved,
-    InventoryRejected {
+    StockHeld {
+        product: String,
+    },
+    StockRefused {
+        product: String,
         out_of_stock: bool,
     },
-    InventoryCommitted,
-    InventoryCommitRejected,
-    InventoryReleased,
     PaymentCharged,
     PaymentDeclined,
     /// The payment processor gave up (its retries ran out): the charge may or may not exist.
     PaymentFailed,
     PaymentRefunded,
-    OrderCreated,
-    OrderCreationFailed,
     /// The current step's timer fired.
     StepTimedOut,
 }
@@ -68,19 +87,21 @@ pub enum Event {
 /// What the saga asks of the world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    ReserveInventory,
-    CommitInventory,
-    ReleaseInventory,
+    /// Send HOLD to each product's ledger (again: a ledger answers a repeat the same way).
+    HoldStock(Vec<String>),
+    /// Send RELEASE / COMMIT to each product's ledger.
+    ReleaseStock(Vec<String>),
+    CommitStock(Vec<String>),
     /// Charge the order total under its idempotency key (a repeat never charges twice).
     ChargePayment,
     /// Refund the charge under the idempotency key (nothing to refund is a success).
     RefundPayment,
+    /// Write the placed order to the order history (idempotent).
     CreateOrder,
-    MarkOrderFailed,
     PublishOrderPlaced,
     /// (Re)arm the step timer at this time; `None` cancels it.
     Timer(Option<i64>),
-    /// For the audit log (`checkout.saga-transitions.v1`) and the status projection.
+    /// For the audit log and status (`checkout.saga-transitions.v1`).
     Transition {
         from: Option<SagaState>,
         to: SagaState,
@@ -98,10 +119,10 @@ pub struct Saga {
     pub attempt: u32,
     pub step_timeout_ms: i64,
     pub failure: Option<FailureCode>,
-    /// What must be undone if a later step fails.
-    pub inventory_held: bool,
+    /// Each product's hold.
+    #[serde(default)]
+    pub stock: BTreeMap<String, Stock>,
     pub payment_maybe_charged: bool,
-    pub order_created: bool,
     pub history: Vec<(SagaState, SagaState)>,
     /// STUCK only: the compensation that ran out of attempts. Its answer, however late,
     /// still resumes the saga.
@@ -120,11 +141,13 @@ pub enum Start {
 }
 
 impl Saga {
-    /// A checkout request: a new saga, or what an existing one says about a repeat.
+    /// A checkout request for `products`: a new saga, or what an existing one says about a
+    /// repeat.
     pub fn start(
         existing: Option<&Saga>,
         idempotency_key: &str,
         cart: &str,
+        products: &[String],
         step_timeout_ms: i64,
         now: i64,
     ) -> Start {
@@ -135,6 +158,8 @@ impl Saga {
                 Start::Conflict
             };
         }
+        let stock: BTreeMap<String, Stock> =
+            products.iter().map(|p| (p.clone(), Stock::Asked)).collect();
         let saga = Saga {
             idempotency_key: idempotency_key.to_string(),
             cart: cart.to_string(),
@@ -142,9 +167,8 @@ impl Saga {
             attempt: 1,
             step_timeout_ms,
             failure: None,
-            inventory_held: false,
+            stock: stock.clone(),
             payment_maybe_charged: false,
-            order_created: false,
             history: Vec::new(),
             stuck_in: None,
         };
@@ -155,10 +179,18 @@ impl Saga {
                 attempt: 1,
                 failure: None,
             },
-            Effect::ReserveInventory,
+            Effect::HoldStock(stock.into_keys().collect()),
             Effect::Timer(Some(now + step_timeout_ms)),
         ];
         Start::Started(saga, effects)
+    }
+
+    fn products(&self, of: impl Fn(Stock) -> bool) -> Vec<String> {
+        self.stock
+            .iter()
+            .filter(|(_, s)| of(**s))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     fn go(&mut self, to: SagaState, now: i64, step: Option<Effect>) -> Vec<Effect> {
@@ -181,7 +213,8 @@ impl Saga {
         effects
     }
 
-    /// Starts (or continues) compensating after `failure`: refund first, then release.
+    /// Starts (or continues) compensating after `failure`: refund first (answered), then
+    /// release every hold that may exist and fail.
     fn compensate(&mut self, failure: FailureCode, now: i64) -> Vec<Effect> {
         self.failure.get_or_insert(failure);
         if self.payment_maybe_charged {
@@ -191,30 +224,50 @@ impl Saga {
                 Some(Effect::RefundPayment),
             );
         }
-        if self.inventory_held {
-            return self.go(
-                SagaState::ReleasingInventory,
-                now,
-                Some(Effect::ReleaseInventory),
-            );
+        let held = self.products(|s| matches!(s, Stock::Asked | Stock::Held));
+        if held.is_empty() {
+            return self.go(SagaState::Failed, now, None);
         }
-        let mut effects = self.go(SagaState::Failed, now, None);
-        if self.order_created {
-            effects.insert(1, Effect::MarkOrderFailed);
+        for product in &held {
+            self.stock.insert(product.clone(), Stock::Released);
         }
+        let mut effects = self.go(
+            SagaState::ReleasingInventory,
+            now,
+            Some(Effect::ReleaseStock(held)),
+        );
+        effects.retain(|e| !matches!(e, Effect::Timer(_)));
+        effects.extend(self.go(SagaState::Failed, now, None));
+        effects
+    }
+
+    /// Payment secured: the order is written, every hold committed, the order placed.
+    fn place(&mut self, now: i64) -> Vec<Effect> {
+        let held = self.products(|s| s == Stock::Held);
+        for product in &held {
+            self.stock.insert(product.clone(), Stock::Committed);
+        }
+        let mut effects = self.go(SagaState::Placed, now, None);
+        effects.splice(
+            1..1,
+            [
+                Effect::CreateOrder,
+                Effect::CommitStock(held),
+                Effect::PublishOrderPlaced,
+            ],
+        );
         effects
     }
 
     /// The effect that (re)does the current step.
     fn step_effect(&self) -> Option<Effect> {
         match self.state {
-            SagaState::ReservingInventory => Some(Effect::ReserveInventory),
+            SagaState::ReservingInventory => {
+                Some(Effect::HoldStock(self.products(|s| s == Stock::Asked)))
+            }
             SagaState::ChargingPayment => Some(Effect::ChargePayment),
-            SagaState::CreatingOrder => Some(Effect::CreateOrder),
-            SagaState::CommittingInventory => Some(Effect::CommitInventory),
             SagaState::RefundingPayment => Some(Effect::RefundPayment),
-            SagaState::ReleasingInventory => Some(Effect::ReleaseInventory),
-            SagaState::Placed | SagaState::Failed | SagaState::Stuck => None,
+            _ => None,
         }
     }
 
@@ -225,21 +278,9 @@ impl Saga {
         now + self.step_timeout_ms.saturating_mul(factor)
     }
 
-    /// Whether `event` answers the compensation a STUCK saga was waiting for.
-    fn answers_stuck(&self, event: &Event) -> bool {
-        matches!(
-            (self.stuck_in, event),
-            (Some(SagaState::RefundingPayment), Event::PaymentRefunded)
-                | (
-                    Some(SagaState::ReleasingInventory),
-                    Event::InventoryReleased | Event::InventoryCommitRejected
-                )
-        )
-    }
-
     pub fn on(&mut self, event: Event, now: i64) -> Vec<Effect> {
         use SagaState as S;
-        if self.state == S::Stuck && self.answers_stuck(&event) {
+        if self.state == S::Stuck && event == Event::PaymentRefunded {
             // The late answer arrived: resume the compensation where it stopped.
             let resumed = self.stuck_in.take().unwrap_or(S::RefundingPayment);
             self.state = resumed;
@@ -254,24 +295,37 @@ impl Saga {
             return effects;
         }
         match (self.state, event) {
-            (S::ReservingInventory, Event::InventoryReserved) => {
-                self.inventory_held = true;
+            (S::ReservingInventory, Event::StockHeld { product }) => {
+                if self.stock.get(&product) != Some(&Stock::Asked) {
+                    return Vec::new();
+                }
+                self.stock.insert(product, Stock::Held);
+                if self.stock.values().any(|s| *s != Stock::Held) {
+                    return Vec::new();
+                }
                 // Charging may happen from here on, whatever answer arrives.
                 self.payment_maybe_charged = true;
                 self.go(S::ChargingPayment, now, Some(Effect::ChargePayment))
             }
-            (S::ReservingInventory, Event::InventoryRejected { out_of_stock }) => {
+            (
+                S::ReservingInventory,
+                Event::StockRefused {
+                    product,
+                    out_of_stock,
+                },
+            ) => {
+                if self.stock.get(&product) != Some(&Stock::Asked) {
+                    return Vec::new();
+                }
+                self.stock.insert(product, Stock::Refused);
                 let code = if out_of_stock {
                     FailureCode::OutOfStock
                 } else {
                     FailureCode::InvalidRequest
                 };
-                self.failure = Some(code);
-                self.go(S::Failed, now, None)
+                self.compensate(code, now)
             }
-            (S::ChargingPayment, Event::PaymentCharged) => {
-                self.go(S::CreatingOrder, now, Some(Effect::CreateOrder))
-            }
+            (S::ChargingPayment, Event::PaymentCharged) => self.place(now),
             (S::ChargingPayment, Event::PaymentDeclined) => {
                 // A decline is final and charged nothing.
                 self.payment_maybe_charged = false;
@@ -280,47 +334,33 @@ impl Saga {
             (S::ChargingPayment, Event::PaymentFailed) => {
                 self.compensate(FailureCode::PaymentFailed, now)
             }
-            (S::CreatingOrder, Event::OrderCreated) => {
-                self.order_created = true;
-                self.go(S::CommittingInventory, now, Some(Effect::CommitInventory))
-            }
-            (S::CreatingOrder, Event::OrderCreationFailed) => {
-                self.compensate(FailureCode::OrderCreationFailed, now)
-            }
-            (S::CommittingInventory, Event::InventoryCommitted) => {
-                self.inventory_held = false;
-                let mut effects = self.go(S::Placed, now, None);
-                effects.insert(1, Effect::PublishOrderPlaced);
-                effects
-            }
-            (S::CommittingInventory, Event::InventoryCommitRejected) => {
-                // The hold expired: inventory already gave the units back.
-                self.inventory_held = false;
-                self.compensate(FailureCode::ReservationExpired, now)
-            }
             (S::RefundingPayment, Event::PaymentRefunded) => {
                 self.payment_maybe_charged = false;
                 let failure = self.failure.unwrap_or(FailureCode::PaymentFailed);
                 self.compensate(failure, now)
             }
-            (S::ReleasingInventory, Event::InventoryReleased | Event::InventoryCommitRejected) => {
-                self.inventory_held = false;
-                let failure = self.failure.unwrap_or(FailureCode::StepTimedOut);
-                self.compensate(failure, now)
+            (S::CreatingOrder | S::CommittingInventory, Event::StepTimedOut) => {
+                // A saga of the first version, paid and waiting for a step that no longer
+                // exists: place it (the order write and the commits are idempotent).
+                self.stock = self
+                    .stock
+                    .keys()
+                    .map(|p| (p.clone(), Stock::Held))
+                    .collect();
+                self.place(now)
             }
             (state, Event::StepTimedOut) if !state.is_terminal() && state != S::Stuck => {
                 self.timed_out(now)
             }
-            // Anything else is a duplicate or a late answer for a step already passed.
+            // Anything else is a duplicate or a late answer for a step already passed (a
+            // hold answered after the saga released it is given back by that release, which
+            // the ledger sees after the hold).
             _ => Vec::new(),
         }
     }
 
     fn timed_out(&mut self, now: i64) -> Vec<Effect> {
-        let compensating = matches!(
-            self.state,
-            SagaState::RefundingPayment | SagaState::ReleasingInventory
-        );
+        let compensating = self.state == SagaState::RefundingPayment;
         let limit = if compensating {
             COMPENSATION_ATTEMPTS
         } else {
@@ -354,10 +394,6 @@ impl Saga {
                 Effect::Timer(None),
             ];
         }
-        if self.state == SagaState::ReservingInventory {
-            // No answer: the reservation may exist, so release it.
-            self.inventory_held = true;
-        }
         self.compensate(FailureCode::StepTimedOut, now)
     }
 
@@ -368,7 +404,7 @@ impl Saga {
         }
         let failure = self.failure.unwrap_or(FailureCode::StepTimedOut);
         self.stuck_in = None;
-        // Compensation starts again from the top with fresh attempts.
+        self.state = SagaState::RefundingPayment;
         self.compensate(failure, now)
     }
 }
@@ -379,10 +415,25 @@ mod tests {
 
     const TIMEOUT: i64 = 10_000;
 
+    fn products() -> Vec<String> {
+        vec!["p1".into(), "p2".into()]
+    }
+
     fn started() -> (Saga, Vec<Effect>) {
-        match Saga::start(None, "key-1", "cart-a", TIMEOUT, 0) {
+        match Saga::start(None, "key-1", "cart-a", &products(), TIMEOUT, 0) {
             Start::Started(s, e) => (s, e),
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn held(p: &str) -> Event {
+        Event::StockHeld { product: p.into() }
+    }
+
+    fn refused(p: &str) -> Event {
+        Event::StockRefused {
+            product: p.into(),
+            out_of_stock: true,
         }
     }
 
@@ -402,25 +453,21 @@ mod tests {
         all
     }
 
+    fn both() -> Vec<String> {
+        products()
+    }
+
     #[test]
-    fn success_reserves_charges_creates_commits_and_places() {
+    fn success_holds_every_product_charges_and_places_in_one_step() {
         let (mut s, first) = started();
-        assert_eq!(steps(&first), vec![&Effect::ReserveInventory]);
-        let effects = drive(
-            &mut s,
-            &[
-                Event::InventoryReserved,
-                Event::PaymentCharged,
-                Event::OrderCreated,
-                Event::InventoryCommitted,
-            ],
-        );
+        assert_eq!(steps(&first), vec![&Effect::HoldStock(both())]);
+        let effects = drive(&mut s, &[held("p1"), held("p2"), Event::PaymentCharged]);
         assert_eq!(
             effects,
             vec![
                 Effect::ChargePayment,
                 Effect::CreateOrder,
-                Effect::CommitInventory,
+                Effect::CommitStock(both()),
                 Effect::PublishOrderPlaced
             ]
         );
@@ -432,29 +479,37 @@ mod tests {
     }
 
     #[test]
-    fn out_of_stock_fails_with_nothing_to_compensate() {
+    fn a_refused_product_releases_the_others_including_unanswered_ones() {
         let (mut s, _) = started();
-        assert!(drive(&mut s, &[Event::InventoryRejected { out_of_stock: true }]).is_empty());
+        let effects = drive(&mut s, &[refused("p1")]);
+        assert_eq!(effects, vec![Effect::ReleaseStock(vec!["p2".into()])]);
         assert_eq!(
             (s.state, s.failure),
             (SagaState::Failed, Some(FailureCode::OutOfStock))
         );
+        assert!(
+            drive(&mut s, &[held("p2")]).is_empty(),
+            "a hold answered after the release: the release already gives it back"
+        );
     }
 
     #[test]
-    fn a_declined_payment_releases_the_reservation_only() {
+    fn a_single_product_out_of_stock_fails_with_nothing_to_compensate() {
+        let mut s = match Saga::start(None, "k", "c", &["p1".into()], TIMEOUT, 0) {
+            Start::Started(s, _) => s,
+            other => panic!("{other:?}"),
+        };
+        assert!(drive(&mut s, &[refused("p1")]).is_empty());
+        assert_eq!(s.state, SagaState::Failed);
+    }
+
+    #[test]
+    fn a_declined_payment_releases_the_holds_only() {
         let (mut s, _) = started();
-        let effects = drive(
-            &mut s,
-            &[
-                Event::InventoryReserved,
-                Event::PaymentDeclined,
-                Event::InventoryReleased,
-            ],
-        );
+        let effects = drive(&mut s, &[held("p1"), held("p2"), Event::PaymentDeclined]);
         assert_eq!(
             effects,
-            vec![Effect::ChargePayment, Effect::ReleaseInventory]
+            vec![Effect::ChargePayment, Effect::ReleaseStock(both())]
         );
         assert_eq!(
             (s.state, s.failure),
@@ -463,38 +518,31 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_timeout_asks_again_only_the_unanswered_products() {
+        let (mut s, _) = started();
+        s.on(held("p1"), 0);
+        let retry = s.on(Event::StepTimedOut, TIMEOUT);
+        assert_eq!(steps(&retry), vec![&Effect::HoldStock(vec!["p2".into()])]);
+    }
+
+    #[test]
     fn a_payment_timeout_then_success_on_retry_charges_once() {
         let (mut s, _) = started();
-        s.on(Event::InventoryReserved, 0);
+        drive(&mut s, &[held("p1"), held("p2")]);
         let retry = s.on(Event::StepTimedOut, TIMEOUT);
         assert_eq!(
             steps(&retry),
             vec![&Effect::ChargePayment],
             "same key: the gateway charges once"
         );
-        let effects = drive(
-            &mut s,
-            &[
-                Event::PaymentCharged,
-                Event::OrderCreated,
-                Event::InventoryCommitted,
-            ],
-        );
-        assert_eq!(
-            effects,
-            vec![
-                Effect::CreateOrder,
-                Effect::CommitInventory,
-                Effect::PublishOrderPlaced
-            ]
-        );
+        s.on(Event::PaymentCharged, 0);
         assert_eq!(s.state, SagaState::Placed);
     }
 
     #[test]
     fn payment_timeouts_then_failure_refund_then_release() {
         let (mut s, _) = started();
-        s.on(Event::InventoryReserved, 0);
+        drive(&mut s, &[held("p1"), held("p2")]);
         for _ in 1..STEP_ATTEMPTS {
             s.on(Event::StepTimedOut, 0);
         }
@@ -504,8 +552,8 @@ mod tests {
             vec![&Effect::RefundPayment],
             "maybe charged: refund first"
         );
-        let effects = drive(&mut s, &[Event::PaymentRefunded, Event::InventoryReleased]);
-        assert_eq!(effects, vec![Effect::ReleaseInventory]);
+        let effects = drive(&mut s, &[Event::PaymentRefunded]);
+        assert_eq!(effects, vec![Effect::ReleaseStock(both())]);
         assert_eq!(
             (s.state, s.failure),
             (SagaState::Failed, Some(FailureCode::StepTimedOut))
@@ -513,70 +561,21 @@ mod tests {
     }
 
     #[test]
-    fn an_order_write_failure_refunds_and_releases_in_reverse_order() {
+    fn a_late_refund_resumes_a_stuck_saga_and_an_operator_can_redrive_it() {
         let (mut s, _) = started();
-        let effects = drive(
-            &mut s,
-            &[
-                Event::InventoryReserved,
-                Event::PaymentCharged,
-                Event::OrderCreationFailed,
-                Event::PaymentRefunded,
-                Event::InventoryReleased,
-            ],
-        );
-        assert_eq!(
-            effects,
-            vec![
-                Effect::ChargePayment,
-                Effect::CreateOrder,
-                Effect::RefundPayment,
-                Effect::ReleaseInventory
-            ]
-        );
-        assert_eq!(s.failure, Some(FailureCode::OrderCreationFailed));
-    }
-
-    #[test]
-    fn an_expired_reservation_at_commit_refunds_and_marks_the_order_failed() {
-        let (mut s, _) = started();
-        let effects = drive(
-            &mut s,
-            &[
-                Event::InventoryReserved,
-                Event::PaymentCharged,
-                Event::OrderCreated,
-                Event::InventoryCommitRejected,
-                Event::PaymentRefunded,
-            ],
-        );
-        assert_eq!(
-            effects,
-            vec![
-                Effect::ChargePayment,
-                Effect::CreateOrder,
-                Effect::CommitInventory,
-                Effect::RefundPayment,
-                Effect::MarkOrderFailed
-            ]
-        );
-        assert_eq!(
-            (s.state, s.failure),
-            (SagaState::Failed, Some(FailureCode::ReservationExpired))
-        );
-    }
-
-    #[test]
-    fn a_late_answer_resumes_a_stuck_compensation() {
-        let (mut s, _) = started();
-        drive(&mut s, &[Event::InventoryReserved, Event::PaymentFailed]);
+        drive(&mut s, &[held("p1"), held("p2"), Event::PaymentFailed]);
         assert_eq!(s.state, SagaState::RefundingPayment);
         for _ in 0..COMPENSATION_ATTEMPTS {
             s.on(Event::StepTimedOut, 0);
         }
         assert_eq!(s.state, SagaState::Stuck);
-        // Not its answer: still stuck.
-        assert!(s.on(Event::InventoryReleased, 0).is_empty());
+        assert!(
+            s.on(Event::StepTimedOut, 0).is_empty(),
+            "stuck waits for an operator"
+        );
+        let mut redriven = s.clone();
+        assert_eq!(steps(&redriven.redrive(0)), vec![&Effect::RefundPayment]);
+        assert_eq!(redriven.state, SagaState::RefundingPayment);
         let effects = s.on(Event::PaymentRefunded, 0);
         assert!(matches!(
             effects[0],
@@ -586,10 +585,20 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(steps(&effects), vec![&Effect::ReleaseInventory]);
-        assert_eq!(s.state, SagaState::ReleasingInventory);
-        s.on(Event::InventoryReleased, 0);
+        assert_eq!(steps(&effects), vec![&Effect::ReleaseStock(both())]);
         assert_eq!(s.state, SagaState::Failed);
+    }
+
+    #[test]
+    fn a_hold_timeout_after_the_last_attempt_releases_everything_asked() {
+        let (mut s, _) = started();
+        s.on(held("p1"), 0);
+        for _ in 1..STEP_ATTEMPTS {
+            s.on(Event::StepTimedOut, 0);
+        }
+        let last = s.on(Event::StepTimedOut, 0);
+        assert_eq!(steps(&last), vec![&Effect::ReleaseStock(both())]);
+        assert_eq!(s.failure, Some(FailureCode::StepTimedOut));
     }
 
     #[test]
@@ -611,67 +620,81 @@ mod tests {
     }
 
     #[test]
-    fn a_compensation_that_never_completes_is_stuck_until_redriven() {
-        let (mut s, _) = started();
-        drive(&mut s, &[Event::InventoryReserved, Event::PaymentDeclined]);
-        assert_eq!(s.state, SagaState::ReleasingInventory);
-        for _ in 0..COMPENSATION_ATTEMPTS {
-            s.on(Event::StepTimedOut, 0);
-        }
-        assert_eq!(s.state, SagaState::Stuck);
-        assert!(
-            s.on(Event::StepTimedOut, 0).is_empty(),
-            "stuck waits for an operator"
-        );
-        assert_eq!(steps(&s.redrive(0)), vec![&Effect::ReleaseInventory]);
-        s.on(Event::InventoryReleased, 0);
-        assert_eq!(s.state, SagaState::Failed);
-    }
-
-    #[test]
     fn the_same_request_twice_is_one_saga_and_another_cart_under_the_key_is_refused() {
         let (s, _) = started();
         assert_eq!(
-            Saga::start(Some(&s), "key-1", "cart-a", TIMEOUT, 5),
+            Saga::start(Some(&s), "key-1", "cart-a", &products(), TIMEOUT, 5),
             Start::Duplicate
         );
         assert_eq!(
-            Saga::start(Some(&s), "key-1", "cart-b", TIMEOUT, 5),
+            Saga::start(Some(&s), "key-1", "cart-b", &products(), TIMEOUT, 5),
             Start::Conflict
         );
     }
 
-    /// A crash between any two steps: the restarted processor has the saga's last stored
-    /// state and sees the pending answer again (or its timer fires); every path still ends
-    /// in exactly one terminal outcome with balanced compensations.
+    /// Any answer delivered twice (a crash between steps redelivers it): every path still
+    /// ends placed with exactly one charge and one commit per product.
     #[test]
     fn redelivery_after_a_crash_at_any_point_reaches_one_outcome() {
-        let path = [
-            Event::InventoryReserved,
-            Event::PaymentCharged,
-            Event::OrderCreated,
-            Event::InventoryCommitted,
-        ];
+        let path = [held("p1"), held("p2"), Event::PaymentCharged];
         for crash_after in 0..path.len() {
             let (mut s, _) = started();
             let mut charges = 0;
+            let mut commits = 0;
             for (i, e) in path.iter().enumerate() {
-                let effects = s.on(e.clone(), i as i64);
+                let mut effects = s.on(e.clone(), i as i64);
+                if i == crash_after {
+                    effects.extend(s.on(e.clone(), i as i64));
+                }
                 charges += effects
                     .iter()
                     .filter(|x| **x == Effect::ChargePayment)
                     .count();
-                if i == crash_after {
-                    // The stored state survives; the same answer is redelivered.
-                    let again = s.on(e.clone(), i as i64);
-                    assert!(
-                        steps(&again).is_empty(),
-                        "a redelivered answer does nothing"
-                    );
-                }
+                commits += effects
+                    .iter()
+                    .filter(|x| matches!(x, Effect::CommitStock(_)))
+                    .count();
             }
             assert_eq!(s.state, SagaState::Placed);
-            assert_eq!(charges, 1);
+            assert_eq!((charges, commits), (1, 1));
         }
+    }
+
+    /// Whatever the ledgers and the payment answer, in any order, the saga never places an
+    /// order without every hold, never leaves a hold unreleased when it fails, and releases
+    /// nothing it committed.
+    #[test]
+    fn every_hold_ends_committed_or_released() {
+        use proptest::prelude::*;
+        let events = prop::collection::vec(
+            prop_oneof![
+                Just(held("p1")),
+                Just(held("p2")),
+                Just(refused("p1")),
+                Just(refused("p2")),
+                Just(Event::PaymentCharged),
+                Just(Event::PaymentDeclined),
+                Just(Event::PaymentFailed),
+                Just(Event::PaymentRefunded),
+                Just(Event::StepTimedOut),
+            ],
+            0..30,
+        );
+        proptest!(|(events in events)| {
+            let (mut s, _) = started();
+            for (i, e) in events.into_iter().enumerate() {
+                s.on(e, i as i64);
+            }
+            match s.state {
+                SagaState::Placed => {
+                    prop_assert!(s.stock.values().all(|x| *x == Stock::Committed));
+                }
+                SagaState::Failed => {
+                    prop_assert!(s.stock.values().all(|x| matches!(x, Stock::Released | Stock::Refused)));
+                    prop_assert!(!s.payment_maybe_charged);
+                }
+                _ => {}
+            }
+        });
     }
 }

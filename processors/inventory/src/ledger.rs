@@ -49,11 +49,21 @@ pub struct Hold {
     pub lines: Vec<HeldLine>,
 }
 
-/// How an order's hold ended (kept so a redelivered command answers the same way).
+/// How an order's hold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Closed {
     Released,
     Committed,
+}
+
+/// An ended hold, remembered for a while so a command sent again (a checkout handling its
+/// records again after a crash) is answered as the first time: a committed hold's HOLD gets
+/// the same lines back, a released one's nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    pub how: Closed,
+    pub command_id: String,
+    pub lines: Vec<HeldLine>,
 }
 
 /// A line asked for.
@@ -118,7 +128,7 @@ pub struct LevelChange {
 pub struct ProductStock {
     pub centers: BTreeMap<String, Center>,
     pub holds: BTreeMap<String, Hold>,
-    pub closed: BTreeMap<String, Closed>,
+    pub closed: BTreeMap<String, Ended>,
 }
 
 impl ProductStock {
@@ -138,8 +148,11 @@ impl ProductStock {
             }
             return HoldOutcome::Held(hold.lines.clone());
         }
-        if let Some(closed) = self.closed.get(order) {
-            return HoldOutcome::AlreadyClosed(*closed);
+        if let Some(ended) = self.closed.get(order) {
+            if ended.how == Closed::Committed && ended.command_id == command_id {
+                return HoldOutcome::Held(ended.lines.clone());
+            }
+            return HoldOutcome::AlreadyClosed(ended.how);
         }
         let needed: Qty = wants.iter().map(|w| w.quantity).sum();
         let available = self.available();
@@ -210,7 +223,7 @@ impl ProductStock {
 
     fn end(&mut self, order: &str, how: Closed) -> EndOutcome {
         let Some(hold) = self.holds.remove(order) else {
-            return EndOutcome::NotHeld(self.closed.get(order).copied());
+            return EndOutcome::NotHeld(self.closed.get(order).map(|e| e.how));
         };
         for line in &hold.lines {
             let center = self
@@ -223,7 +236,14 @@ impl ProductStock {
                 Closed::Committed => center.committed += line.quantity,
             }
         }
-        self.closed.insert(order.to_string(), how);
+        self.closed.insert(
+            order.to_string(),
+            Ended {
+                how,
+                command_id: hold.command_id,
+                lines: hold.lines.clone(),
+            },
+        );
         EndOutcome::Ended(hold.lines)
     }
 
@@ -359,6 +379,22 @@ mod tests {
             HoldOutcome::AlreadyClosed(Closed::Released)
         );
         assert_eq!(s.available(), 3);
+    }
+
+    #[test]
+    fn a_hold_sent_again_after_its_commit_gets_the_same_lines_and_takes_nothing() {
+        let mut s = stocked(&[("FC-A", 3)]);
+        let HoldOutcome::Held(lines) = s.hold("o1", "c1", &[want(1, 2)]) else {
+            panic!()
+        };
+        assert!(matches!(s.commit("o1"), EndOutcome::Ended(_)));
+        assert_eq!(s.hold("o1", "c1", &[want(1, 2)]), HoldOutcome::Held(lines));
+        assert_eq!(
+            s.available(),
+            1,
+            "the answer is remembered, no unit taken again"
+        );
+        assert_eq!(s.commit("o1"), EndOutcome::NotHeld(Some(Closed::Committed)));
     }
 
     #[test]

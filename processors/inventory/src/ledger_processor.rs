@@ -1,14 +1,22 @@
 //! `inventory`: the stock ledger processor. Input `inventory.stock-commands.v1` (key product
-//! id); outputs the per-product answers to the order stage (`inventory.stock-results.v1`, key
-//! order id), stock movements (`inventory.stock-events.v1`) and the availability projection
-//! (`inventory.availability.v1`, compacted, key product id).
+//! id): checkout's HOLD / COMMIT / RELEASE of one product for one order, the warehouse
+//! feed's levels, the returns desk's returns. Outputs: the answer to a HOLD
+//! (`inventory.stock-results.v1`, key order id, read by checkout), stock movements
+//! (`inventory.stock-events.v1`) and the availability projection (`inventory.availability.v1`,
+//! compacted, key product id). COMMIT and RELEASE are not answered: the saga that sends
+//! them owns the hold (nothing else ends it), so they cannot be refused.
 //!
 //! State layout (one store, keys per product so a write never re-serialises other orders'
 //! holds, which matters for a hot product):
 //! - `<product>`: the centers and their buckets;
-//! - `<product>/h/<order>`: the order's hold of this product;
-//! - `<product>/c/<order>`: how it ended (so a redelivered command answers the same), dropped
-//!   by a timer an hour later.
+//! - `<product>/h/<order>`: the order's hold of this product while it is open, then how it
+//!   ended (so a command sent again answers the same), dropped by a timer an hour later;
+//! - `<product>/c/<order>`: the same, as the first version wrote it (read, never written).
+//!
+//! Availability is published when a product goes in or out of stock, while it is low
+//! (at most [`LOW_STOCK`] units), on warehouse changes, and otherwise when it moved by 1% since
+//! the last published figure: the projection serves product pages and search, which need the
+//! in-stock flag and an honest count, not a record per sale.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,17 +28,25 @@ use events::inventory::{
 use runtime::state::{State, Timer};
 use runtime::{ids, HandlerError, Input, Outputs, StatefulProcessor};
 
-use crate::ledger::{Bucket, Center, Closed, EndOutcome, Hold, HoldOutcome, ProductStock, Want};
+use crate::ledger::{
+    Bucket, Center, Closed, EndOutcome, Ended, Hold, HoldOutcome, ProductStock, Want,
+};
 
-/// How long an ended hold's outcome is remembered for redeliveries.
+/// How long an ended hold's outcome is remembered for commands sent again.
 const CLOSED_TTL_MS: i64 = 60 * 60 * 1000;
+
+/// At or below this many sellable units every change of a product's availability is
+/// published.
+pub const LOW_STOCK: i64 = 100;
 
 /// What the store holds under one key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Entry {
     Centers(BTreeMap<String, Center>),
     Hold(Hold),
+    /// How a hold ended (first version, under `<product>/c/<order>`; read only).
     Closed(Closed),
+    Ended(Ended),
     Return(ReturnStage),
 }
 
@@ -38,6 +54,9 @@ pub struct Ledger {
     pub results: String,
     pub events: String,
     pub availability: String,
+    /// Sellable units last published per product (in memory: after a restart the next
+    /// change of a product publishes it).
+    published: std::collections::HashMap<String, i64>,
 }
 
 impl Ledger {
@@ -53,8 +72,22 @@ impl Ledger {
             results: pick("inventory.stock-results", "inventory.stock-results.v1"),
             events: pick("inventory.stock-events", "inventory.stock-events.v1"),
             availability: pick("inventory.availability", "inventory.availability.v1"),
+            published: std::collections::HashMap::new(),
         }
     }
+}
+
+/// Whether a product whose sellable units went from `last` (last published; `None`: never
+/// since this process started) to `now` should be published.
+pub fn worth_publishing(last: Option<i64>, now: i64) -> bool {
+    let Some(last) = last else { return true };
+    if last == now {
+        return false;
+    }
+    (last > 0) != (now > 0)
+        || now <= LOW_STOCK
+        || last <= LOW_STOCK
+        || (now - last).abs() * 100 >= last
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -86,17 +119,28 @@ fn load(state: &State<'_, Entry>, product: &str, order: Option<&str>) -> Product
         stock.centers = centers.clone();
     }
     if let Some(order) = order {
-        if let Some(Entry::Hold(hold)) = state.get(&format!("{product}/h/{order}")) {
-            stock.holds.insert(order.to_string(), hold.clone());
+        match state.get(&format!("{product}/h/{order}")) {
+            Some(Entry::Hold(hold)) => {
+                stock.holds.insert(order.to_string(), hold.clone());
+            }
+            Some(Entry::Ended(ended)) => {
+                stock.closed.insert(order.to_string(), ended.clone());
+            }
+            _ => {}
         }
-        if let Some(Entry::Closed(closed)) = state.get(&format!("{product}/c/{order}")) {
-            stock.closed.insert(order.to_string(), *closed);
+        if let Some(Entry::Closed(how)) = state.get(&format!("{product}/c/{order}")) {
+            stock.closed.entry(order.to_string()).or_insert(Ended {
+                how: *how,
+                command_id: String::new(),
+                lines: Vec::new(),
+            });
         }
     }
     stock
 }
 
-/// Writes back what `load` read (and the order's changes).
+/// Writes back what `load` read and the command changed (only what changed: an unchanged
+/// key stays out of the changelog).
 fn store(
     state: &mut State<'_, Entry>,
     product: &str,
@@ -104,22 +148,30 @@ fn store(
     stock: &ProductStock,
     now: i64,
 ) {
-    state.put(product, Entry::Centers(stock.centers.clone()));
+    let centers = Entry::Centers(stock.centers.clone());
+    if state.get(product) != Some(&centers) {
+        state.put(product, centers);
+    }
     let Some(order) = order else { return };
     let hold_key = format!("{product}/h/{order}");
-    match stock.holds.get(order) {
-        Some(hold) => state.put(&hold_key, Entry::Hold(hold.clone())),
-        None => {
-            if state.get(&hold_key).is_some() {
-                state.delete(&hold_key);
+    let wanted = match (stock.holds.get(order), stock.closed.get(order)) {
+        (Some(hold), _) => Some(Entry::Hold(hold.clone())),
+        (None, Some(ended)) if !ended.command_id.is_empty() => Some(Entry::Ended(ended.clone())),
+        _ => None,
+    };
+    match wanted {
+        Some(entry) if state.get(&hold_key) != Some(&entry) => {
+            let ended = matches!(entry, Entry::Ended(_));
+            state.put(&hold_key, entry);
+            if ended {
+                state.set_timer(&hold_key, now + CLOSED_TTL_MS, "forget");
             }
         }
-    }
-    if let Some(closed) = stock.closed.get(order) {
-        let key = format!("{product}/c/{order}");
-        if state.get(&key).is_none() {
-            state.put(&key, Entry::Closed(*closed));
-            state.set_timer(&key, now + CLOSED_TTL_MS, "forget");
+        Some(_) => {}
+        None => {
+            if matches!(state.get(&hold_key), Some(Entry::Hold(_))) {
+                state.delete(&hold_key);
+            }
         }
     }
 }
@@ -336,28 +388,17 @@ impl StatefulProcessor for Ledger {
             }
             StockCommandKind::Release | StockCommandKind::Commit => {
                 let order = needs_order()?;
-                let (outcome, done) = if cmd.kind == StockCommandKind::Release {
-                    (stock.release(&order), StockResultKind::Released)
+                let outcome = if cmd.kind == StockCommandKind::Release {
+                    stock.release(&order)
                 } else {
-                    (stock.commit(&order), StockResultKind::Committed)
+                    stock.commit(&order)
                 };
-                let result = match outcome {
-                    EndOutcome::Ended(lines) => self.result(&cmd, &order, done, &lines, None, now),
-                    EndOutcome::NotHeld(Some(Closed::Released))
-                        if done == StockResultKind::Released =>
-                    {
-                        self.result(&cmd, &order, done, &[], None, now)
-                    }
-                    EndOutcome::NotHeld(Some(Closed::Committed))
-                        if done == StockResultKind::Committed =>
-                    {
-                        self.result(&cmd, &order, done, &[], None, now)
-                    }
-                    EndOutcome::NotHeld(_) => {
-                        self.result(&cmd, &order, StockResultKind::NotHeld, &[], None, now)
-                    }
-                };
-                out.send(&self.results, &order, &result)?;
+                if let EndOutcome::NotHeld(None) = outcome {
+                    // Only the saga that holds sends these, after its HOLD: an unknown hold
+                    // is one that was refused (nothing to undo) or forgotten an hour after
+                    // it ended.
+                    tracing::debug!(product, %order, kind = ?cmd.kind, "no hold to end");
+                }
             }
             StockCommandKind::SetLevel => {
                 let level = cmd
@@ -406,12 +447,19 @@ impl StatefulProcessor for Ledger {
                 ))
             }
         }
-        if stock.available() != before || state.get(product).is_none() {
+        let available = stock.available();
+        let warehouse = cmd.kind == StockCommandKind::SetLevel && available != before;
+        let last = self.published.get(product).copied();
+        if warehouse
+            || state.get(product).is_none()
+            || (available != before && worth_publishing(last, available))
+        {
             out.send(
                 &self.availability,
                 product,
                 &self.availability(&cmd, &stock, input.offset, now),
             )?;
+            self.published.insert(product.to_string(), available);
         }
         store(state, product, order.as_deref(), &stock, now);
         Ok(())

@@ -1,16 +1,13 @@
-//! Inventory: the one place the design chooses consistency over availability. Three
+//! Inventory: the one place the design chooses consistency over availability. Two
 //! processors, each the single writer of its state:
 //!
 //! - `inventory` ([`ledger_processor`] over the pure [`ledger`]): the stock of each product,
-//!   partitioned by product id; holds, releases, commits and warehouse levels are applied one
-//!   at a time by the instance owning the product, so no two orders take the same unit.
-//! - `inventory-orders` ([`orders_processor`] over the pure [`order`]): one order's
-//!   reservation, partitioned by order id; it asks every product's ledger for a hold and
-//!   answers checkout all or nothing, giving back partial holds; expiry is a durable timer.
+//!   partitioned by product id; holds, commits, releases, warehouse levels and returns are
+//!   applied one at a time by the instance owning the product, so no two orders take the
+//!   same unit. Checkout's saga asks it for one hold per product of an order and gathers the
+//!   answers itself (all or nothing), then commits or releases each hold.
 //! - `inventory-stock-feed` ([`feed`]): warehouse stock CDC re-keyed by product id.
 
 pub mod feed;
 pub mod ledger;
 pub mod ledger_processor;
-pub mod order;
-pub mod orders_processor;

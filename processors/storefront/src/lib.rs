@@ -53,7 +53,7 @@ pub struct Topics {
     /// Written: checkout requests and shopper interactions.
     pub checkout: String,
     pub interactions: String,
-    /// Read: the order-status and availability projections.
+    /// Read: the saga transitions (order status) and the availability projection.
     pub status: String,
     pub availability: String,
 }

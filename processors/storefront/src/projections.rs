@@ -1,11 +1,12 @@
-//! The storefront's consumer: the order-status and availability projections, copied from
-//! their compacted topics into Redis so status polls and product pages never touch Kafka.
+//! The storefront's consumer: each order's status, projected from the checkout saga's
+//! transitions (the newest per order), and each product's availability, from its compacted
+//! topic, into Redis so status polls and product pages never touch Kafka.
 //!
 //! Single writer: each record is applied by the one group member owning its partition, and
 //! the write is conditional on a newer sequence (a Lua script), so redelivery after a crash
 //! or a rebalance cannot move a projection backwards.
 
-use events::checkout::OrderStatus;
+use events::checkout::SagaTransition;
 use events::inventory::ProductAvailability;
 use runtime::{HandlerError, Input, Outputs, Processor};
 use serde::{Deserialize, Serialize};
@@ -51,21 +52,25 @@ fn symbol<T: Serialize>(value: &T) -> String {
 }
 
 impl OrderView {
-    pub fn from_status(s: &OrderStatus) -> Self {
+    /// The order as a saga transition leaves it.
+    pub fn from_transition(t: &SagaTransition) -> Self {
         OrderView {
-            order_id: s.order_id.clone(),
-            user_id: s.user_id.clone(),
-            status: symbol(&s.status),
-            saga_state: Some(symbol(&s.saga_state)),
-            failure: s.failure.as_ref().map(|f| FailureView {
-                code: symbol(&f.code),
-                message: f.message.clone(),
+            order_id: t.order_id.clone(),
+            user_id: t.user_id.clone().unwrap_or_default(),
+            status: t
+                .status
+                .as_ref()
+                .map_or_else(|| "PROCESSING".to_string(), symbol),
+            saga_state: Some(symbol(&t.to_state)),
+            failure: t.failure_code.as_ref().map(|code| FailureView {
+                code: symbol(code),
+                message: t.reason.clone().unwrap_or_else(|| symbol(code)),
             }),
-            currency: s.currency.clone(),
-            total_minor: s.total_minor,
-            created_at: s.created_at,
-            placed_at: s.placed_at,
-            updated_at: s.occurred_at,
+            currency: t.currency.clone().unwrap_or_default(),
+            total_minor: t.total_minor.unwrap_or_default(),
+            created_at: t.created_at.unwrap_or(t.occurred_at),
+            placed_at: t.placed_at,
+            updated_at: t.occurred_at,
         }
     }
 }
@@ -96,11 +101,15 @@ impl Processor for Projections {
             return Ok(());
         }
         if input.topic == self.status_topic {
-            let status: OrderStatus = input.decode()?;
-            let doc = serde_json::to_string(&OrderView::from_status(&status))
+            let transition: SagaTransition = input.decode()?;
+            if transition.user_id.is_none() {
+                // Written before transitions carried the order's status: not for customers.
+                return Ok(());
+            }
+            let doc = serde_json::to_string(&OrderView::from_transition(&transition))
                 .map_err(|e| HandlerError::Fatal(format!("order view: {e}")))?;
             self.store
-                .project(&order_key(&status.order_id), status.saga_sequence, &doc)
+                .project(&order_key(&transition.order_id), transition.sequence, &doc)
                 .await
                 .map_err(transient)?;
         } else if input.topic == self.availability_topic {

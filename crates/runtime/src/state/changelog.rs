@@ -97,19 +97,15 @@ pub fn batch<V: Serialize>(
     let live_count = live.len();
     for (i, key) in live.into_iter().enumerate() {
         let index = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        let entry = EntryOut {
-            b: batch_id,
-            i: index,
-            n: count,
-            v: store.get(key),
-            t: timer_of(key),
-            a: (i + 1 == live_count).then_some(&store.applied),
-        };
-        out.push(ChangelogRecord {
-            key: format!("v/{key}"),
-            value: Some(serde_json::to_vec(&entry)?),
-            headers: Vec::new(),
-        });
+        out.push(entry(
+            key,
+            store.get(key),
+            timer_of(key),
+            (i + 1 == live_count).then_some(&store.applied),
+            batch_id,
+            index,
+            count,
+        )?);
     }
     if marker_alone {
         let entry = EntryOut::<V> {
@@ -127,6 +123,33 @@ pub fn batch<V: Serialize>(
         });
     }
     Ok(out)
+}
+
+/// The record of one live key at `index` of a batch of `count` (the form [`batch`] writes;
+/// benchmarks write changelogs directly with it).
+#[allow(clippy::too_many_arguments)]
+pub fn entry<V: Serialize>(
+    key: &str,
+    value: Option<&V>,
+    timer: Option<(i64, &str)>,
+    applied: Option<&HashMap<String, i64>>,
+    batch_id: &str,
+    index: u32,
+    count: u32,
+) -> Result<ChangelogRecord, serde_json::Error> {
+    let entry = EntryOut {
+        b: batch_id,
+        i: index,
+        n: count,
+        v: value,
+        t: timer,
+        a: applied,
+    };
+    Ok(ChangelogRecord {
+        key: format!("v/{key}"),
+        value: Some(serde_json::to_vec(&entry)?),
+        headers: Vec::new(),
+    })
 }
 
 /// One changelog record read back: its batch position and what it changes.
