@@ -99,9 +99,12 @@ pub struct Audit {
 /// A mutating call on one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// With `capture`, a sale: authorized and captured in the one call (as a card processor's
+    /// automatic capture); a repeat captures a payment left authorized.
     Authorize {
         amount_cents: Cents,
         currency: String,
+        capture: bool,
     },
     Capture,
     Void,
@@ -150,7 +153,15 @@ impl Ledger {
             Command::Authorize {
                 amount_cents,
                 currency,
-            } => self.authorize(key, *amount_cents, currency, decline_rate),
+                capture,
+            } => {
+                let payment = self.authorize(key, *amount_cents, currency, decline_rate)?;
+                if *capture && payment.status == Status::Authorized && !payment.fenced {
+                    self.capture(key)
+                } else {
+                    Ok(payment)
+                }
+            }
             Command::Capture => self.capture(key),
             Command::Void => self.void(key),
             Command::Refund => self.refund(key),

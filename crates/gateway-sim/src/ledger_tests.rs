@@ -220,12 +220,13 @@ fn totals_sum_over_payments_and_audit_is_sorted() {
 
 fn command() -> impl Strategy<Value = (u8, Command)> {
     let command = prop_oneof![
-        (prop_oneof![Just(100i64), Just(250), Just(0)]).prop_map(|amount_cents| {
-            Command::Authorize {
+        (prop_oneof![Just(100i64), Just(250), Just(0)], any::<bool>()).prop_map(
+            |(amount_cents, capture)| Command::Authorize {
                 amount_cents,
                 currency: "USD".to_string(),
+                capture,
             }
-        }),
+        ),
         Just(Command::Capture),
         Just(Command::Void),
         Just(Command::Refund),
@@ -270,4 +271,19 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_sale_authorizes_and_captures_in_one_call_and_its_repeat_changes_nothing() {
+    let mut ledger = Ledger::default();
+    let sale = Command::Authorize {
+        amount_cents: 500,
+        currency: "USD".into(),
+        capture: true,
+    };
+    let first = ledger.apply("k", &sale, 0.0).unwrap();
+    assert_eq!(first.status, Status::Captured);
+    let again = ledger.apply("k", &sale, 0.0).unwrap();
+    assert_eq!(again.status, Status::Captured);
+    assert_eq!(ledger.audit().totals.captured_cents, 500, "captured once");
 }

@@ -166,6 +166,9 @@ impl Gateway {
 struct AuthorizeBody {
     amount_cents: Cents,
     currency: String,
+    /// Capture in the same call (a sale).
+    #[serde(default)]
+    capture: bool,
 }
 
 async fn authorize(State(gateway): Shared, Path(key): Path<String>, body: Bytes) -> Response {
@@ -182,6 +185,7 @@ async fn authorize(State(gateway): Shared, Path(key): Path<String>, body: Bytes)
     let command = Command::Authorize {
         amount_cents: body.amount_cents,
         currency: body.currency,
+        capture: body.capture,
     };
     gateway.mutate(Endpoint::Authorize, &key, command).await
 }

@@ -163,12 +163,22 @@ pub struct ProcessorSpec {
     pub outputs: Vec<String>,
     /// Admin HTTP port (/metrics, /health) of instance 0; instance i listens on port + i.
     pub admin_port: u16,
+    /// How long the broker may hold an empty fetch (librdkafka `fetch.wait.max.ms`): a record
+    /// waits up to about this long before its consumer sees it, and an idle consumer asks
+    /// about 1000/this times a second. Low on the order path, higher where a second of delay
+    /// is fine. Default 100.
+    #[serde(default = "default_fetch_wait_ms")]
+    pub fetch_wait_ms: u32,
     #[serde(default)]
     pub params: serde_yaml::Value,
 }
 
 fn one() -> u16 {
     1
+}
+
+fn default_fetch_wait_ms() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]

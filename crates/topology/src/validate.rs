@@ -471,6 +471,15 @@ impl Validator {
                     "consumer group shared with another processor",
                 );
             }
+            if p.fetch_wait_ms == 0 || p.fetch_wait_ms > 5_000 {
+                self.problem(
+                    format!("{at}.fetch_wait_ms"),
+                    format!(
+                        "{} is out of range 1..=5000 (0 makes nisshi answer a fetch with nothing)",
+                        p.fetch_wait_ms
+                    ),
+                );
+            }
             if p.instances == 0 {
                 self.problem(format!("{at}.instances"), "must be at least 1");
             }

@@ -58,6 +58,8 @@ impl CallError {
 struct AuthorizeBody<'a> {
     amount_cents: i64,
     currency: &'a str,
+    /// Capture in the same call (a sale), for commands that charge at once.
+    capture: bool,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,7 @@ impl Gateway {
         key: &str,
         amount_minor: i64,
         currency: &str,
+        capture: bool,
     ) -> Result<Reply, CallError> {
         let url = format!("{}/v1/payments/{key}/{}", self.base, op.as_str());
         let request = self.http.post(url);
@@ -94,6 +97,7 @@ impl Gateway {
             Op::Authorize => request.json(&AuthorizeBody {
                 amount_cents: amount_minor,
                 currency,
+                capture,
             }),
             Op::Capture | Op::Void | Op::Refund => request,
         };

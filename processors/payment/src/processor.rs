@@ -225,7 +225,13 @@ impl Payments {
             let started = Instant::now();
             let reply = self
                 .gateway
-                .call(op, &cmd.payment_id, row.amount_minor, &row.currency)
+                .call(
+                    op,
+                    &cmd.payment_id,
+                    row.amount_minor,
+                    &row.currency,
+                    cmd.capture_immediately,
+                )
                 .await;
             let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
             {
@@ -294,18 +300,18 @@ impl Payments {
                 .gateway_calls
                 .with_label_values(&[op.as_str(), "ok"])
                 .inc();
-            audit(op.as_str(), "ok", Some(status), None, ms)
-                .await
-                .map_err(transient)?;
-            session
-                .set_status(
+            // One round trip: tokio-postgres pipelines the two statements on the connection.
+            let (audited, stored) = tokio::join!(
+                audit(op.as_str(), "ok", Some(status), None, ms),
+                session.set_status(
                     &cmd.payment_id,
                     status,
                     payment.gateway_ref.as_deref(),
                     payment.decline_reason.as_deref(),
                 )
-                .await
-                .map_err(transient)?;
+            );
+            audited.map_err(transient)?;
+            stored.map_err(transient)?;
             row.status = status;
             row.gateway_reference = payment.gateway_ref.or(row.gateway_reference);
             row.decline_code = payment.decline_reason.or(row.decline_code);

@@ -113,22 +113,27 @@ impl Store {
         };
         let c = session.client();
         let db = |e: tokio_postgres::Error| format!("payments database: {e}");
-        c.batch_execute("BEGIN").await.map_err(db)?;
-        c.execute(
-            "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
-             VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING",
-            &[&payment_id, &order_id, &amount_minor, &currency],
-        )
-        .await
-        .map_err(db)?;
-        let row = c
-            .query_one(
+        // One round trip: the three statements are pipelined on the connection (the server
+        // runs them in order).
+        let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&payment_id, &order_id, &amount_minor, &currency];
+        let select_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&payment_id];
+        let (begun, inserted, row) = tokio::join!(
+            c.batch_execute("BEGIN"),
+            c.execute(
+                "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
+                 VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING",
+                &insert_params,
+            ),
+            c.query_one(
                 "SELECT status, amount_minor, currency, gateway_reference, decline_code
                  FROM payments WHERE payment_id = $1 FOR UPDATE",
-                &[&payment_id],
+                &select_params,
             )
-            .await
-            .map_err(db)?;
+        );
+        begun.map_err(db)?;
+        inserted.map_err(db)?;
+        let row = row.map_err(db)?;
         let status: String = row.get(0);
         let row = PaymentRow {
             status: Status::parse(&status)
