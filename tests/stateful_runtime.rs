@@ -1,6 +1,7 @@
 //! The stateful runtime on the real broker: state survives `kill -9`, moves to the survivor
 //! when one of two instances dies, equals a sequential replay of the input, and durable
-//! timers fire exactly once across a crash.
+//! timers fire exactly once across a crash; a `kill -9` restart under load restores from the
+//! last periodic snapshot plus the changelog's tail.
 //!
 //! The processor under test runs in a child process: this test binary re-executed with
 //! `STATEFUL_CHILD` set (the `child_member` entry point), so it can be SIGKILLed.
@@ -84,7 +85,10 @@ async fn child_member() {
         .try_init();
     let t = topology::load(std::path::Path::new(&file)).unwrap();
     let (spec, _) = t.processor("shipping").unwrap();
-    let config = runtime::RuntimeConfig::from_spec(spec, instance, env()).unwrap();
+    let mut config = runtime::RuntimeConfig::from_spec(spec, instance, env()).unwrap();
+    if let Ok(every) = std::env::var("STATEFUL_SNAPSHOT_RECORDS") {
+        config.snapshot_records = every.parse().unwrap();
+    }
     let token = tokio_util::sync::CancellationToken::new();
     let stop = token.clone();
     tokio::spawn(async move {
@@ -146,7 +150,12 @@ async fn scenario(label: &str, records: usize, keys: usize) -> Scenario {
 }
 
 fn start(s: &Scenario, instance: u16) -> tokio::process::Child {
+    start_with(s, instance, &[])
+}
+
+fn start_with(s: &Scenario, instance: u16, extra: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
+        .envs(extra.iter().copied())
         .args(["--exact", "child_member", "--ignored", "--nocapture"])
         .env("STATEFUL_CHILD", &s.file)
         .env("STATEFUL_INSTANCE", instance.to_string())
@@ -267,4 +276,133 @@ async fn with_two_instances_a_killed_ones_partitions_and_state_move_to_the_survi
     kill(Pid::from_raw(b.id().unwrap() as i32), Signal::SIGTERM).unwrap();
     b.wait().await.unwrap();
     assert_exact(&s, &seen);
+}
+
+/// One of the instance's counters on its `/metrics`.
+async fn metric(port: u16, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The changelog offsets the snapshots in `dir` cover, per file.
+fn snapshot_coverage(dir: &std::path::Path) -> Vec<i64> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        if entry.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+            out.push(file["changelog_next"].as_i64().unwrap());
+        }
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_load_restarts_from_a_periodic_snapshot_and_the_tail() {
+    // A first half of the input, snapshots every 500 changelog records.
+    let mut s = scenario("state-snap", 8_000, 2_000).await;
+    let every = [("STATEFUL_SNAPSHOT_RECORDS", "500")];
+    let mut first = start_with(&s, 0, &every);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while snapshot_coverage(s.state_dir.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no periodic snapshot written while the input was handled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(metric(s.port, "storefleet_snapshots_total").await >= 1.0);
+
+    // The second half arrives while the instance runs; it is killed in the middle of it.
+    let t = topology::load(&s.file).unwrap();
+    let (input, _, _) = shipping_names(&t);
+    let codec = codec_for(&t, &input).await;
+    let mut generator = OrderGenerator::new("state-snap-2", 12, 100);
+    let mut batch = Vec::new();
+    for i in 0..8_000 {
+        let order = generator.next_order(1);
+        let key = format!("k{:03}", i % 2_000);
+        let tally = s.expected.get_mut(&key).unwrap();
+        tally.count += 1;
+        tally.sum += order.total_minor;
+        batch.push((key, codec.encode(&order).unwrap()));
+    }
+    let load = tokio::spawn(async move {
+        let kafka = producer(&env().bootstrap_servers).unwrap();
+        for chunk in batch.chunks(500) {
+            produce_all(&kafka, &input, chunk.to_vec()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let handled_before_kill = metric(s.port, "storefleet_records_in_total").await;
+    sigkill(&first);
+    first.wait().await.unwrap();
+    assert!(!load.is_finished(), "the kill happened mid-load");
+    let covered: i64 = snapshot_coverage(s.state_dir.path()).into_iter().sum();
+    assert!(covered > 0, "the snapshots cover part of the changelog");
+
+    let mut second = start(&s, 0);
+    load.await.unwrap();
+    let seen = wait_for_exact(&s, &[s.port], Duration::from_secs(120)).await;
+    assert_exact(&s, &seen);
+    // The restart read the snapshots and only the changelog after them.
+    let restored = metric(s.port, "storefleet_restored_records_total").await;
+    let written = changelog_records(&t).await;
+    assert!(
+        restored as i64 <= written - covered,
+        "restored {restored} changelog records; the log had {written}, the snapshots covered {covered}"
+    );
+    println!(
+        "handled {handled_before_kill} records before the kill; the restart restored {restored} changelog records on top of snapshots covering {covered} of {written}"
+    );
+    kill(Pid::from_raw(second.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    second.wait().await.unwrap();
+}
+
+/// Records in the counter's changelog (sum of its partitions' high watermarks).
+async fn changelog_records(t: &topology::Topology) -> i64 {
+    let (spec, _) = t.processor("shipping").unwrap();
+    let topic = format!("{}-tally-changelog", spec.group);
+    let bootstrap = env().bootstrap_servers;
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        (0..4)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .sum()
+    })
+    .await
+    .unwrap()
 }

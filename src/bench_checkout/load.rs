@@ -88,6 +88,14 @@ pub fn spawn_reader(consumer: StreamConsumer, codec: TopicCodec, settled: Settle
     });
 }
 
+/// Where a phase's requests go and where their outcomes are seen.
+pub struct Target<'a> {
+    pub producer: &'a rdkafka::producer::FutureProducer,
+    pub codec: &'a TopicCodec,
+    pub topic: &'a str,
+    pub settled: &'a Settled,
+}
+
 /// One phase's load: what was sent when, and what settled.
 pub struct Phase {
     pub label: String,
@@ -107,14 +115,17 @@ pub struct Phase {
 /// A progress line goes to stderr.
 pub async fn run(
     label: &str,
-    producer: &rdkafka::producer::FutureProducer,
-    codec: &TopicCodec,
-    topic: &str,
+    target: &Target<'_>,
     orders: &[CheckoutRequested],
     rate: u64,
-    settled: &Settled,
     patience: Duration,
 ) -> Result<Phase> {
+    let Target {
+        producer,
+        codec,
+        topic,
+        settled,
+    } = *target;
     let started = Instant::now();
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(orders.len());
     let mut in_flight = Vec::new();

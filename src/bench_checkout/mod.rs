@@ -196,17 +196,13 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     let warm: Vec<_> = (0..100)
         .map(|n| load::request(&format!("{suffix}-warm-{n}"), &mut rng))
         .collect();
-    load::run(
-        "warm-up",
-        &producer,
-        &requests,
-        &requests_topic,
-        &warm,
-        50,
-        &settled,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let target = load::Target {
+        producer: &producer,
+        codec: &requests,
+        topic: &requests_topic,
+        settled: &settled,
+    };
+    load::run("warm-up", &target, &warm, 50, Duration::from_secs(30)).await?;
 
     let mut phases = Vec::new();
     for rate in &bench.rates {
@@ -217,12 +213,9 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
         let before = take.snapshot(&procs).await?;
         let phase = load::run(
             &format!("open loop at {rate}/s"),
-            &producer,
-            &requests,
-            &requests_topic,
+            &target,
             &orders,
             *rate,
-            &settled,
             Duration::from_secs(30),
         )
         .await?;
@@ -237,12 +230,9 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
         let before = take.snapshot(&procs).await?;
         let phase = load::run(
             &format!("burst of {}", bench.burst),
-            &producer,
-            &requests,
-            &requests_topic,
+            &target,
             &orders,
             0,
-            &settled,
             Duration::from_secs(60),
         )
         .await?;

@@ -84,10 +84,13 @@ pub fn phase(phase: &Phase, rate: Option<u64>, before: &Snapshot, after: &Snapsh
     );
 }
 
+/// Cumulative histogram buckets `(le, count)`.
+type Buckets = Vec<(f64, f64)>;
+
 /// Per processor and input topic: the records' age when handled and the handler's time.
 fn hops(before: &Snapshot, after: &Snapshot) {
     // processor -> topic -> (age buckets, handler buckets), instances summed.
-    let mut by: BTreeMap<(String, String), (Vec<(f64, f64)>, Vec<(f64, f64)>)> = BTreeMap::new();
+    let mut by: BTreeMap<(String, String), (Buckets, Buckets)> = BTreeMap::new();
     for (label, text) in &after.metrics {
         let processor = label.rsplit_once('-').map_or(label.as_str(), |(p, _)| p);
         let earlier = before.metrics.get(label).map(String::as_str).unwrap_or("");

@@ -171,7 +171,7 @@ impl RuntimeConfig {
             max_in_flight: 10_000,
             state_dir: stack_state_dir,
             timer_interval: Duration::from_millis(100),
-            state_flush_interval: Duration::from_millis(100),
+            state_flush_interval: Duration::from_millis(u64::from(spec.state_flush_ms)),
             snapshot_interval: Duration::from_secs(60),
             snapshot_records: 200_000,
         })

@@ -169,6 +169,11 @@ pub struct ProcessorSpec {
     /// is fine. Default 100.
     #[serde(default = "default_fetch_wait_ms")]
     pub fetch_wait_ms: u32,
+    /// Stateful processors: how long state changes gather before they are written as one
+    /// changelog batch (0: a batch per record). Outputs never wait for it; offset commits do,
+    /// and a crash handles up to this much input again. Default 100.
+    #[serde(default = "default_state_flush_ms")]
+    pub state_flush_ms: u32,
     #[serde(default)]
     pub params: serde_yaml::Value,
 }
@@ -178,6 +183,10 @@ fn one() -> u16 {
 }
 
 fn default_fetch_wait_ms() -> u32 {
+    100
+}
+
+fn default_state_flush_ms() -> u32 {
     100
 }
 

@@ -480,6 +480,15 @@ impl Validator {
                     ),
                 );
             }
+            if p.state_flush_ms > 10_000 {
+                self.problem(
+                    format!("{at}.state_flush_ms"),
+                    format!(
+                        "{} is over 10000: a crash would redo too much",
+                        p.state_flush_ms
+                    ),
+                );
+            }
             if p.instances == 0 {
                 self.problem(format!("{at}.instances"), "must be at least 1");
             }

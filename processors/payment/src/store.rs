@@ -113,27 +113,29 @@ impl Store {
         };
         let c = session.client();
         let db = |e: tokio_postgres::Error| format!("payments database: {e}");
-        // One round trip: the three statements are pipelined on the connection (the server
-        // runs them in order).
+        // BEGIN and the insert share a round trip (BEGIN is a simple query, sent at once;
+        // the insert is prepared and executed after it). The select waits for the insert:
+        // two prepared statements polled together may execute in either order.
         let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&payment_id, &order_id, &amount_minor, &currency];
-        let select_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&payment_id];
-        let (begun, inserted, row) = tokio::join!(
+        let (begun, inserted) = tokio::join!(
             c.batch_execute("BEGIN"),
             c.execute(
                 "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
                  VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING",
                 &insert_params,
-            ),
-            c.query_one(
-                "SELECT status, amount_minor, currency, gateway_reference, decline_code
-                 FROM payments WHERE payment_id = $1 FOR UPDATE",
-                &select_params,
             )
         );
         begun.map_err(db)?;
         inserted.map_err(db)?;
-        let row = row.map_err(db)?;
+        let row = c
+            .query_one(
+                "SELECT status, amount_minor, currency, gateway_reference, decline_code
+                 FROM payments WHERE payment_id = $1 FOR UPDATE",
+                &[&payment_id],
+            )
+            .await
+            .map_err(db)?;
         let status: String = row.get(0);
         let row = PaymentRow {
             status: Status::parse(&status)
