@@ -171,7 +171,9 @@ impl<'a> Outputs<'a> {
 
     /// Awaits `effect` before the record is committed (after its outputs are acknowledged,
     /// off the handler's path): many records' effects can be grouped (one database
-    /// transaction for a batch of orders) without holding up the partition.
+    /// transaction for a batch of orders) without holding up the partition. The work must
+    /// already be under way when the handler returns (queued to a writer): the acker polls the
+    /// future only when it reaches this record, one record at a time.
     pub fn defer(&mut self, effect: Effect) {
         self.effects.push(effect);
     }

@@ -36,7 +36,8 @@ pub struct NewOrder {
 type Job = (NewOrder, oneshot::Sender<Result<(), String>>);
 
 pub struct OrdersDb {
-    jobs: mpsc::Sender<Job>,
+    /// Unbounded: the runtime's in-flight limit bounds what waits here.
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl OrdersDb {
@@ -47,19 +48,18 @@ impl OrdersDb {
             .query_one("SELECT count(*) FROM orders", &[])
             .await
             .map_err(|e| format!("orders database not migrated (run `fleet stack up`): {e}"))?;
-        let (jobs, queue) = mpsc::channel(10_000);
+        let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer(url.to_string(), client, queue));
         Ok(Self { jobs })
     }
 
-    /// Queues the row of a placed order; the future resolves once it is committed.
+    /// Queues the row of a placed order now (so the writer can group it with the orders
+    /// handled after it); the future resolves once it is committed.
     pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
-        let jobs = self.jobs.clone();
+        let (reply, done) = oneshot::channel();
+        let queued = self.jobs.send((order, reply));
         Box::pin(async move {
-            let (reply, done) = oneshot::channel();
-            jobs.send((order, reply))
-                .await
-                .map_err(|_| "the orders writer stopped".to_string())?;
+            queued.map_err(|_| "the orders writer stopped".to_string())?;
             done.await
                 .map_err(|_| "the orders writer stopped".to_string())?
         })
@@ -80,7 +80,7 @@ async fn connect(url: &str) -> Result<Client, String> {
 
 /// The single writer: takes what is queued (up to [`BATCH`]), writes it in one transaction,
 /// answers every order of the batch; reconnects and retries with backoff on failure.
-async fn writer(url: String, client: Client, mut queue: mpsc::Receiver<Job>) {
+async fn writer(url: String, client: Client, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut client = Some(client);
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];

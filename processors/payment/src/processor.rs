@@ -451,10 +451,15 @@ impl ConcurrentProcessor for Payments {
         } else {
             self.attempt(&cmd, attempt, &session, row).await?
         };
-        let (calls, history) = session
-            .history(&cmd.command_id)
-            .await
-            .map_err(HandlerError::Transient)?;
+        // A first attempt that got its answer made only this session's calls; the history of
+        // earlier attempts (and the detail a dead letter carries) is read only when needed.
+        let (calls, history) = match &outcome {
+            Outcome::Answer { .. } if attempt <= 1 => (session.calls(), String::new()),
+            _ => session
+                .history(&cmd.command_id)
+                .await
+                .map_err(HandlerError::Transient)?,
+        };
         // Only what the gateway said is recorded before anything is emitted: a crash after
         // the commit re-reads it; a crash before makes the calls again, under the same key.
         session.commit().await.map_err(HandlerError::Transient)?;

@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use tracing::warn;
 
 use crate::plan::Status;
@@ -40,14 +40,38 @@ pub struct Attempt<'a> {
 /// pool never grows past the processor's concurrency.
 pub struct Store {
     url: String,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
 }
+
+/// A connection with the statements a command runs, prepared once (a statement given as text
+/// is parsed again on every call: one more round trip and the server's parse each time).
+struct Conn {
+    client: Client,
+    insert: Statement,
+    lock: Statement,
+    status: Statement,
+    audit: Statement,
+}
+
+const INSERT: &str = "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
+     VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING";
+const LOCK: &str = "SELECT status, amount_minor, currency, gateway_reference, decline_code
+     FROM payments WHERE payment_id = $1 FOR UPDATE";
+const STATUS: &str = "UPDATE payments SET status = $2,
+       gateway_reference = coalesce($3, gateway_reference),
+       decline_code = coalesce($4, decline_code), updated_at = now()
+     WHERE payment_id = $1";
+const AUDIT: &str = "INSERT INTO payment_attempts (payment_id, command_id, command_kind, attempt,
+       operation, outcome, status_after, detail, latency_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// A connection inside an open transaction. Dropped without [`Session::commit`], its
 /// connection is closed (the server rolls back), never reused.
 pub struct Session<'a> {
     store: &'a Store,
-    client: Option<Client>,
+    conn: Option<Conn>,
+    /// Gateway calls this session recorded (breaker refusals are not calls).
+    calls: std::sync::atomic::AtomicI32,
 }
 
 impl Store {
@@ -57,16 +81,33 @@ impl Store {
             url: url.to_string(),
             idle: Mutex::new(Vec::new()),
         };
-        let client = store.connect().await?;
+        let client = store.connect_client().await?;
         client
             .query_one("SELECT count(*) FROM payments", &[])
             .await
             .map_err(|e| format!("payments database not migrated (run `fleet stack up`): {e}"))?;
-        store.release(client);
         Ok(store)
     }
 
-    async fn connect(&self) -> Result<Client, String> {
+    async fn connect(&self) -> Result<Conn, String> {
+        let client = self.connect_client().await?;
+        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
+        let (insert, lock, status, audit) = tokio::join!(
+            client.prepare(INSERT),
+            client.prepare(LOCK),
+            client.prepare(STATUS),
+            client.prepare(AUDIT)
+        );
+        Ok(Conn {
+            insert: insert.map_err(db)?,
+            lock: lock.map_err(db)?,
+            status: status.map_err(db)?,
+            audit: audit.map_err(db)?,
+            client,
+        })
+    }
+
+    async fn connect_client(&self) -> Result<Client, String> {
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
             .await
             .map_err(|e| format!("payments database: {e}"))?;
@@ -84,12 +125,12 @@ impl Store {
         Ok(client)
     }
 
-    fn release(&self, client: Client) {
-        if !client.is_closed() {
+    fn release(&self, conn: Conn) {
+        if !conn.client.is_closed() {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(client);
+                .push(conn);
         }
     }
 
@@ -103,37 +144,30 @@ impl Store {
         currency: &str,
     ) -> Result<(Session<'_>, PaymentRow), String> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let client = match pooled {
+        let conn = match pooled {
             Some(c) => c,
             None => self.connect().await?,
         };
         let session = Session {
             store: self,
-            client: Some(client),
+            conn: Some(conn),
+            calls: std::sync::atomic::AtomicI32::new(0),
         };
-        let c = session.client();
+        let c = session.conn();
         let db = |e: tokio_postgres::Error| format!("payments database: {e}");
-        // BEGIN and the insert share a round trip (BEGIN is a simple query, sent at once;
-        // the insert is prepared and executed after it). The select waits for the insert:
-        // two prepared statements polled together may execute in either order.
-        let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        // BEGIN and the insert share a round trip (the server runs them in the order they
+        // were sent). The select is sent after the insert's answer: it must see the row.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&payment_id, &order_id, &amount_minor, &currency];
         let (begun, inserted) = tokio::join!(
-            c.batch_execute("BEGIN"),
-            c.execute(
-                "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
-                 VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (payment_id) DO NOTHING",
-                &insert_params,
-            )
+            c.client.batch_execute("BEGIN"),
+            c.client.execute(&c.insert, &params)
         );
         begun.map_err(db)?;
         inserted.map_err(db)?;
         let row = c
-            .query_one(
-                "SELECT status, amount_minor, currency, gateway_reference, decline_code
-                 FROM payments WHERE payment_id = $1 FOR UPDATE",
-                &[&payment_id],
-            )
+            .client
+            .query_one(&c.lock, &[&payment_id])
             .await
             .map_err(db)?;
         let status: String = row.get(0);
@@ -150,10 +184,14 @@ impl Store {
 }
 
 impl Session<'_> {
-    fn client(&self) -> &Client {
-        self.client
+    fn conn(&self) -> &Conn {
+        self.conn
             .as_ref()
-            .expect("session has its client until commit")
+            .expect("session has its connection until commit")
+    }
+
+    fn client(&self) -> &Client {
+        &self.conn().client
     }
 
     pub async fn set_status(
@@ -165,10 +203,7 @@ impl Session<'_> {
     ) -> Result<(), String> {
         self.client()
             .execute(
-                "UPDATE payments SET status = $2,
-                   gateway_reference = coalesce($3, gateway_reference),
-                   decline_code = coalesce($4, decline_code), updated_at = now()
-                 WHERE payment_id = $1",
+                &self.conn().status,
                 &[
                     &payment_id,
                     &status.as_str(),
@@ -182,11 +217,13 @@ impl Session<'_> {
     }
 
     pub async fn audit(&self, a: Attempt<'_>) -> Result<(), String> {
+        if a.outcome != "breaker_open" {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.client()
             .execute(
-                "INSERT INTO payment_attempts (payment_id, command_id, command_kind, attempt,
-                   operation, outcome, status_after, detail, latency_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &self.conn().audit,
                 &[
                     &a.payment_id,
                     &a.command_id,
@@ -202,6 +239,11 @@ impl Session<'_> {
             .await
             .map(|_| ())
             .map_err(|e| format!("payments database: {e}"))
+    }
+
+    /// Gateway calls recorded by this session (this attempt of the command).
+    pub fn calls(&self) -> i32 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Gateway calls made for `command_id` so far, and a one-line history of them.
@@ -238,12 +280,12 @@ impl Session<'_> {
     }
 
     pub async fn commit(mut self) -> Result<(), String> {
-        let client = self.client.take().expect("session has its client");
-        client
+        let conn = self.conn.take().expect("session has its connection");
+        conn.client
             .batch_execute("COMMIT")
             .await
             .map_err(|e| format!("payments database: {e}"))?;
-        self.store.release(client);
+        self.store.release(conn);
         Ok(())
     }
 }
