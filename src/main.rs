@@ -324,6 +324,9 @@ enum BenchWhat {
         /// Instances of each processor.
         #[arg(long, default_value_t = 1)]
         instances: u16,
+        /// Partitions of every topic of the run (default: as in the topology).
+        #[arg(long)]
+        partitions: Option<u32>,
         /// Run on a private broker with this storage engine instead of the stack's.
         #[arg(long)]
         engine: Option<bench::Engine>,
@@ -615,6 +618,7 @@ async fn main() -> Result<()> {
                     burst,
                     gateway_latency_ms,
                     instances,
+                    partitions,
                     engine,
                 },
         } => {
@@ -626,6 +630,7 @@ async fn main() -> Result<()> {
                 seconds,
                 gateway_latency_ms,
                 instances,
+                partitions,
             };
             bench_checkout::checkout(&topology, bench).await
         }

@@ -40,6 +40,7 @@ pub struct CheckoutBench {
     pub seconds: u64,
     pub gateway_latency_ms: u64,
     pub instances: u16,
+    pub partitions: Option<u32>,
 }
 
 pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
@@ -71,15 +72,25 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
             _ => {}
         }
     }
+    if let Some(partitions) = bench.partitions {
+        for topic in &mut t.topics {
+            if topic.name.ends_with(&suffix) {
+                topic.partitions = partitions;
+            }
+        }
+    }
     stack::create_topics_at(&env.bootstrap_servers, &t).await?;
     let name = |base: &str| format!("{base}.{suffix}");
     println!(
-        "broker: {} ({}); gateway latency {} ms; {} instance(s) of {} as processes; work folder {}",
+        "broker: {} ({}); gateway latency {} ms; {} instance(s) of {} as processes; {} partitions per topic; work folder {}",
         env.bootstrap_servers,
         crate::bench::broker_label(bench.engine),
         bench.gateway_latency_ms,
         bench.instances,
         ORDER_PATH.join(", "),
+        bench
+            .partitions
+            .map_or_else(|| "the topology's".to_string(), |p| p.to_string()),
         work.path().display()
     );
 
