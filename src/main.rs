@@ -258,8 +258,6 @@ enum BenchWhat {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// Restore time of one partition's state: N keys from the changelog alone, then from a
-    /// local snapshot plus the changelog's tail (private broker).
     /// The CDC connector on the stack's PostgreSQL: initial-snapshot rows/s, then streamed
     /// row changes/s and commit → consumer latency, in a scratch database.
     Cdc {
@@ -279,7 +277,7 @@ enum BenchWhat {
         #[arg(long)]
         engine: Option<bench::Engine>,
     },
-    /// Reservations/s through the inventory processors: orders spread over many products,
+    /// Holds/s at the inventory ledger: orders' HOLD commands spread over many products,
     /// then a flash sale on one hot product beside them.
     Inventory {
         #[arg(long, default_value_t = 20_000)]
@@ -341,6 +339,8 @@ enum BenchWhat {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Restore time of one partition's state: N keys from the changelog alone, then from a
+    /// local snapshot plus the changelog's tail (private broker).
     StateRestore {
         /// Keys in the state (one changelog batch each).
         #[arg(long, default_value_t = 1_000_000)]

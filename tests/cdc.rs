@@ -805,6 +805,7 @@ async fn an_invalidated_slot_stops_the_connector_and_resnapshot_recovers() {
         slot_wal_keep_mb: 1,
         registry_command: Vec::new(),
         broker_installer: repo().join("scripts/install-broker.sh"),
+        broker_storage: stack::BrokerStorage::Sqlite,
     };
     stack::start_postgres(&config)
         .await

@@ -104,7 +104,7 @@ pub struct StockCommand {
     pub lines: Vec<StockCommandLine>,
     /// SET_LEVEL: the new level.
     pub level: Option<StockLevel>,
-    /// HOLD: informational (schema default 0); the order stage owns expiry.
+    /// HOLD: informational (schema default 0); holds do not expire: the saga ends each one.
     pub hold_ms: i64,
     /// RELEASE: why (requested, expired, compensation).
     pub reason: Option<String>,

@@ -23,6 +23,39 @@ pub struct StackConfig {
     pub registry_command: Vec<String>,
     /// Script that installs the broker and prints its path.
     pub broker_installer: PathBuf,
+    /// The broker's storage engine. `STOREFLEET_BROKER_STORAGE=sqlite|memory`, default
+    /// `sqlite`: durable across `kill -9` of the broker. `memory` is faster and keeps nothing
+    /// when the broker stops; it is only ever chosen explicitly.
+    pub broker_storage: BrokerStorage,
+}
+
+/// Where the stack's broker keeps its log (docs/broker-conformance.md compares them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerStorage {
+    /// SQLite file in the stack's folder: durable, the default.
+    Sqlite,
+    /// In the broker's memory: lost when the broker stops. Opt-in only.
+    Memory,
+}
+
+impl BrokerStorage {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("STOREFLEET_BROKER_STORAGE").as_deref() {
+            Err(_) | Ok("sqlite") => Ok(Self::Sqlite),
+            Ok("memory") => Ok(Self::Memory),
+            Ok(other) => Err(format!(
+                "STOREFLEET_BROKER_STORAGE={other:?}: expected sqlite (durable, the default) or memory"
+            )),
+        }
+    }
+
+    /// The broker's `--storage-engine` argument.
+    pub fn url(self) -> &'static str {
+        match self {
+            Self::Sqlite => crate::SQLITE_STORAGE,
+            Self::Memory => "memory://nisshi/",
+        }
+    }
 }
 
 fn env_port(name: &str, default: u16) -> Result<u16, String> {
@@ -81,6 +114,7 @@ impl StackConfig {
             },
             registry_command,
             broker_installer: cwd.join("scripts/install-broker.sh"),
+            broker_storage: BrokerStorage::from_env()?,
         })
     }
 

@@ -111,7 +111,10 @@ impl Managed {
         let binary = install_broker(config).await?;
         let dir = config.data_dir.join("broker");
         std::fs::create_dir_all(&dir).map_err(io("create broker folder"))?;
-        let mut command = crate::broker_command(&binary, self.port, crate::SQLITE_STORAGE);
+        if config.broker_storage == crate::BrokerStorage::Memory {
+            tracing::warn!("broker storage is memory (STOREFLEET_BROKER_STORAGE): nothing survives a broker stop");
+        }
+        let mut command = crate::broker_command(&binary, self.port, config.broker_storage.url());
         command.current_dir(&dir);
         Ok(command)
     }

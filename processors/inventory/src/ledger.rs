@@ -81,7 +81,7 @@ pub enum HoldOutcome {
     /// Nothing held: not enough sellable units.
     Refused { available: Qty },
     /// The order already holds this product under another command: nothing changes (the
-    /// order stage sends one hold per order and product, so this is a caller's bug).
+    /// checkout saga sends one hold per order and product, so this is a caller's bug).
     Conflict { command_id: String },
     /// The order's hold already ended (a late redelivery): nothing changes.
     AlreadyClosed(Closed),
