@@ -239,8 +239,8 @@ enum BenchWhat {
         records: u64,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        /// Run on a private broker with this storage engine (`memory` or `sqlite`) instead of
-        /// the stack's, to separate the runtime's cost from the storage engine's.
+        /// Run on a private broker with this storage engine (`memory`, `sqlite` or `postgres`)
+        /// instead of the stack's, to separate the runtime's cost from the storage engine's.
         #[arg(long)]
         engine: Option<bench::Engine>,
     },

@@ -254,6 +254,13 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     report::records_total(&phases, &suffix);
 
     fleet::stop(&mut procs).await;
+    // The private databases hold only this run's orders and payments: drop them so that
+    // repeated benches leave the stack's PostgreSQL as they found it.
+    for database in [&orders_db, &payments_db] {
+        if let Err(e) = stack::drop_database(&env.postgres_url, database).await {
+            eprintln!("could not drop the bench's database {database}: {e}");
+        }
+    }
     Ok(())
 }
 

@@ -37,6 +37,20 @@ impl ProcessorParams {
             ProcessorKind::Storefront => ProcessorParams::Storefront(serde_yaml::from_value(raw)?),
         })
     }
+
+    /// The parameters as YAML again, from the typed values: what a copy of the topology
+    /// written for another process must carry (a change made to the typed parameters, such
+    /// as a bench's private database, lives only here, not in the spec's raw `params`).
+    pub fn to_value(&self) -> Result<serde_yaml::Value, serde_yaml::Error> {
+        match self {
+            ProcessorParams::Shipping(p) => serde_yaml::to_value(p),
+            ProcessorParams::Inventory(p) => serde_yaml::to_value(p),
+            ProcessorParams::InventoryStockFeed(p) => serde_yaml::to_value(p),
+            ProcessorParams::Payment(p) => serde_yaml::to_value(p),
+            ProcessorParams::Checkout(p) => serde_yaml::to_value(p),
+            ProcessorParams::Storefront(p) => serde_yaml::to_value(p),
+        }
+    }
 }
 
 /// Shipping: order placed → shipment requested (and, simulated, label created and shipped).

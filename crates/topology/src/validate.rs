@@ -182,14 +182,39 @@ impl Topology {
         struct File<'a> {
             version: u32,
             topics: &'a [TopicSpec],
-            processors: Vec<&'a ProcessorSpec>,
-            connectors: Vec<&'a ConnectorSpec>,
+            processors: Vec<ProcessorSpec>,
+            connectors: Vec<ConnectorSpec>,
         }
+        // Parameters are written from the typed values, never the raw YAML they were read
+        // from: callers (benches, isolated test copies) change the typed parameters, and a
+        // child process started on this file must see those changes.
+        let processors = self
+            .processors
+            .iter()
+            .map(|(spec, params)| {
+                let mut spec = spec.clone();
+                if let Ok(value) = params.to_value() {
+                    spec.params = value;
+                }
+                spec
+            })
+            .collect();
+        let connectors = self
+            .connectors
+            .iter()
+            .map(|(spec, params)| {
+                let mut spec = spec.clone();
+                if let Ok(value) = serde_yaml::to_value(params) {
+                    spec.params = value;
+                }
+                spec
+            })
+            .collect();
         let file = File {
             version: self.version,
             topics: &self.topics,
-            processors: self.processors.iter().map(|(p, _)| p).collect(),
-            connectors: self.connectors.iter().map(|(c, _)| c).collect(),
+            processors,
+            connectors,
         };
         serde_yaml::to_string(&file).unwrap_or_default()
     }

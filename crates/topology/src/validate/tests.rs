@@ -210,3 +210,40 @@ fn an_isolated_copy_renames_what_the_processor_touches_and_round_trips_as_yaml()
     let again = load_str(&iso.to_yaml(), dir.path()).expect("isolated copy is valid");
     assert_eq!(again.topics, iso.topics);
 }
+
+#[test]
+fn the_yaml_carries_changes_made_to_typed_params() {
+    // A bench points its private processes at private databases by changing the typed
+    // parameters; the file it writes for them must say so (it once wrote the raw YAML, and
+    // every bench run put its orders into the stack's own database).
+    let dir = schema_dir();
+    let mut t = load_str(GOOD, dir.path()).unwrap();
+    for (_, params) in &mut t.processors {
+        if let ProcessorParams::Shipping(p) = params {
+            p.carrier = "changed-carrier".into();
+        }
+    }
+    let again = load_str(&t.to_yaml(), dir.path()).expect("written copy is valid");
+    let (_, params) = again.processor("shipping").unwrap();
+    let ProcessorParams::Shipping(p) = params else {
+        panic!("shipping parameters expected, got {params:?}");
+    };
+    assert_eq!(p.carrier, "changed-carrier");
+}
+
+#[test]
+fn the_project_topology_round_trips_through_its_yaml() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topology.yaml");
+    let t = load(&path).expect("project topology loads");
+    let again = load_str(&t.to_yaml(), &t.schema_dir).expect("written copy is valid");
+    assert_eq!(again.topics, t.topics);
+    assert_eq!(again.processors.len(), t.processors.len());
+    for ((spec, params), (spec2, params2)) in t.processors.iter().zip(&again.processors) {
+        assert_eq!(spec.name, spec2.name);
+        assert_eq!(params, params2, "parameters of {}", spec.name);
+    }
+    for ((spec, params), (spec2, params2)) in t.connectors.iter().zip(&again.connectors) {
+        assert_eq!(spec.name, spec2.name);
+        assert_eq!(params, params2, "parameters of {}", spec.name);
+    }
+}
