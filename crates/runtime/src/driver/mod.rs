@@ -37,6 +37,7 @@ use crate::{kafka, Metrics, Processor, RuntimeConfig, RuntimeError};
 
 mod acker;
 mod context;
+mod key_chains;
 mod pipelined;
 pub(crate) mod state_io;
 mod txn;

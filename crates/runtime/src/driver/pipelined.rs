@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codec::{RegistryClient, TopicCodec};
-use futures::future::{BoxFuture, FutureExt, Shared as SharedFuture};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -29,6 +28,7 @@ use tracing::{error, info, warn};
 
 use super::acker::{Deferred, Pending, Source};
 use super::context::{lock, Shared, TrackingContext};
+use super::key_chains::KeyChains;
 use super::{
     connect, dead_letter, dead_letter_record, decode_input, formats, not_before, now_millis,
     produce, register_codecs, Plumbing,
@@ -120,8 +120,7 @@ async fn run_inner<P: ConcurrentProcessor>(
         work,
         pending,
         permits: Arc::new(Semaphore::new(concurrency)),
-        chains: HashMap::new(),
-        concurrency,
+        chains: KeyChains::new(concurrency),
     };
     phase.set(Phase::RUNNING);
     let outcome = driver.consume(&consumer, &fatal, &shared).await;
@@ -135,16 +134,12 @@ async fn run_inner<P: ConcurrentProcessor>(
     outcome.and(acked)
 }
 
-/// The end of a record's handling, awaited by the next record with the same key.
-type Link = SharedFuture<BoxFuture<'static, ()>>;
-
 struct PipelinedDriver<P: ConcurrentProcessor> {
     work: Arc<Work<P>>,
     pending: tokio::sync::mpsc::Sender<Pending>,
     permits: Arc<Semaphore>,
     /// The last in-flight record of each key. Single writer: this driver.
-    chains: HashMap<Vec<u8>, Link>,
-    concurrency: usize,
+    chains: KeyChains,
 }
 
 impl<P: ConcurrentProcessor> PipelinedDriver<P> {
@@ -197,15 +192,7 @@ impl<P: ConcurrentProcessor> PipelinedDriver<P> {
             partition: message.partition(),
             offset: message.offset(),
         };
-        let (finished, link) = oneshot::channel::<()>();
-        let link: Link = link.map(|_| ()).boxed().shared();
-        let previous = match message.key() {
-            Some(key) => self.chains.insert(key.to_vec(), link),
-            None => None,
-        };
-        if self.chains.len() > 4 * self.concurrency {
-            self.chains.retain(|_, link| link.peek().is_none());
-        }
+        let (previous, finish) = self.chains.chain(message.key());
         let (outcome_tx, outcome) = oneshot::channel();
         let work = work.clone();
         tokio::spawn(async move {
@@ -213,7 +200,7 @@ impl<P: ConcurrentProcessor> PipelinedDriver<P> {
                 previous.await;
             }
             let outcome = work.handle(&message).await;
-            let _ = finished.send(());
+            finish.finished();
             let _ = outcome_tx.send(outcome);
             drop(permit);
         });
