@@ -57,7 +57,8 @@ impl KeyChains {
         if self.links.len() > self.bound {
             // A finished record's link may never be polled (no later record of its key), so
             // its end is read from the flag its task sets, not from the shared future.
-            self.links.retain(|_, (_, done)| !done.load(Ordering::Acquire));
+            self.links
+                .retain(|_, (_, done)| !done.load(Ordering::Acquire));
         }
         (previous, Finish(Some((wake, done))))
     }
@@ -81,7 +82,11 @@ mod tests {
             let (previous, finish) = chains.chain(Some(&n.to_be_bytes()));
             assert!(previous.is_none());
             finish.finished();
-            assert!(chains.len() <= 9, "{} links after {n} records", chains.len());
+            assert!(
+                chains.len() <= 9,
+                "{} links after {n} records",
+                chains.len()
+            );
         }
     }
 
@@ -108,7 +113,10 @@ mod tests {
         assert!(other.is_none(), "another key does not wait");
         let (previous, _) = chains.chain(Some(b"a"));
         let previous = previous.expect("second record of a key waits for the first");
-        assert!(previous.clone().now_or_never().is_none(), "not before the first ends");
+        assert!(
+            previous.clone().now_or_never().is_none(),
+            "not before the first ends"
+        );
         first.finished();
         assert!(previous.now_or_never().is_some());
         let (unkeyed, _) = chains.chain(None);
