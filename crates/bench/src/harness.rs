@@ -75,9 +75,6 @@ pub async fn private_database(
     prefix: &str,
     suffix: &str,
 ) -> Result<(String, String)> {
-    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
-    stack::create_database(&env.postgres_url, &database).await?;
-    let url = runtime::postgres_database_url(&env.postgres_url, &database)?;
-    stack::apply_migrations(&url, &stack::migrations_dir(topology).join(prefix)).await?;
-    Ok((database, url))
+    let migrations = stack::migrations_dir(topology).join(prefix);
+    wiring::private_database(&env.postgres_url, &migrations, prefix, suffix).await
 }

@@ -5,7 +5,7 @@
 //!   (in the foreground, or in this process beside others) and how to find its ports;
 //! - [`topics`]: a topic's Avro values as they are now, decoded through the registry;
 //! - the topology file, the stack's settings and the storefront's database, as every
-//!   command finds them.
+//!   command finds them, and scratch databases for processors run in isolation.
 //!
 //! `anyhow` is the error type here, as in the binary: these are the commands' building blocks.
 
@@ -46,4 +46,20 @@ pub fn storefront_database(topology: &Topology) -> Result<String> {
         &runtime::StackEnv::from_env()?.postgres_url,
         &database,
     )?)
+}
+
+/// A scratch database `<prefix>_<suffix>` on the PostgreSQL server at `server`, with the
+/// migrations in `migrations` applied: (name, URL). Benches and tests give the processors they
+/// run in isolation databases of their own.
+pub async fn private_database(
+    server: &str,
+    migrations: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(String, String)> {
+    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
+    stack::create_database(server, &database).await?;
+    let url = runtime::postgres_database_url(server, &database)?;
+    stack::apply_migrations(&url, migrations).await?;
+    Ok((database, url))
 }
