@@ -290,7 +290,7 @@ async fn main() -> Result<()> {
         Command::Monitor {
             listen,
             interval_ms,
-        } => serve_monitor(&load()?, listen, interval_ms).await,
+        } => serve_monitor(load()?, listen, interval_ms).await,
         Command::Status { monitor } => status(&load()?, monitor).await,
         Command::Demo {
             rate,
@@ -332,7 +332,7 @@ async fn gateway_sim(args: GatewaySimArgs) -> Result<()> {
 }
 
 async fn serve_monitor(
-    topology: &topology::Topology,
+    topology: topology::Topology,
     listen: std::net::SocketAddr,
     interval_ms: u64,
 ) -> Result<()> {
@@ -341,12 +341,7 @@ async fn serve_monitor(
     config.interval = std::time::Duration::from_millis(interval_ms);
     let (ready, bound) = tokio::sync::oneshot::channel();
     let shutdown = shutdown_on_signals();
-    let serving = tokio::spawn(monitor::serve(
-        config,
-        topology.clone(),
-        shutdown,
-        Some(ready),
-    ));
+    let serving = tokio::spawn(monitor::serve(config, topology, shutdown, Some(ready)));
     if let Ok(address) = bound.await {
         info!(%address, "lag monitor: dashboard at http://{address}/");
     }
