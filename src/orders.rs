@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
-use codec::RegistryClient;
 use events::checkout::{OrderStatusCode, SagaTransition};
 use topology::Topology;
 
@@ -45,7 +44,7 @@ pub async fn stuck(topology: &Topology) -> Result<()> {
         .find(|o| o.starts_with("checkout.saga-transitions"))
         .context("checkout writes no saga transitions topic")?;
     let mut latest: HashMap<String, SagaTransition> = HashMap::new();
-    for t in read_values::<SagaTransition>(&env, topic).await? {
+    for t in wiring::topics::read_values::<SagaTransition>(&env, topic).await? {
         if latest
             .get(&t.order_id)
             .is_none_or(|s| s.sequence < t.sequence)
@@ -75,34 +74,4 @@ pub async fn stuck(topology: &Topology) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Every Avro value of `topic` as it is now (start to end, no group), decoded with its writer
-/// schema from the registry. A record that is not Confluent-framed Avro is an error.
-pub(crate) async fn read_values<T: serde::de::DeserializeOwned>(
-    env: &runtime::StackEnv,
-    topic: &str,
-) -> Result<Vec<T>> {
-    let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
-    let ranges = marks.iter().map(|m| m.everything()).collect();
-    read_values_in(env, topic, ranges).await
-}
-
-/// The Avro values of `topic` in `ranges` (no group), decoded as [`read_values`] does.
-pub(crate) async fn read_values_in<T: serde::de::DeserializeOwned>(
-    env: &runtime::StackEnv,
-    topic: &str,
-    ranges: Vec<dlq::kafka::PartitionRange>,
-) -> Result<Vec<T>> {
-    let records = dlq::kafka::read(&env.bootstrap_servers, topic, ranges).await?;
-    let registry = RegistryClient::new(&env.registry_url);
-    let mut values = Vec::with_capacity(records.len());
-    for record in records {
-        let Some(bytes) = record.value else { continue };
-        let (id, body) = codec::unframe(&bytes)?;
-        let schema = registry.schema_by_id(id).await?;
-        let value = codec::decode_body(&schema, None, body)?;
-        values.push(codec::from_value(&value)?);
-    }
-    Ok(values)
 }

@@ -147,11 +147,8 @@ pub fn free_port_pair() -> u16 {
 /// A scratch database `<prefix>_<suffix>` on the stack's PostgreSQL with `migrations/<dir>`
 /// applied; its URL.
 pub async fn private_database(prefix: &str, suffix: &str, migrations: &str) -> String {
-    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
-    let server = env().postgres_url;
-    stack::create_database(&server, &database).await.unwrap();
-    let url = runtime::postgres_database_url(&server, &database).unwrap();
-    stack::apply_migrations(&url, &repo().join("migrations").join(migrations))
+    let migrations = repo().join("migrations").join(migrations);
+    let (_, url) = wiring::private_database(&env().postgres_url, &migrations, prefix, suffix)
         .await
         .unwrap();
     url

@@ -1,4 +1,5 @@
-//! The one explicit list of processors: a `match` on the closed kind enum.
+//! The one explicit list of processors and connectors: a `match` on the closed kind enum.
+//! Adding a processor kind means one arm here.
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -143,4 +144,23 @@ pub async fn connect(
         }
     }
     Ok(())
+}
+
+/// Runs instance 0 of `processor` of `t` in this process (admin on an ephemeral port) until
+/// `token` is cancelled.
+pub fn spawn_processor(
+    t: &Topology,
+    processor: &str,
+    env: &runtime::StackEnv,
+    token: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    let (spec, _) = t.processor(processor).context("processor")?;
+    let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
+    config.admin_addr = "127.0.0.1:0".parse()?;
+    let t = t.clone();
+    let name = processor.to_string();
+    let run = token.clone();
+    Ok(tokio::spawn(async move {
+        run_with(&t, &name, config, run).await
+    }))
 }

@@ -1,7 +1,7 @@
 //! `fleet bench runtime`: records/s through the stateless shipping processor, beside the raw
 //! broker figure (produce + consume, no processing) measured in the same run on the same
 //! broker with the same records, then through a stateful counter on the same input
-//! (`bench_state::stateful_phase`).
+//! ([`crate::state::stateful_phase`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,118 +13,28 @@ use loadgen::orders::{shipments_of, OrderGenerator};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench_state::Tally;
+use crate::harness::{broker_label, private_broker, Engine};
+use crate::state::{stateful_phase, Tally};
 
-/// A storage engine for a private benchmark broker.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Engine {
-    Memory,
-    Sqlite,
-    /// nisshi's PostgreSQL engine, in a database of its own on the stack's PostgreSQL.
-    Postgres,
-}
-
-impl Engine {
-    /// How figures name the engine.
-    pub fn label(self) -> &'static str {
-        match self {
-            Engine::Memory => "private nisshi, memory engine",
-            Engine::Sqlite => "private nisshi, sqlite engine",
-            Engine::Postgres => "private nisshi, postgresql engine",
-        }
-    }
-}
-
-/// How figures name the broker a benchmark runs on: a private one of `engine`, or the stack's.
-pub(crate) fn broker_label(engine: Option<Engine>) -> &'static str {
-    engine.map_or("the stack's nisshi, sqlite engine", Engine::label)
-}
-
-/// The value at fraction `p` (0..=1) of `sorted`; 0 when empty.
-pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0)
-}
-
-/// A private broker of `engine`, or `None` to use the stack's.
-pub(crate) async fn private_broker(engine: Option<Engine>) -> Result<Option<stack::PrivateBroker>> {
-    match engine {
-        Some(engine) => Ok(Some(start_private_broker(engine).await?)),
-        None => Ok(None),
-    }
-}
-
-pub(crate) async fn start_private_broker(engine: Engine) -> Result<stack::PrivateBroker> {
-    let storage = match engine {
-        Engine::Memory => "memory://nisshi/".to_string(),
-        Engine::Sqlite => stack::SQLITE_STORAGE.to_string(),
-        Engine::Postgres => {
-            let env = runtime::StackEnv::from_env()?;
-            let database = format!("nisshi_bench_{}", runtime::now_ms());
-            stack::create_database(&env.postgres_url, &database).await?;
-            stack::postgres_storage(&env.postgres_url, &database)?
-        }
-    };
-    Ok(stack::PrivateBroker::start(&storage).await?)
-}
-
-/// Runs instance 0 of `processor` of `t` in this process (admin on an ephemeral port) until
-/// `token` is cancelled.
-pub(crate) fn spawn_processor(
-    t: &Topology,
-    processor: &str,
-    env: &runtime::StackEnv,
-    token: &CancellationToken,
-) -> Result<tokio::task::JoinHandle<Result<()>>> {
-    let (spec, _) = t.processor(processor).context("processor")?;
-    let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
-    config.admin_addr = "127.0.0.1:0".parse()?;
-    let t = t.clone();
-    let name = processor.to_string();
-    let run = token.clone();
-    Ok(tokio::spawn(async move {
-        crate::processors::run_with(&t, &name, config, run).await
-    }))
-}
-
-/// The value codec of `topic` (a renamed copy in `t`), registered under the subject of its
-/// base topic `base`.
-pub(crate) async fn codec(
-    t: &Topology,
-    registry: &RegistryClient,
-    topic: &str,
-    base: &str,
-) -> Result<TopicCodec> {
-    let text = t
-        .topic(topic)
-        .and_then(|s| s.value_schema.as_deref())
-        .and_then(|p| t.schema_text(p))
-        .with_context(|| format!("schema of {topic}"))?;
-    Ok(TopicCodec::register(registry, &format!("{base}-value"), text).await?)
-}
-
-/// A scratch database `<prefix>_<suffix>` with `migrations/<prefix>` applied: (name, URL).
-pub(crate) async fn private_database(
-    topology: &Topology,
-    env: &runtime::StackEnv,
-    prefix: &str,
-    suffix: &str,
-) -> Result<(String, String)> {
-    let database = format!("{prefix}_{}", suffix.replace('-', "_"));
-    stack::create_database(&env.postgres_url, &database).await?;
-    let url = runtime::postgres_database_url(&env.postgres_url, &database)?;
-    stack::apply_migrations(&url, &stack::migrations_dir(topology).join(prefix)).await?;
-    Ok((database, url))
-}
-
-pub async fn runtime(
-    topology: &Topology,
+/// `fleet bench runtime`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 100_000)]
     records: u64,
+    #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Run on a private broker with this storage engine (`memory`, `sqlite` or `postgres`)
+    /// instead of the stack's, to separate the runtime's cost from the storage engine's.
+    #[arg(long)]
     engine: Option<Engine>,
-) -> Result<()> {
+}
+
+pub async fn run(topology: &Topology, args: Args) -> Result<()> {
+    let Args {
+        records,
+        partitions,
+        engine,
+    } = args;
     let mut env = runtime::StackEnv::from_env()?;
     let private = private_broker(engine).await?;
     let engine_name = broker_label(engine);
@@ -250,8 +160,7 @@ pub async fn runtime(
 
     // 3. The same preloaded input through a stateful counter (state per key, one changelog
     //    batch per input), in a fresh consumer group.
-    crate::bench_state::stateful_phase(&proc_topology, spec, &env, partitions, &expected_state)
-        .await
+    stateful_phase(&proc_topology, spec, &env, partitions, &expected_state).await
 }
 
 fn isolated(topology: &Topology, suffix: &str, partitions: i32) -> Result<Topology> {

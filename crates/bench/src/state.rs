@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorSpec, Topology};
 
-use crate::bench::Engine;
+use crate::harness::{start_private_broker, Engine};
 
 /// The input topic the restore benchmark's applied offsets name.
 const INPUT: &str = "orders.order-placed.v1";
@@ -194,10 +194,25 @@ fn mb(bytes: u64) -> f64 {
 }
 
 /// `fleet bench state-restore`.
-pub async fn state_restore(keys: u64, tail: u64, engine: Engine) -> Result<()> {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keys in the state (one changelog batch each).
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Batches appended after the snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    tail: u64,
+    /// Storage engine of the private broker.
+    #[arg(long, value_enum, default_value_t = Engine::Memory)]
+    engine: Engine,
+}
+
+/// `fleet bench state-restore`.
+pub async fn state_restore(args: Args) -> Result<()> {
+    let Args { keys, tail, engine } = args;
     ensure!(keys > 0, "--keys must be at least 1");
     let tag = engine.label();
-    let broker = crate::bench::start_private_broker(engine).await?;
+    let broker = start_private_broker(engine).await?;
     let bootstrap = broker.bootstrap.clone();
     let topic = format!("bench-state-{}-tally-changelog", millis()?);
     runtime::ensure_changelog(&bootstrap, &topic, 1).await?;

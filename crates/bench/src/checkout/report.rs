@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use loadgen::percentile;
 use monitor::promtext;
 
 use super::fleet::{ticks_per_second, Snapshot};
 use super::load::Phase;
 use super::raw::Raw;
-use crate::bench::percentile;
 
 pub fn raw(raw: &Raw) {
     println!(

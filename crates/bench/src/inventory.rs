@@ -20,27 +20,40 @@ use events::inventory::{
     StockCommand, StockCommandKind, StockCommandLine, StockLevel, StockResult, StockResultKind,
 };
 use loadgen::kafka::{drain, produce_all, producer, reader};
+use loadgen::percentile;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
 
-use crate::bench::{codec, Engine};
+use crate::harness::{broker_label, codec, private_broker, Engine};
 
 /// Units of the hot product (product 0); every other product has plenty.
 const HOT_STOCK: i32 = 1_000;
 
-pub async fn inventory(
-    topology: &Topology,
+/// `fleet bench inventory`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 20_000)]
     orders: usize,
+    #[arg(long, default_value_t = 1_000)]
     products: usize,
+    /// Run on a private broker with this storage engine instead of the stack's.
+    #[arg(long)]
     engine: Option<Engine>,
-) -> Result<()> {
+}
+
+pub async fn inventory(topology: &Topology, args: Args) -> Result<()> {
+    let Args {
+        orders,
+        products,
+        engine,
+    } = args;
     anyhow::ensure!(
         products >= 2,
         "--products must be at least 2 (one hot product and the rest)"
     );
     let mut env = runtime::StackEnv::from_env()?;
-    let private = crate::bench::private_broker(engine).await?;
+    let private = private_broker(engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }
@@ -49,7 +62,7 @@ pub async fn inventory(
     println!(
         "broker: {} ({})",
         env.bootstrap_servers,
-        crate::bench::broker_label(engine)
+        broker_label(engine)
     );
     for (phase, hot_share) in [("spread", 0.0), ("flash sale", 0.5)] {
         run_phase(topology, &env, phase, orders, products, hot_share).await?;
@@ -201,7 +214,7 @@ async fn run_phase(
     )?;
     let token = CancellationToken::new();
     let spawned = Instant::now();
-    let ledger = crate::bench::spawn_processor(&t, "inventory", env, &token)?;
+    let ledger = wiring::spawn_processor(&t, "inventory", env, &token)?;
     // Warm up: the burst starts once the ledger has applied every product's level (each
     // publishes the product's availability), so its start-up (group join, one state restore
     // per partition) is not counted as decision time.
@@ -322,7 +335,7 @@ async fn run_phase(
             continue;
         };
         l.sort_unstable();
-        let pct = |p: f64| crate::bench::percentile(l, p);
+        let pct = |p: f64| percentile(l, p);
         println!(
             "           {label:<6} orders: time to answer after the burst was sent p50 {} ms, p99 {} ms ({} orders)",
             pct(0.5),

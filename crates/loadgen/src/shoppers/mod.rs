@@ -1,7 +1,7 @@
-//! `fleet load`: shoppers against the storefront API, and a report computed from what the
-//! fleet recorded (the saga's transitions topic, the orders and warehouse databases, the
-//! gateway's ledger), not from the generator's own counters. Only request latencies are the
-//! generator's: they are what a shopper waits.
+//! `fleet load` (and the load of `fleet demo`): shoppers against the storefront API, and a
+//! report computed from what the fleet recorded (the saga's transitions topic, the orders and
+//! warehouse databases, the gateway's ledger), not from the generator's own counters. Only
+//! request latencies are the generator's: they are what a shopper waits.
 //!
 //! Shoppers arrive open-loop at `--rate` sessions per second. Each browses a few products
 //! (Zipf popularity over the catalog), searches sometimes, adds some of what it saw to its
@@ -10,20 +10,26 @@
 //! product picks to a few new products released with a small stock: they sell out, and the
 //! report shows no unit sold beyond stock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use events::checkout::{SagaState, SagaTransition};
-use loadgen::orders::Zipf;
+use events::checkout::SagaState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
 use topology::Topology;
 
-use crate::bench::percentile;
+use crate::orders::Zipf;
+use crate::percentile;
+
+mod session;
+mod settle;
+
+use session::{Catalog, Shared, Shopper};
+use settle::{dead_letters, settle};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -44,236 +50,6 @@ pub struct LoadOptions {
     /// Undecodable records written straight to the checkout-request topic mid-run: each must
     /// come out as one dead letter while the partition moves on.
     pub poison: u64,
-}
-
-/// Per-endpoint request figures.
-#[derive(Default)]
-struct Endpoint {
-    micros: Vec<i64>,
-    statuses: BTreeMap<u16, u64>,
-    transport_errors: u64,
-}
-
-#[derive(Default)]
-struct Shared {
-    endpoints: Mutex<BTreeMap<&'static str, Endpoint>>,
-    /// Order id → total the storefront quoted, for every accepted checkout.
-    accepted: Mutex<HashMap<String, i64>>,
-    /// Same key sent twice: the order ids the two answers named.
-    double_submits: Mutex<Vec<(String, String)>>,
-    sessions: AtomicU64,
-    checkouts: AtomicU64,
-    ended_seen: AtomicU64,
-}
-
-impl Shared {
-    fn record(&self, endpoint: &'static str, started: Instant, status: Option<u16>) {
-        let mut all = self.endpoints.lock().unwrap();
-        let e = all.entry(endpoint).or_default();
-        e.micros.push(started.elapsed().as_micros() as i64);
-        match status {
-            Some(s) => *e.statuses.entry(s).or_default() += 1,
-            None => e.transport_errors += 1,
-        }
-    }
-}
-
-struct Catalog {
-    /// (id, title), in popularity order (rank 0 first).
-    products: Vec<(String, String)>,
-    popularity: Zipf,
-    flash: Vec<String>,
-}
-
-struct Shopper {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-    shared: Arc<Shared>,
-    catalog: Arc<Catalog>,
-    run: String,
-    flash_window: (Instant, Instant),
-    settle_until: Instant,
-}
-
-impl Shopper {
-    async fn call(
-        &self,
-        endpoint: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> Option<(u16, Value, Option<u64>)> {
-        let started = Instant::now();
-        let result = request
-            .header("x-api-key", &self.key)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        match result {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
-                let body = r.json::<Value>().await.unwrap_or(Value::Null);
-                self.shared.record(endpoint, started, Some(status));
-                Some((status, body, retry_after))
-            }
-            Err(_) => {
-                self.shared.record(endpoint, started, None);
-                None
-            }
-        }
-    }
-
-    fn pick(&self, rng: &mut StdRng) -> usize {
-        let now = Instant::now();
-        let flash = now >= self.flash_window.0 && now < self.flash_window.1;
-        if flash && !self.catalog.flash.is_empty() && rng.random_bool(0.3) {
-            // Flash products sit after the catalog in `products`.
-            return self.catalog.products.len() - self.catalog.flash.len()
-                + rng.random_range(0..self.catalog.flash.len());
-        }
-        self.catalog.popularity.sample(rng)
-    }
-
-    async fn session(self, n: u64) {
-        let mut rng = StdRng::seed_from_u64(n ^ 0x5eed);
-        let user = format!("shopper-{}-{n}", self.run);
-        let mut seen = Vec::new();
-        for _ in 0..rng.random_range(1..=4) {
-            let (id, title) = self.catalog.products[self.pick(&mut rng)].clone();
-            let url = format!("{}/v1/products/{id}?user_id={user}", self.base);
-            if let Some((200, _, _)) = self.call("GET /v1/products/{id}", self.http.get(url)).await
-            {
-                seen.push((id, title));
-            }
-        }
-        if rng.random_bool(0.4) {
-            if let Some((_, title)) = seen.first() {
-                let word = title
-                    .split_whitespace()
-                    .max_by_key(|w| w.len())
-                    .unwrap_or("chair");
-                let request = self.http.get(format!("{}/v1/search", self.base)).query(&[
-                    ("q", word),
-                    ("user_id", &user),
-                    ("limit", "10"),
-                ]);
-                self.call("GET /v1/search", request).await;
-            }
-        }
-        let viewed_flash = seen.iter().any(|(id, _)| self.catalog.flash.contains(id));
-        let cart_chance = if viewed_flash { 0.8 } else { 0.35 };
-        if seen.is_empty() || !rng.random_bool(cart_chance) {
-            return;
-        }
-        if rng.random_bool(0.01) {
-            // A buggy client: a quantity beyond the limit must be a clear 400, nothing else.
-            let url = format!("{}/v1/carts/{user}/lines/{}", self.base, seen[0].0);
-            self.call(
-                "PUT /v1/carts/{user}/lines/{product}",
-                self.http.put(url).json(&json!({"quantity": 999})),
-            )
-            .await;
-        }
-        let lines = rng.random_range(1..=seen.len().min(3));
-        for (id, _) in seen.iter().take(lines) {
-            let url = format!("{}/v1/carts/{user}/lines/{id}", self.base);
-            let body = json!({"quantity": rng.random_range(1..=2)});
-            self.call(
-                "PUT /v1/carts/{user}/lines/{product}",
-                self.http.put(url).json(&body),
-            )
-            .await;
-        }
-        self.call(
-            "GET /v1/carts/{user}",
-            self.http.get(format!("{}/v1/carts/{user}", self.base)),
-        )
-        .await;
-        if !rng.random_bool(0.6) {
-            return;
-        }
-        let key = format!("co-{}-{n}", self.run);
-        let body = json!({
-            "user_id": user,
-            "shipping_address": {"recipient_name": format!("Shopper {n}"), "line1": "1 Loop Rd",
-                                 "city": "Seattle", "region": "WA", "postal_code": "98109",
-                                 "country_code": "US"},
-            "payment": {"token": format!("tok_{n}"), "kind": "CARD", "last4": "4242"},
-        });
-        let checkout = || {
-            self.http
-                .post(format!("{}/v1/checkout", self.base))
-                .header("idempotency-key", &key)
-                .json(&body)
-        };
-        self.shared.checkouts.fetch_add(1, Ordering::Relaxed);
-        let mut order = None;
-        if rng.random_bool(0.05) {
-            // A double click: the same key twice at once must be one order.
-            let (a, b) = tokio::join!(
-                self.call("POST /v1/checkout", checkout()),
-                self.call("POST /v1/checkout", checkout())
-            );
-            if let (Some((_, a, _)), Some((_, b, _))) = (&a, &b) {
-                if let (Some(x), Some(y)) = (a["order_id"].as_str(), b["order_id"].as_str()) {
-                    self.shared
-                        .double_submits
-                        .lock()
-                        .unwrap()
-                        .push((x.to_string(), y.to_string()));
-                }
-            }
-            order = [a, b]
-                .into_iter()
-                .flatten()
-                .find(|(s, _, _)| *s == 200 || *s == 202);
-        } else {
-            // A shopper retries a refused checkout with the same key, as told by Retry-After.
-            for _ in 0..4 {
-                match self.call("POST /v1/checkout", checkout()).await {
-                    Some((s, body, _)) if s == 200 || s == 202 => {
-                        order = Some((s, body, None));
-                        break;
-                    }
-                    Some((429 | 503, _, wait)) => {
-                        tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1))).await
-                    }
-                    None => tokio::time::sleep(Duration::from_secs(1)).await,
-                    Some(_) => break,
-                }
-            }
-        }
-        let Some((_, body, _)) = order else { return };
-        let (Some(id), Some(total)) = (body["order_id"].as_str(), body["total_minor"].as_i64())
-        else {
-            return;
-        };
-        self.shared
-            .accepted
-            .lock()
-            .unwrap()
-            .insert(id.to_string(), total);
-        // Poll the order like a confirmation page does, until the saga ends.
-        while Instant::now() < self.settle_until {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
-            let url = format!("{}/v1/orders/{id}?user_id={user}", self.base);
-            if let Some((200, status, _)) =
-                self.call("GET /v1/orders/{id}", self.http.get(url)).await
-            {
-                if matches!(
-                    status["status"].as_str(),
-                    Some("PLACED" | "FAILED" | "STUCK")
-                ) {
-                    self.shared.ended_seen.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-    }
 }
 
 fn database(env: &runtime::StackEnv, name: &str) -> Result<String> {
@@ -314,6 +90,19 @@ async fn release_flash_products(
     Ok(out)
 }
 
+/// The storefront instances' base URLs, from the topology.
+pub fn storefront_urls(topology: &Topology) -> Vec<String> {
+    topology
+        .processors
+        .iter()
+        .filter_map(|(spec, params)| match params {
+            topology::ProcessorParams::Storefront(p) => Some((spec.instances, p.http_port)),
+            _ => None,
+        })
+        .flat_map(|(n, port)| (0..n).map(move |i| format!("http://127.0.0.1:{}", port + i)))
+        .collect()
+}
+
 /// The figures of one run, all but the latencies read back from the fleet's own records.
 pub struct Report {
     pub text: String,
@@ -328,7 +117,9 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     let run = format!("{:x}", runtime::now_ms() / 1000 % 0x100000);
     let key = match &options.api_key {
         Some(k) => k.clone(),
-        None => storefront::keys::create(&crate::storefront_database(topology)?, "loadgen").await?,
+        None => {
+            storefront::keys::create(&wiring::storefront_database(topology)?, "loadgen").await?
+        }
     };
     let catalog_db = stack::connect_postgres(&database(&env, "catalog")?).await?;
     let rows = catalog_db
@@ -361,7 +152,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         flash: flash.iter().map(|(id, _)| id.clone()).collect(),
     });
 
-    let transitions_topic = crate::processors::output(
+    let transitions_topic = wiring::output(
         &topology
             .processor("checkout")
             .context("no checkout in the topology")?
@@ -405,7 +196,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     let mut last_requests = 0u64;
     let mut poison_sent = false;
     let mut skipped = 0u64;
-    let checkout_topic = crate::processors::output(
+    let checkout_topic = wiring::output(
         &topology
             .processor("storefront")
             .context("no storefront in the topology")?
@@ -415,10 +206,10 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     while started.elapsed() < options.duration {
         if !poison_sent && started.elapsed() >= options.duration / 2 {
             poison_sent = true;
-            let producer = loadgen::kafka::producer(&env.bootstrap_servers)?;
+            let producer = crate::kafka::producer(&env.bootstrap_servers)?;
             let records = (0..options.poison)
                 .map(|i| (format!("poison-{run}-{i}"), b"{\"not\": \"avro\"}".to_vec()));
-            loadgen::kafka::produce_all(&producer, &checkout_topic, records).await?;
+            crate::kafka::produce_all(&producer, &checkout_topic, records).await?;
         }
         let due = (started.elapsed().as_secs_f64() * options.rate) as u64;
         while n < due {
@@ -713,100 +504,4 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         unsettled,
         poison_unmatched: poison_letters != options.poison as i64,
     })
-}
-
-async fn dead_letters(env: &runtime::StackEnv, topics: &[String]) -> Result<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    for t in topics {
-        let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, t).await?;
-        out.insert(t.clone(), marks.iter().map(|m| m.high).sum());
-    }
-    Ok(out)
-}
-
-struct Outcome {
-    state: SagaState,
-    compensated: bool,
-    failure: String,
-    sequence: i64,
-    /// First and last transition times (the saga's clock).
-    first_at: i64,
-    last_at: i64,
-}
-
-/// Reads the saga's transitions since the run began until every accepted order has ended
-/// (PLACED, FAILED or STUCK) or `until` passes.
-async fn settle(
-    env: &runtime::StackEnv,
-    topic: &str,
-    start: &[dlq::kafka::Watermarks],
-    accepted: &HashMap<String, i64>,
-    until: Instant,
-) -> Result<HashMap<String, Outcome>> {
-    let mut outcome: HashMap<String, Outcome> = HashMap::new();
-    let mut from: HashMap<i32, i64> = start.iter().map(|m| (m.partition, m.high)).collect();
-    loop {
-        let marks = dlq::kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
-        let ranges = marks
-            .iter()
-            .map(|m| dlq::kafka::PartitionRange {
-                partition: m.partition,
-                start: from.get(&m.partition).copied().unwrap_or(m.low),
-                end: m.high,
-            })
-            .collect();
-        for t in crate::orders::read_values_in::<SagaTransition>(env, topic, ranges).await? {
-            if !accepted.contains_key(&t.order_id) {
-                continue;
-            }
-            let o = outcome.entry(t.order_id.clone()).or_insert(Outcome {
-                state: SagaState::Unknown,
-                compensated: false,
-                failure: String::new(),
-                sequence: -1,
-                first_at: t.occurred_at,
-                last_at: t.occurred_at,
-            });
-            // Compensated: the saga undid something (released holds, voided or refunded).
-            o.compensated |= matches!(
-                t.to_state,
-                SagaState::ReleasingInventory
-                    | SagaState::VoidingPayment
-                    | SagaState::RefundingPayment
-            );
-            o.first_at = o.first_at.min(t.occurred_at);
-            o.last_at = o.last_at.max(t.occurred_at);
-            if t.sequence > o.sequence {
-                o.sequence = t.sequence;
-                o.state = t.to_state;
-                if let Some(code) = t.failure_code {
-                    o.failure = format!("{code:?}");
-                }
-            }
-        }
-        for m in &marks {
-            from.insert(m.partition, m.high);
-        }
-        let ended: HashSet<&String> = outcome
-            .iter()
-            .filter(|(_, o)| {
-                matches!(
-                    o.state,
-                    SagaState::Placed | SagaState::Failed | SagaState::Stuck
-                )
-            })
-            .map(|(id, _)| id)
-            .collect();
-        if ended.len() == accepted.len() || Instant::now() >= until {
-            outcome.retain(|_, o| {
-                matches!(
-                    o.state,
-                    SagaState::Placed | SagaState::Failed | SagaState::Stuck
-                )
-            });
-            return Ok(outcome);
-        }
-        eprint!("\r   orders ended {}/{}   ", ended.len(), accepted.len());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }

@@ -8,27 +8,50 @@ use anyhow::{Context, Result};
 use apache_avro::types::Value;
 use codec::RegistryClient;
 use loadgen::kafka::{drain, reader};
+use loadgen::percentile;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
+use crate::harness::{broker_label, private_broker, Engine};
+
 const CONNECTOR: &str = "catalog-cdc";
 
-pub async fn cdc(
-    topology: &topology::Topology,
+/// `fleet bench cdc`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rows present before the connector starts (read by the snapshot).
+    #[arg(long, default_value_t = 100_000)]
     snapshot_rows: u64,
+    /// Rows inserted while streaming.
+    #[arg(long, default_value_t = 100_000)]
     stream_rows: u64,
+    /// Rows per streamed transaction.
+    #[arg(long, default_value_t = 100)]
     batch: u64,
+    /// Streamed rows per second (0: as fast as one connection inserts).
+    #[arg(long, default_value_t = 0)]
     rate: u64,
-    engine: Option<crate::bench::Engine>,
-) -> Result<()> {
-    let config = crate::stack_config()?;
+    /// Produce to a private broker with this storage engine instead of the stack's.
+    #[arg(long)]
+    engine: Option<Engine>,
+}
+
+pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
+    let Args {
+        snapshot_rows,
+        stream_rows,
+        batch,
+        rate,
+        engine,
+    } = args;
+    let config = wiring::stack_config()?;
     // The stack's broker (SQLite engine) or a private one, to separate the connector's cost
     // from the broker's storage engine; the registry is always the stack's.
-    let private = crate::bench::private_broker(engine).await?;
+    let private = private_broker(engine).await?;
     let bootstrap = private
         .as_ref()
         .map_or_else(|| config.bootstrap_servers(), |b| b.bootstrap.clone());
-    println!("broker: {}", crate::bench::broker_label(engine));
+    println!("broker: {}", broker_label(engine));
     let suffix = format!("bench{}", std::process::id());
     let database = format!("bench_cdc_{}", std::process::id());
     let server = config.postgres_url("postgres");
@@ -125,7 +148,7 @@ pub async fn cdc(
     let stream_secs = streamed_at.elapsed().as_secs_f64();
     writer.await??;
     latencies.sort_unstable();
-    let pct = |p: f64| crate::bench::percentile(&latencies, p);
+    let pct = |p: f64| percentile(&latencies, p);
     println!(
         "streaming  {read:>9} rows in {stream_secs:>6.2} s  = {:>9.0} rows/s (first insert to last row read)",
         read as f64 / stream_secs

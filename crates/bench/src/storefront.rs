@@ -15,14 +15,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use loadgen::orders::Zipf;
+use loadgen::percentile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-pub struct StorefrontBench {
-    pub seconds: u64,
-    pub concurrency: usize,
+use crate::harness::private_database;
+
+/// `fleet bench storefront`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// HTTP clients sending back to back.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -44,14 +53,13 @@ impl Phase {
     }
 }
 
-pub async fn storefront(topology: &Topology, bench: StorefrontBench) -> Result<()> {
+pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
     let env = runtime::StackEnv::from_env()?;
     let suffix = format!("bench-sf-{}", runtime::now_ms());
     let mut t = topology
         .isolated_all(&["storefront"], &suffix)
         .context("no storefront processor")?;
-    let (keys_db, keys_url) =
-        crate::bench::private_database(topology, &env, "storefront", &suffix).await?;
+    let (keys_db, keys_url) = private_database(topology, &env, "storefront", &suffix).await?;
     let port = stack::free_port()?;
     for (_, params) in &mut t.processors {
         if let ProcessorParams::Storefront(p) = params {
@@ -80,7 +88,7 @@ pub async fn storefront(topology: &Topology, bench: StorefrontBench) -> Result<(
     let key = storefront::keys::create(&keys_url, "bench").await?;
 
     let token = CancellationToken::new();
-    let server = crate::bench::spawn_processor(&t, "storefront", &env, &token)?;
+    let server = wiring::spawn_processor(&t, "storefront", &env, &token)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.concurrency)
@@ -162,7 +170,7 @@ pub async fn storefront(topology: &Topology, bench: StorefrontBench) -> Result<(
         }
         let secs = started.elapsed().as_secs_f64();
         all.sort_unstable();
-        let ms = |p| crate::bench::percentile(&all, p) as f64 / 1000.0;
+        let ms = |p| percentile(&all, p) as f64 / 1000.0;
         println!(
             "{:<40} {:>9} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8}",
             phase.label(),

@@ -18,7 +18,26 @@ use tokio_util::sync::CancellationToken;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-pub async fn registry(schemas: usize, lookups: usize, concurrency: usize) -> Result<()> {
+/// `fleet bench registry`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// New distinct schemas to register (one subject each).
+    #[arg(long, default_value_t = 500)]
+    schemas: usize,
+    /// `GET /schemas/ids/{id}` requests.
+    #[arg(long, default_value_t = 20_000)]
+    lookups: usize,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+pub async fn registry(args: Args) -> Result<()> {
+    let Args {
+        schemas,
+        lookups,
+        concurrency,
+    } = args;
     ensure!(
         schemas > 0 && concurrency > 0,
         "--schemas and --concurrency must be positive"

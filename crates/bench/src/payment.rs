@@ -22,28 +22,38 @@ use events::payments::{
     PaymentResultKind,
 };
 use loadgen::kafka::{drain, produce_all, producer, reader};
+use loadgen::percentile;
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{codec, percentile, Engine};
+use crate::harness::{broker_label, codec, private_broker, private_database, Engine};
 
-pub struct PaymentBench {
-    pub payments: usize,
-    pub latency_ms: u64,
-    pub concurrency: usize,
-    pub engine: Option<Engine>,
+/// `fleet bench payment`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    payments: usize,
+    /// The gateway's latency per call (ms; jitter one fifth of it).
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Payments in flight per instance.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Run on a private broker with this storage engine instead of the stack's.
+    #[arg(long)]
+    engine: Option<Engine>,
 }
 
-pub async fn payment(topology: &Topology, bench: PaymentBench) -> Result<()> {
+pub async fn payment(topology: &Topology, bench: Args) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = crate::bench::private_broker(bench.engine).await?;
+    let private = private_broker(bench.engine).await?;
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }
     println!(
         "broker: {} ({}); gateway latency {} ms; concurrency {} per instance",
         env.bootstrap_servers,
-        crate::bench::broker_label(bench.engine),
+        broker_label(bench.engine),
         bench.latency_ms,
         bench.concurrency
     );
@@ -82,7 +92,7 @@ async fn run_phase(
     env: &runtime::StackEnv,
     phase: &str,
     faults: gateway_sim::GatewayConfig,
-    bench: &PaymentBench,
+    bench: &Args,
 ) -> Result<()> {
     let suffix = format!(
         "bench-pay-{}-{}",
@@ -92,7 +102,7 @@ async fn run_phase(
     let mut t = topology
         .isolated_all(&["payment", "payment-retry"], &suffix)
         .context("no payment processors")?;
-    let (database, _) = crate::bench::private_database(topology, env, "payments", &suffix).await?;
+    let (database, _) = private_database(topology, env, "payments", &suffix).await?;
     for (_, params) in &mut t.processors {
         if let ProcessorParams::Payment(p) = params {
             p.database = database.clone();
@@ -156,7 +166,7 @@ async fn run_phase(
     let mut env = env.clone();
     env.gateway_url = gateway.clone();
     for processor in ["payment", "payment-retry"] {
-        tasks.push(crate::bench::spawn_processor(&t, processor, &env, &token)?);
+        tasks.push(wiring::spawn_processor(&t, processor, &env, &token)?);
     }
 
     let started = Instant::now();

@@ -27,25 +27,43 @@ use loadgen::kafka::{produce_all, producer, reader};
 use rand::SeedableRng;
 use topology::{ProcessorParams, Topology};
 
-use crate::bench::{codec, private_database, Engine};
+use crate::harness::{broker_label, codec, private_broker, private_database, Engine};
 use fleet::Snapshot;
 
 /// The processors of the order path, each run as its own process.
 const ORDER_PATH: [&str; 4] = ["checkout", "inventory", "payment", "payment-retry"];
 
-pub struct CheckoutBench {
-    pub engine: Option<Engine>,
-    pub burst: usize,
-    pub rates: Vec<u64>,
-    pub seconds: u64,
-    pub gateway_latency_ms: u64,
-    pub instances: u16,
-    pub partitions: Option<u32>,
+/// `fleet bench checkout`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Open-loop rates (checkouts/s), each run for --seconds.
+    #[arg(long, value_delimiter = ',', default_value = "50,300,1100")]
+    rates: Vec<u64>,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Checkouts sent at once after the open-loop phases (0: none).
+    #[arg(long, default_value_t = 20_000)]
+    burst: usize,
+    /// The gateway's latency per call (ms; jitter one fifth of it).
+    #[arg(long, default_value_t = 5)]
+    gateway_latency_ms: u64,
+    /// Instances of each processor.
+    #[arg(long, default_value_t = 1)]
+    instances: u16,
+    /// Partitions of every topic of the run (default: as in the topology).
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Run on a private broker with this storage engine instead of the stack's.
+    #[arg(long)]
+    engine: Option<Engine>,
 }
 
-pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
+/// Runs the bench. It starts the processors and the gateway simulator as `fleet run` and
+/// `fleet gateway-sim` processes of the running executable, so it must be called from the
+/// `fleet` binary.
+pub async fn checkout(topology: &Topology, bench: Args) -> Result<()> {
     let mut env = runtime::StackEnv::from_env()?;
-    let private = crate::bench::private_broker(bench.engine).await?;
+    let private = private_broker(bench.engine).await?;
     let broker_pid = match &private {
         Some(broker) => {
             env.bootstrap_servers = broker.bootstrap.clone();
@@ -84,7 +102,7 @@ pub async fn checkout(topology: &Topology, bench: CheckoutBench) -> Result<()> {
     println!(
         "broker: {} ({}); gateway latency {} ms; {} instance(s) of {} as processes; {} partitions per topic; work folder {}",
         env.bootstrap_servers,
-        crate::bench::broker_label(bench.engine),
+        broker_label(bench.engine),
         bench.gateway_latency_ms,
         bench.instances,
         ORDER_PATH.join(", "),

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use loadgen::kafka::{drain, produce_all, reader, reader_from_end};
+use loadgen::percentile;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-
-use crate::bench::percentile;
 
 pub struct Raw {
     pub rtt_p50: i64,

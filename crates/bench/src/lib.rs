@@ -1,0 +1,69 @@
+//! `fleet bench`: benchmarks that print figures, never assert timings (correctness is the
+//! tests' job). Each bench is a module that owns its command line arguments (a
+//! `clap::Args` struct); [`Command`] lists them for the binary and [`run`] runs one.
+//!
+//! [`harness`] holds what the benches share (private brokers and databases, topic codecs) and
+//! depends on nothing else of the crate. Processors are started through `wiring`, the fleet's
+//! one processor list. The errors are `anyhow`'s, as in the binary.
+
+pub mod cdc;
+pub mod checkout;
+pub mod harness;
+pub mod inventory;
+pub mod payment;
+pub mod registry;
+pub mod runtime;
+pub mod state;
+pub mod storefront;
+
+use std::path::Path;
+
+use anyhow::Result;
+
+pub use harness::Engine;
+
+/// The benchmarks, as `fleet bench <what>` names them.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Records/s through the stateless shipping processor beside the raw broker figure.
+    Runtime(crate::runtime::Args),
+    /// Schema registry over loopback HTTP: registrations/s of new schemas, idempotent
+    /// re-registrations/s and id lookups/s, for the stack's Kafka-backed registry and beside
+    /// it an in-process one with memory storage.
+    Registry(crate::registry::Args),
+    /// The CDC connector on the stack's PostgreSQL: initial-snapshot rows/s, then streamed
+    /// row changes/s and commit → consumer latency, in a scratch database.
+    Cdc(crate::cdc::Args),
+    /// Holds/s at the inventory ledger: orders' HOLD commands spread over many products,
+    /// then a flash sale on one hot product beside them.
+    Inventory(crate::inventory::Args),
+    /// Payments/s through the payment processors against the gateway simulator: no faults,
+    /// then 10% slow calls, then 10% calls that hang past the timeout (retried via the topic).
+    Payment(crate::payment::Args),
+    /// Checkouts through the whole order path (every processor its own process, against the
+    /// gateway simulator): the raw broker's round trip and throughput, open-loop latency
+    /// request -> PLACED at each rate, a burst's checkouts/s; per phase, records and CPU ms
+    /// per checkout and the time per hop.
+    Checkout(crate::checkout::Args),
+    /// Requests/s and latency of the storefront's product and cart endpoints (one instance
+    /// in this process, on the stack's Redis and seeded catalog).
+    Storefront(crate::storefront::Args),
+    /// Restore time of one partition's state: N keys from the changelog alone, then from a
+    /// local snapshot plus the changelog's tail (private broker).
+    StateRestore(crate::state::Args),
+}
+
+/// Runs one benchmark; those that need the topology load it from `topology_path`.
+pub async fn run(topology_path: &Path, command: Command) -> Result<()> {
+    let topology = || wiring::load_topology(topology_path);
+    match command {
+        Command::Runtime(args) => crate::runtime::run(&topology()?, args).await,
+        Command::Registry(args) => crate::registry::registry(args).await,
+        Command::Cdc(args) => crate::cdc::cdc(&topology()?, args).await,
+        Command::Inventory(args) => crate::inventory::inventory(&topology()?, args).await,
+        Command::Payment(args) => crate::payment::payment(&topology()?, args).await,
+        Command::Checkout(args) => crate::checkout::checkout(&topology()?, args).await,
+        Command::Storefront(args) => crate::storefront::storefront(&topology()?, args).await,
+        Command::StateRestore(args) => crate::state::state_restore(args).await,
+    }
+}
