@@ -159,22 +159,12 @@ pub fn database_name(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
 
-/// Sets `params` on processor `name` of `t` (over the file's own).
+/// Sets `params` on processor `name` of `t` (over the file's own; raw and typed together).
 pub fn set_params(t: &mut Topology, name: &str, params: &[(&str, serde_yaml::Value)]) {
-    for (p, _) in &mut t.processors {
-        if p.name != name {
-            continue;
-        }
-        if p.params.is_null() {
-            p.params = serde_yaml::Value::Mapping(Default::default());
-        }
-        let serde_yaml::Value::Mapping(map) = &mut p.params else {
-            panic!("{name} params are a mapping: {:?}", p.params);
-        };
-        for (k, v) in params {
-            map.insert((*k).into(), v.clone());
-        }
-    }
+    let found = t
+        .set_params(name, params)
+        .unwrap_or_else(|e| panic!("{name}: parameters {params:?} do not fit its kind: {e}"));
+    assert!(found, "no processor {name} in the topology");
 }
 
 /// The payment gateway simulator as a real HTTP server on a free port, stopped on drop.

@@ -175,6 +175,31 @@ impl Topology {
         }
     }
 
+    /// Overrides some of processor `name`'s parameters (over the file's own) and checks the
+    /// result against its kind: what tests use to point a processor at their own database or
+    /// gateway. The raw and the typed parameters change together, so a copy written with
+    /// [`Topology::to_yaml`] carries the overrides. Returns false if there is no such processor.
+    pub fn set_params(
+        &mut self,
+        name: &str,
+        overrides: &[(&str, serde_yaml::Value)],
+    ) -> Result<bool, serde_yaml::Error> {
+        let Some((spec, params)) = self.processors.iter_mut().find(|(p, _)| p.name == name) else {
+            return Ok(false);
+        };
+        let mut raw = match &spec.params {
+            serde_yaml::Value::Mapping(map) => map.clone(),
+            _ => serde_yaml::Mapping::new(),
+        };
+        for (key, value) in overrides {
+            raw.insert((*key).into(), value.clone());
+        }
+        let raw = serde_yaml::Value::Mapping(raw);
+        *params = ProcessorParams::parse(spec.kind, &raw)?;
+        spec.params = raw;
+        Ok(true)
+    }
+
     /// The topology as YAML again (schema paths unchanged): what `isolated` copies are
     /// written as, so a separate `fleet` process can run on them.
     pub fn to_yaml(&self) -> String {

@@ -247,3 +247,25 @@ fn the_project_topology_round_trips_through_its_yaml() {
         assert_eq!(params, params2, "parameters of {}", spec.name);
     }
 }
+
+#[test]
+fn overridden_params_change_raw_and_typed_together_and_are_checked() {
+    let dir = schema_dir();
+    let mut t = load_str(GOOD, dir.path()).unwrap();
+    assert!(t
+        .set_params("shipping", &[("carrier", "override".into())])
+        .unwrap());
+    let again = load_str(&t.to_yaml(), dir.path()).unwrap();
+    for topology in [&t, &again] {
+        let (spec, params) = topology.processor("shipping").unwrap();
+        let ProcessorParams::Shipping(p) = params else {
+            panic!("shipping parameters expected, got {params:?}");
+        };
+        assert_eq!(p.carrier, "override");
+        assert_eq!(spec.params["carrier"], "override");
+    }
+    assert!(t
+        .set_params("shipping", &[("no_such_field", 1.into())])
+        .is_err());
+    assert!(!t.set_params("nobody", &[]).unwrap());
+}
