@@ -54,7 +54,13 @@ pub fn write_snapshot<V: Serialize>(path: &Path, store: &PartitionStore<V>) -> s
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
+    // A temp file of this writer's own: two writers of one partition's snapshot (a periodic
+    // one in the acker beside the drain's, or a late one from the partition's previous owner
+    // sharing the state folder) must never write into the same file; each rename is atomic,
+    // and any complete snapshot is a correct starting point for the changelog's tail.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{unique}.tmp", std::process::id()));
     let mut writer = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     serde_json::to_writer(&mut writer, &file).map_err(std::io::Error::other)?;
     let file = writer.into_inner().map_err(|e| e.into_error())?;
@@ -112,6 +118,37 @@ mod tests {
         assert!(back.already_applied("in", 41));
         assert_eq!(back.changelog_next, 100);
         assert!(read_snapshot::<u32>(&path, 99).is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn writers_of_one_snapshot_at_once_leave_a_whole_one() {
+        // Two writers of one partition's snapshot once shared a temp file: the result mixed
+        // their bytes at the write buffer's 8 KiB boundary and did not parse.
+        let dir = std::env::temp_dir().join(format!("sf-snap-race-{}", std::process::id()));
+        let path = dir.join("p0.json");
+        let stores: Vec<PartitionStore<u32>> = (0..4u32)
+            .map(|w| {
+                let mut store = PartitionStore::<u32>::default();
+                for k in 0..5_000u32 {
+                    store
+                        .values
+                        .insert(format!("key-{w}-{k}"), std::sync::Arc::new(k));
+                }
+                store.changelog_next = i64::from(w) + 1;
+                store
+            })
+            .collect();
+        for _ in 0..5 {
+            std::thread::scope(|scope| {
+                for store in &stores {
+                    let path = &path;
+                    scope.spawn(move || write_snapshot(path, store).unwrap());
+                }
+            });
+            let back: PartitionStore<u32> = read_snapshot(&path, 10).expect("a whole snapshot");
+            assert_eq!(back.len(), 5_000);
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
