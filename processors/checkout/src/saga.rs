@@ -339,6 +339,18 @@ impl Saga {
                 let failure = self.failure.unwrap_or(FailureCode::PaymentFailed);
                 self.compensate(failure, now)
             }
+            (S::Failed, Event::StockHeld { product })
+                if self.stock.get(&product) == Some(&Stock::Refused) =>
+            {
+                // A copy of the HOLD (re-sent by the step timer before the refusal was read)
+                // was answered HELD after all. The ledger remembers its refusals, so it
+                // answers every copy as the first; this is for a copy it no longer
+                // remembers (an hour later) or a ledger without that memory. Nothing else
+                // ends this order's hold, so the saga releases it; a product it released
+                // already needs nothing more (see below).
+                self.stock.insert(product.clone(), Stock::Released);
+                vec![Effect::ReleaseStock(vec![product])]
+            }
             (S::CreatingOrder | S::CommittingInventory, Event::StepTimedOut) => {
                 // A saga of the first version, paid and waiting for a step that no longer
                 // exists: place it (the order write and the commits are idempotent).
@@ -354,7 +366,8 @@ impl Saga {
             }
             // Anything else is a duplicate or a late answer for a step already passed (a
             // hold answered after the saga released it is given back by that release, which
-            // the ledger sees after the hold).
+            // the ledger sees after every copy of the hold: the saga sends them all before
+            // its release, in order, to the product's partition).
             _ => Vec::new(),
         }
     }
@@ -490,6 +503,29 @@ mod tests {
         assert!(
             drive(&mut s, &[held("p2")]).is_empty(),
             "a hold answered after the release: the release already gives it back"
+        );
+    }
+
+    /// A late HELD for a product the saga saw refused (a re-sent HOLD the ledger answered
+    /// differently) is a hold nobody else will end: the failed saga releases it.
+    #[test]
+    fn a_hold_answered_after_its_refusal_ended_the_saga_is_released() {
+        let mut s = match Saga::start(None, "k", "c", &["p1".into()], TIMEOUT, 0) {
+            Start::Started(s, _) => s,
+            other => panic!("{other:?}"),
+        };
+        let retry = s.on(Event::StepTimedOut, TIMEOUT);
+        assert_eq!(steps(&retry), vec![&Effect::HoldStock(vec!["p1".into()])]);
+        assert!(drive(&mut s, &[refused("p1")]).is_empty());
+        assert_eq!(s.state, SagaState::Failed);
+        assert_eq!(
+            drive(&mut s, &[held("p1")]),
+            vec![Effect::ReleaseStock(vec!["p1".into()])]
+        );
+        assert_eq!(s.state, SagaState::Failed);
+        assert!(
+            drive(&mut s, &[held("p1")]).is_empty(),
+            "released once: the release follows every copy of the hold"
         );
     }
 

@@ -54,11 +54,15 @@ pub struct Hold {
 pub enum Closed {
     Released,
     Committed,
+    /// Never held: the order's HOLD was refused. Final, like the others: the saga fails on
+    /// a refusal (all or nothing) and never releases what it was refused.
+    Refused,
 }
 
 /// An ended hold, remembered for a while so a command sent again (a checkout handling its
-/// records again after a crash) is answered as the first time: a committed hold's HOLD gets
-/// the same lines back, a released one's nothing.
+/// records again after a crash, or its step timer re-sending a HOLD whose answer it has not
+/// read yet) is answered as the first time: a committed hold's HOLD gets the same lines back,
+/// a released one's nothing, a refused one a refusal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ended {
     pub how: Closed,
@@ -78,7 +82,8 @@ pub struct Want {
 pub enum HoldOutcome {
     /// Held now, or already held by an earlier delivery of the same command.
     Held(Vec<HeldLine>),
-    /// Nothing held: not enough sellable units.
+    /// Nothing held: not enough sellable units (now, or when the order's first HOLD came:
+    /// a refusal is final).
     Refused { available: Qty },
     /// The order already holds this product under another command: nothing changes (the
     /// checkout saga sends one hold per order and product, so this is a caller's bug).
@@ -149,14 +154,40 @@ impl ProductStock {
             return HoldOutcome::Held(hold.lines.clone());
         }
         if let Some(ended) = self.closed.get(order) {
-            if ended.how == Closed::Committed && ended.command_id == command_id {
-                return HoldOutcome::Held(ended.lines.clone());
-            }
-            return HoldOutcome::AlreadyClosed(ended.how);
+            return match ended.how {
+                Closed::Committed if ended.command_id == command_id => {
+                    HoldOutcome::Held(ended.lines.clone())
+                }
+                // The same answer as the first time, however many units are free now.
+                Closed::Refused => HoldOutcome::Refused {
+                    available: self.available(),
+                },
+                how => HoldOutcome::AlreadyClosed(how),
+            };
         }
         let needed: Qty = wants.iter().map(|w| w.quantity).sum();
         let available = self.available();
         if wants.iter().any(|w| w.quantity <= 0) || needed > available {
+            // Remembered, so no later copy of this HOLD can take units. The saga may send
+            // the same HOLD more than once (its step timer re-sends an unanswered one; a
+            // checkout that crashed handles its records again), and it fails as soon as it
+            // reads this refusal, without releasing the product it was refused. Without
+            // the memory a copy arriving after other orders freed units would hold them
+            // for a failed order that never ends the hold (found as a leaked hold on the
+            // scarce product). With it the race cannot happen, whatever the timing: this
+            // ledger is the single writer of the product and handles its commands one at
+            // a time, so the first copy it sees decides and every later copy finds the
+            // decision. (It is kept as long as every ended hold, `CLOSED_TTL_MS` in the
+            // processor, an hour, far beyond the saga's retries; should a copy still come
+            // later and hold, the failed saga releases it on reading the HELD answer.)
+            self.closed.insert(
+                order.to_string(),
+                Ended {
+                    how: Closed::Refused,
+                    command_id: command_id.to_string(),
+                    lines: Vec::new(),
+                },
+            );
             return HoldOutcome::Refused { available };
         }
         let mut left: BTreeMap<String, Qty> = self
@@ -213,15 +244,15 @@ impl ProductStock {
 
     /// Drops `order`'s hold: its units become sellable again.
     pub fn release(&mut self, order: &str) -> EndOutcome {
-        self.end(order, Closed::Released)
+        self.end(order, false)
     }
 
     /// Sells `order`'s held units.
     pub fn commit(&mut self, order: &str) -> EndOutcome {
-        self.end(order, Closed::Committed)
+        self.end(order, true)
     }
 
-    fn end(&mut self, order: &str, how: Closed) -> EndOutcome {
+    fn end(&mut self, order: &str, sold: bool) -> EndOutcome {
         let Some(hold) = self.holds.remove(order) else {
             return EndOutcome::NotHeld(self.closed.get(order).map(|e| e.how));
         };
@@ -231,11 +262,17 @@ impl ProductStock {
                 .entry(line.fulfillment_center.clone())
                 .or_default();
             center.reserved -= line.quantity;
-            match how {
-                Closed::Released => center.available += line.quantity,
-                Closed::Committed => center.committed += line.quantity,
+            if sold {
+                center.committed += line.quantity;
+            } else {
+                center.available += line.quantity;
             }
         }
+        let how = if sold {
+            Closed::Committed
+        } else {
+            Closed::Released
+        };
         self.closed.insert(
             order.to_string(),
             Ended {
@@ -395,6 +432,32 @@ mod tests {
             "the answer is remembered, no unit taken again"
         );
         assert_eq!(s.commit("o1"), EndOutcome::NotHeld(Some(Closed::Committed)));
+    }
+
+    /// The race that left holds behind: the saga's step timer re-sends a HOLD while the
+    /// ledger's refusal of the first one is still on its way back; by the time the copy
+    /// arrives another order has released units. The saga fails on the refusal (nothing to
+    /// release), so the copy must not hold anything.
+    #[test]
+    fn a_hold_sent_again_after_its_refusal_is_refused_even_once_units_are_free() {
+        let mut s = stocked(&[("FC-A", 1)]);
+        assert!(matches!(
+            s.hold("o1", "c1", &[want(1, 1)]),
+            HoldOutcome::Held(_)
+        ));
+        assert_eq!(
+            s.hold("o2", "c2", &[want(1, 1)]),
+            HoldOutcome::Refused { available: 0 }
+        );
+        assert!(matches!(s.release("o1"), EndOutcome::Ended(_)));
+        assert_eq!(
+            s.hold("o2", "c2", &[want(1, 1)]),
+            HoldOutcome::Refused { available: 1 },
+            "answered as the first time"
+        );
+        assert!(s.holds.is_empty(), "nothing held for the failed order");
+        assert_eq!(s.available(), 1);
+        assert_eq!(s.release("o2"), EndOutcome::NotHeld(Some(Closed::Refused)));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! holds, which matters for a hot product):
 //! - `<product>`: the centers and their buckets;
 //! - `<product>/h/<order>`: the order's hold of this product while it is open, then how it
-//!   ended (so a command sent again answers the same), dropped by a timer an hour later;
+//!   ended, or that it was refused (so a command sent again answers the same, and a HOLD
+//!   sent again after a refusal never holds), dropped by a timer an hour later;
 //! - `<product>/c/<order>`: the same, as the first version wrote it (read, never written).
 //!
 //! Availability is published when a product goes in or out of stock, while it is low
