@@ -218,9 +218,9 @@ impl Topology {
             .iter()
             .map(|(spec, params)| {
                 let mut spec = spec.clone();
-                if let Ok(value) = params.to_value() {
-                    spec.params = value;
-                }
+                // Plain derived structs always serialize; falling back to the raw YAML here
+                // would silently bring back the stale parameters this writes over.
+                spec.params = params.to_value().expect("typed parameters serialize");
                 spec
             })
             .collect();
@@ -229,9 +229,7 @@ impl Topology {
             .iter()
             .map(|(spec, params)| {
                 let mut spec = spec.clone();
-                if let Ok(value) = serde_yaml::to_value(params) {
-                    spec.params = value;
-                }
+                spec.params = serde_yaml::to_value(params).expect("typed parameters serialize");
                 spec
             })
             .collect();
