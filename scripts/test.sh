@@ -38,9 +38,15 @@ bash scripts/fetch-dataset.sh >/dev/null
 #    build everything the tests run.
 echo "== format and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features stack-tests -- -D warnings
 echo "== building"
-cargo build --workspace --all-targets
+cargo build --workspace --all-targets --features stack-tests
+
+# 3b. Fast tests first: unit tests and the tests that need nothing running (plain
+#     `cargo test` runs these only; the stack's tests are behind the `stack-tests` feature).
+echo "== fast tests (nothing running)"
+cargo test --workspace --features stack-tests --lib --bins --test cli --test http \
+  --test static_schemas --no-fail-fast
 
 # 4. A private test stack on its own ports and folder, so a running demo is left alone.
 export STOREFLEET_DATA="$PWD/.storefleet/test"
@@ -60,6 +66,6 @@ rm -rf "$STOREFLEET_DATA"
 echo "== starting the test stack"
 "$fleet" stack up
 
-# 5. Every test: unit tests first (fast), then integration tests against the stack.
-echo "== testing"
-cargo test --workspace --no-fail-fast -- --test-threads 4
+# 5. The integration tests against the stack (the fast ones above run again: seconds).
+echo "== stack tests"
+cargo test --workspace --features stack-tests --test '*' --no-fail-fast -- --test-threads 4

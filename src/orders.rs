@@ -35,14 +35,7 @@ pub async fn status(topology: &Topology, order: &str) -> Result<()> {
 
 pub async fn stuck(topology: &Topology) -> Result<()> {
     let env = runtime::StackEnv::from_env()?;
-    let (spec, _) = topology
-        .processor("checkout")
-        .context("no checkout processor in the topology")?;
-    let topic = spec
-        .outputs
-        .iter()
-        .find(|o| o.starts_with("checkout.saga-transitions"))
-        .context("checkout writes no saga transitions topic")?;
+    let topic = &wiring::output(topology, "checkout", "transitions")?;
     let mut latest: HashMap<String, SagaTransition> = HashMap::new();
     for t in wiring::topics::read_values::<SagaTransition>(&env, topic).await? {
         if latest

@@ -38,6 +38,13 @@ fn validate_reports_several_problems_in_one_run_and_fails() {
             "    admin_port: 9101\n    colour: blue",
             1,
         )
+        // An output port bound under a wrong name: `fleet run checkout` could not find it,
+        // so `fleet validate` must refuse it.
+        .replacen(
+            "      placed: orders.order-placed.v1",
+            "      plaecd: orders.order-placed.v1",
+            1,
+        )
         .replacen(
             "  - name: orders.order-placed.v1\n    partitions: 6",
             "  - name: orders.order-placed.v1\n    partitions: 0",
@@ -61,6 +68,11 @@ fn validate_reports_several_problems_in_one_run_and_fails() {
         "{stderr}"
     );
     assert!(stderr.contains("colour"), "{stderr}");
+    assert!(
+        stderr.contains("port `placed` of kind checkout is not bound")
+            && stderr.contains("kind checkout has no outputs port `plaecd`"),
+        "{stderr}"
+    );
     let problems = stderr.lines().filter(|l| l.starts_with("  ")).count();
     assert!(problems >= 3, "several problems in one run: {stderr}");
 }

@@ -107,7 +107,7 @@ async fn run(
     config.commit_interval = commit_interval;
     config.state_dir = tempfile::tempdir().unwrap().keep();
     let processor = CountingShipping {
-        inner: shipping::Shipping::new(params.clone(), &spec.outputs),
+        inner: shipping::Shipping::from_spec(params.clone(), spec).unwrap(),
     };
     runtime::run_stateful(config, t, processor, token).await
 }

@@ -78,7 +78,7 @@ async fn transient_failures_are_retried_then_dead_lettered_when_the_budget_runs_
         max_delay: Duration::from_millis(100),
     };
     let processor = Flaky {
-        inner: shipping::Shipping::new(params.clone(), &spec.outputs),
+        inner: shipping::Shipping::from_spec(params.clone(), spec).unwrap(),
         fail_times,
         attempts: HashMap::new(),
     };

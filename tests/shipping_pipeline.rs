@@ -27,7 +27,7 @@ fn start_shipping(
     };
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env()).unwrap();
     config.admin_addr = "127.0.0.1:0".parse().unwrap();
-    let processor = shipping::Shipping::new(params.clone(), &spec.outputs);
+    let processor = shipping::Shipping::from_spec(params.clone(), spec).unwrap();
     let token = CancellationToken::new();
     let topology = t.clone();
     let run_token = token.clone();

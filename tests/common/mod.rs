@@ -117,9 +117,9 @@ pub async fn codec_for(t: &Topology, topic: &str) -> TopicCodec {
 pub fn shipping_names(t: &Topology) -> (String, String, String) {
     let (spec, _) = t.processor("shipping").unwrap();
     (
-        spec.inputs[0].topic.clone(),
-        spec.outputs[0].clone(),
-        spec.inputs[0].dead_letter.clone(),
+        spec.inputs["placed"].topic.clone(),
+        spec.outputs["shipments"].clone(),
+        spec.inputs["placed"].dead_letter.clone(),
     )
 }
 

@@ -50,11 +50,19 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
     let (spec, params) = proc_topology
         .processor("shipping")
         .context("no shipping processor")?;
-    let input = spec.inputs[0].topic.clone();
-    let output = spec.outputs[0].clone();
-    let raw_input = raw.processor("shipping").context("no shipping")?.0.inputs[0]
-        .topic
-        .clone();
+    let input = spec
+        .input("placed")
+        .context("shipping reads no orders")?
+        .to_string();
+    let output = spec
+        .output("shipments")
+        .context("shipping writes no shipments")?
+        .to_string();
+    let raw_input = raw
+        .processor("shipping")
+        .and_then(|(spec, _)| spec.input("placed"))
+        .context("no shipping")?
+        .to_string();
 
     let registry = RegistryClient::new(&env.registry_url);
     let schema = topology
@@ -128,7 +136,7 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
         &format!("bench-out-{stamp}"),
     )?;
     let token = CancellationToken::new();
-    let processor = shipping::Shipping::new(shipping_params.clone(), &spec.outputs);
+    let processor = shipping::Shipping::from_spec(shipping_params.clone(), spec)?;
     let topo = proc_topology.clone();
     let run_token = token.clone();
     let started = Instant::now();

@@ -453,7 +453,10 @@ pub async fn stateful_phase(
     // metadata never caches it as unknown.
     runtime::ensure_changelog(&env.bootstrap_servers, &changelog, partitions).await?;
     let group = config.group.clone();
-    let input = spec.inputs[0].topic.clone();
+    let input = spec
+        .input("placed")
+        .context("shipping reads no orders")?
+        .to_string();
 
     let token = CancellationToken::new();
     let topo = topology.clone();

@@ -208,9 +208,11 @@ processors:
     kind: shipping
     group: storefleet.shipping
     inputs:
-      - topic: orders.order-placed.v1
+      placed:
+        topic: orders.order-placed.v1
         dead_letter: dlq.shipping.order-placed.v1
-    outputs: [shipping.shipment-events.v1]
+    outputs:
+      shipments: shipping.shipment-events.v1
     admin_port: 9101
     params:
       carrier: acme

@@ -63,7 +63,7 @@ impl Plan {
             .iter()
             .map(|(spec, _)| {
                 let mut topics: Vec<String> = Vec::new();
-                for input in &spec.inputs {
+                for input in spec.inputs.values() {
                     if !topics.contains(&input.topic) {
                         topics.push(input.topic.clone());
                     }

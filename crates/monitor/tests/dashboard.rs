@@ -211,7 +211,7 @@ async fn the_dashboard_shows_what_the_api_says_while_a_load_runs() {
     // Every watched topic exists on the private broker.
     let mut topics: BTreeMap<String, i32> = BTreeMap::new();
     for (p, _) in &topology.processors {
-        for input in &p.inputs {
+        for input in p.inputs.values() {
             topics.insert(input.topic.clone(), partitions(&topology, &input.topic));
             topics.insert(
                 input.dead_letter.clone(),

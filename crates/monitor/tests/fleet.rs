@@ -64,7 +64,7 @@ async fn overview_instances_throughput_dead_letters_stuck_sagas_and_metrics() {
 
     let mut topics: Vec<(&str, i32)> = vec![(SHIPPING_INPUT, 6), (SHIPPING_DLQ, 3)];
     let (checkout, _) = topology.processor("checkout").unwrap();
-    for input in &checkout.inputs {
+    for input in checkout.inputs.values() {
         topics.push((&input.topic, 6));
         topics.push((&input.dead_letter, 3));
     }

@@ -52,15 +52,21 @@ processors:
     kind: shipping
     group: {group}
     inputs:
-      - topic: {input}
+      placed:
+        topic: {input}
         dead_letter: {dlq}
+    outputs:
+      shipments: {idle}
     admin_port: {port1}
   - name: idler
     kind: shipping
     group: {idle_group}
     inputs:
-      - topic: {idle}
+      placed:
+        topic: {idle}
         dead_letter: {dlq}
+    outputs:
+      shipments: {idle}
     admin_port: {port2}
 "#,
         input = names.input,

@@ -29,6 +29,7 @@ mod metrics;
 pub mod policy;
 mod processor;
 pub mod state;
+mod topic;
 
 pub use admin::{serve_admin, Phase};
 pub use config::{postgres_database_url, RetryPolicy, RuntimeConfig, StackEnv};
@@ -43,3 +44,4 @@ pub use metrics::Metrics;
 pub use processor::{
     ConcurrentProcessor, HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless,
 };
+pub use topic::Topic;

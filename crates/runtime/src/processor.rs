@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::topic::Topic;
+
 /// How a handler failed; [`crate::policy::decide`] turns it into retry, dead-letter or stop.
 #[derive(Debug, Error)]
 pub enum HandlerError {
@@ -105,10 +107,11 @@ impl<'a> Outputs<'a> {
     /// Queues `value` for `topic` under a string key.
     pub fn send<T: Serialize>(
         &mut self,
-        topic: &str,
+        topic: &Topic<T>,
         key: &str,
         value: &T,
     ) -> Result<(), HandlerError> {
+        let topic = topic.name();
         let codec = self.codecs.get(topic).ok_or_else(|| {
             HandlerError::Fatal(format!(
                 "`{topic}` is not a declared Avro output of this processor"
@@ -129,7 +132,12 @@ impl<'a> Outputs<'a> {
 
     /// Encodes `value` as `topic`'s schema would (Confluent framing), without sending it:
     /// for embedding a record in another, e.g. the original bytes of a dead letter.
-    pub fn encode<T: Serialize>(&self, topic: &str, value: &T) -> Result<Vec<u8>, HandlerError> {
+    pub fn encode<T: Serialize>(
+        &self,
+        topic: &Topic<T>,
+        value: &T,
+    ) -> Result<Vec<u8>, HandlerError> {
+        let topic = topic.name();
         let codec = self.codecs.get(topic).ok_or_else(|| {
             HandlerError::Fatal(format!("`{topic}` has no Avro codec in this processor"))
         })?;

@@ -1,6 +1,6 @@
 //! `topology.yaml` is Storefleet's single wiring file: every topic (partitions, retention,
 //! key and value formats with their Avro schema files), every processor (inputs with their
-//! dead-letter topics, outputs, consumer group, instances, typed parameters) and every
+//! dead-letter topics, outputs, each bound to a port of the processor's kind, consumer group, instances, typed parameters) and every
 //! connector.
 //!
 //! [`load`] parses the file into typed structs and validates it as a whole: it never stops at
@@ -11,6 +11,7 @@
 
 mod model;
 mod params;
+mod ports;
 mod validate;
 
 pub use model::{
@@ -21,6 +22,7 @@ pub use params::{
     CdcTable, CheckoutParams, InventoryParams, InventoryStockFeedParams, PaymentParams,
     PostgresCdcParams, ProcessorParams, ShippingParams, StorefrontParams,
 };
+pub use ports::{Port, Ports};
 pub use validate::{load, load_str, Problem, Topology, TopologyError};
 
 /// Record name every dead-letter topic's value schema must have.

@@ -1,6 +1,7 @@
 //! The typed shape of topology.yaml. Every struct denies unknown fields so a typo is an error,
 //! not a silently ignored setting.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -158,9 +159,11 @@ pub struct ProcessorSpec {
     pub guarantee: Guarantee,
     #[serde(default)]
     pub offset_reset: OffsetReset,
-    pub inputs: Vec<InputSpec>,
+    /// Input port (see [`ProcessorKind::ports`]) → the topic bound to it.
+    pub inputs: BTreeMap<String, InputSpec>,
+    /// Output port → the topic bound to it.
     #[serde(default)]
-    pub outputs: Vec<String>,
+    pub outputs: BTreeMap<String, String>,
     /// Admin HTTP port (/metrics, /health) of instance 0; instance i listens on port + i.
     pub admin_port: u16,
     /// How long the broker may hold an empty fetch (librdkafka `fetch.wait.max.ms`): a record
@@ -176,6 +179,28 @@ pub struct ProcessorSpec {
     pub state_flush_ms: u32,
     #[serde(default)]
     pub params: serde_yaml::Value,
+}
+
+impl ProcessorSpec {
+    /// The topic bound to input port `port`.
+    pub fn input(&self, port: &str) -> Option<&str> {
+        self.inputs.get(port).map(|i| i.topic.as_str())
+    }
+
+    /// The topic bound to output port `port`.
+    pub fn output(&self, port: &str) -> Option<&str> {
+        self.outputs.get(port).map(String::as_str)
+    }
+
+    /// Every topic this processor reads.
+    pub fn input_topics(&self) -> impl Iterator<Item = &str> {
+        self.inputs.values().map(|i| i.topic.as_str())
+    }
+
+    /// Every topic this processor writes.
+    pub fn output_topics(&self) -> impl Iterator<Item = &str> {
+        self.outputs.values().map(String::as_str)
+    }
 }
 
 fn one() -> u16 {

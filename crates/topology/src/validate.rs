@@ -86,8 +86,8 @@ impl Topology {
         let mut touched: Vec<String> = Vec::new();
         for processor in processors {
             let (spec, _) = self.processor(processor)?;
-            touched.extend(spec.outputs.iter().cloned());
-            for input in &spec.inputs {
+            touched.extend(spec.outputs.values().cloned());
+            for input in spec.inputs.values() {
                 touched.push(input.topic.clone());
                 touched.push(input.dead_letter.clone());
             }
@@ -140,11 +140,11 @@ impl Topology {
         let mut copy = self.clone();
         copy.rename_topics(&rename);
         for (p, _) in &mut copy.processors {
-            for input in &mut p.inputs {
+            for input in p.inputs.values_mut() {
                 input.topic = rename(&input.topic);
                 input.dead_letter = rename(&input.dead_letter);
             }
-            for output in &mut p.outputs {
+            for output in p.outputs.values_mut() {
                 *output = rename(output);
             }
         }
@@ -554,8 +554,9 @@ impl Validator {
                     );
                 }
             }
-            for (j, input) in p.inputs.iter().enumerate() {
-                let ip = format!("{at}.inputs[{j}]");
+            self.check_ports(&at, &p, values);
+            for (port, input) in &p.inputs {
+                let ip = format!("{at}.inputs.{port}");
                 self.check_topic_ref(topics, format!("{ip}.topic"), &input.topic);
                 if self.check_topic_ref(topics, format!("{ip}.dead_letter"), &input.dead_letter) {
                     let is_dlq = values
@@ -572,8 +573,8 @@ impl Validator {
                     }
                 }
             }
-            for (j, output) in p.outputs.iter().enumerate() {
-                self.check_topic_ref(topics, format!("{at}.outputs[{j}]"), output);
+            for (port, output) in &p.outputs {
+                self.check_topic_ref(topics, format!("{at}.outputs.{port}"), output);
             }
             match ProcessorParams::parse(p.kind, &p.params) {
                 Ok(ProcessorParams::Payment(params)) if params.validate().is_err() => {
@@ -589,6 +590,69 @@ impl Validator {
             }
         }
         out
+    }
+
+    /// The processor binds exactly its kind's ports (every required one, no unknown one, at
+    /// least one input), and each bound topic carries the record its port expects.
+    fn check_ports(&mut self, at: &str, p: &ProcessorSpec, values: &HashMap<String, Schema>) {
+        let ports = p.kind.ports();
+        let sides = [
+            (
+                "inputs",
+                ports.inputs,
+                p.inputs
+                    .iter()
+                    .map(|(port, i)| (port.as_str(), i.topic.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "outputs",
+                ports.outputs,
+                p.outputs
+                    .iter()
+                    .map(|(port, topic)| (port.as_str(), topic.as_str()))
+                    .collect(),
+            ),
+        ];
+        for (side, declared, bound) in sides {
+            for port in declared.iter().filter(|port| port.required) {
+                if !bound.iter().any(|(name, _)| *name == port.name) {
+                    self.problem(
+                        format!("{at}.{side}"),
+                        format!(
+                            "port `{}` of kind {} is not bound to a topic",
+                            port.name,
+                            p.kind.as_str()
+                        ),
+                    );
+                }
+            }
+            for (name, topic) in bound {
+                let Some(port) = declared.iter().find(|port| port.name == name) else {
+                    let known: Vec<&str> = declared.iter().map(|port| port.name).collect();
+                    self.problem(
+                        format!("{at}.{side}.{name}"),
+                        format!(
+                            "kind {} has no {side} port `{name}` (its ports: {})",
+                            p.kind.as_str(),
+                            known.join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                let record = values.get(topic).and_then(record_name);
+                if record.as_deref().is_some_and(|r| r != port.record) {
+                    self.problem(
+                        format!("{at}.{side}.{name}"),
+                        format!(
+                            "`{topic}` carries {} but port `{name}` takes {}",
+                            record.unwrap_or_default(),
+                            port.record
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn check_connectors(
@@ -680,9 +744,12 @@ impl Validator {
     ) {
         let written: HashSet<&str> = processors
             .iter()
-            .flat_map(|(p, _)| p.outputs.iter())
-            .chain(connectors.iter().flat_map(|(c, _)| c.outputs.iter()))
-            .map(String::as_str)
+            .flat_map(|(p, _)| p.output_topics())
+            .chain(
+                connectors
+                    .iter()
+                    .flat_map(|(c, _)| c.outputs.iter().map(String::as_str)),
+            )
             .chain(
                 topics
                     .iter()
@@ -691,11 +758,11 @@ impl Validator {
             )
             .collect();
         for (i, (p, _)) in processors.iter().enumerate() {
-            for (j, input) in p.inputs.iter().enumerate() {
+            for (port, input) in &p.inputs {
                 let known = topics.iter().any(|t| t.name == input.topic);
                 if known && !written.contains(input.topic.as_str()) {
                     self.problem(
-                        format!("processors[{i}] ({}).inputs[{j}].topic", p.name),
+                        format!("processors[{i}] ({}).inputs.{port}.topic", p.name),
                         format!(
                             "`{}` is read but nobody writes it (no processor or connector output, no external_writers)",
                             input.topic

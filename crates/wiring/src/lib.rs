@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use topology::Topology;
 
-pub use processors::{connect, input, output, run, run_with, spawn_processor};
+pub use processors::{connect, output, run, run_with, spawn_processor};
 
 /// The topology file at `path`, loaded and validated.
 pub fn load_topology(path: &Path) -> Result<Topology> {

@@ -5,24 +5,14 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
-/// The output of `spec` whose name starts with `prefix` (outputs are renamed copies in
-/// isolated topologies, so they are found by their base name).
-pub fn output(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
-    spec.outputs
-        .iter()
-        .find(|o| o.starts_with(prefix))
-        .cloned()
-        .with_context(|| format!("`{}` needs an output `{prefix}*`", spec.name))
-}
-
-/// The input of `spec` whose topic starts with `prefix` (see [`output`]).
-pub fn input(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
-    spec.inputs
-        .iter()
-        .map(|i| &i.topic)
-        .find(|t| t.starts_with(prefix))
-        .cloned()
-        .with_context(|| format!("`{}` needs an input `{prefix}*`", spec.name))
+/// The topic processor `name` of `topology` binds to its output port `port`.
+pub fn output(topology: &Topology, name: &str, port: &str) -> Result<String> {
+    let (spec, _) = topology
+        .processor(name)
+        .with_context(|| format!("no processor `{name}` in the topology"))?;
+    spec.output(port)
+        .map(str::to_string)
+        .with_context(|| format!("`{name}` binds no topic to its output port `{port}`"))
 }
 
 /// Runs instance `instance` of processor `name` until `shutdown`, on the stack the
@@ -53,29 +43,19 @@ pub async fn run_with(
         .with_context(|| format!("no processor `{name}` in the topology"))?;
     match params {
         ProcessorParams::Shipping(p) => {
-            let processor = shipping::Shipping::new(p.clone(), &spec.outputs);
+            let processor = shipping::Shipping::from_spec(p.clone(), spec)?;
             runtime::run(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Inventory(_) => {
-            let processor = inventory::ledger_processor::Ledger::new(&spec.outputs);
+            let processor = inventory::ledger_processor::Ledger::from_spec(spec)?;
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::InventoryStockFeed(_) => {
-            let output = spec
-                .outputs
-                .first()
-                .cloned()
-                .context("inventory-stock-feed needs an output")?;
-            let processor = inventory::feed::StockFeed { output };
+            let processor = inventory::feed::StockFeed::from_spec(spec)?;
             runtime::run(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Checkout(p) => {
-            let topics = checkout::Topics {
-                stock: output(spec, "inventory.stock-commands")?,
-                payments: output(spec, "payments.commands")?,
-                placed: output(spec, "orders.order-placed")?,
-                transitions: output(spec, "checkout.saga-transitions")?,
-            };
+            let topics = checkout::Topics::from_spec(spec)?;
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
             let processor = checkout::Checkout::new(p.clone(), topics, &database)
                 .await
@@ -83,11 +63,7 @@ pub async fn run_with(
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Payment(p) => {
-            let topics = payment::Topics {
-                results: output(spec, "payments.results")?,
-                retries: output(spec, "payments.retries")?,
-                exhausted: output(spec, "dlq.")?,
-            };
+            let topics = payment::Topics::from_spec(spec)?;
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
             let processor = payment::Payments::new(
                 p.clone(),
@@ -103,12 +79,7 @@ pub async fn run_with(
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
         ProcessorParams::Storefront(p) => {
-            let topics = storefront::Topics {
-                checkout: output(spec, "orders.checkout-requested")?,
-                interactions: output(spec, "recommendations.interactions")?,
-                status: input(spec, "checkout.saga-transitions")?,
-                availability: input(spec, "inventory.availability")?,
-            };
+            let topics = storefront::Topics::from_spec(spec)?;
             storefront::run(config, topology, p.clone(), topics, shutdown).await?;
         }
     }

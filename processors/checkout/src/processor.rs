@@ -28,9 +28,9 @@ use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use runtime::state::{State, Timer};
-use runtime::{ids, now_ms, HandlerError, Input, Outputs, StatefulProcessor};
+use runtime::{ids, now_ms, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
 use serde::{Deserialize, Serialize};
-use topology::CheckoutParams;
+use topology::{CheckoutParams, ProcessorSpec};
 use tracing::warn;
 
 use crate::orders_db::{NewOrder, OrdersDb};
@@ -70,13 +70,31 @@ pub struct HistoryEntry {
     pub failure: Option<FailureCode>,
 }
 
+/// The saga's ports (topology.yaml binds each to a topic; `fleet validate` checks them).
 #[derive(Debug, Clone)]
 pub struct Topics {
-    /// The ledgers' commands (`inventory.stock-commands.v1`, key product id).
-    pub stock: String,
-    pub payments: String,
-    pub placed: String,
-    pub transitions: String,
+    pub requests: Topic<CheckoutRequested>,
+    pub stock_results: Topic<StockResult>,
+    pub payment_results: Topic<PaymentResult>,
+    /// The ledgers' commands (key product id).
+    pub stock: Topic<StockCommand>,
+    pub payments: Topic<PaymentCommand>,
+    pub placed: Topic<OrderPlaced>,
+    pub transitions: Topic<SagaTransition>,
+}
+
+impl Topics {
+    pub fn from_spec(spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            requests: Topic::input(spec, "requests")?,
+            stock_results: Topic::input(spec, "stock_results")?,
+            payment_results: Topic::input(spec, "payment_results")?,
+            stock: Topic::output(spec, "stock_commands")?,
+            payments: Topic::output(spec, "payment_commands")?,
+            placed: Topic::output(spec, "placed")?,
+            transitions: Topic::output(spec, "transitions")?,
+        })
+    }
 }
 
 pub struct Checkout {
@@ -722,15 +740,12 @@ impl StatefulProcessor for Checkout {
         state: &mut State<'_, SagaRecord>,
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
-        if input.topic.starts_with("orders.checkout-requested") {
-            let request: CheckoutRequested = input.decode()?;
-            self.on_request(input, request, state, out).await
-        } else if input.topic.starts_with("inventory.stock-results") {
-            let result: StockResult = input.decode()?;
-            self.on_stock(input, result, state, out)
-        } else if input.topic.starts_with("payments.results") {
-            let result: PaymentResult = input.decode()?;
-            self.on_payment(input, result, state, out)
+        if let Some(request) = self.topics.requests.decode(input) {
+            self.on_request(input, request?, state, out).await
+        } else if let Some(result) = self.topics.stock_results.decode(input) {
+            self.on_stock(input, result?, state, out)
+        } else if let Some(result) = self.topics.payment_results.decode(input) {
+            self.on_payment(input, result?, state, out)
         } else {
             Err(HandlerError::Fatal(format!(
                 "checkout does not read `{}`",

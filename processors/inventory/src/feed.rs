@@ -4,8 +4,9 @@
 //! a level is absolute, so a re-sent one changes nothing.
 
 use events::inventory::{StockCommand, StockCommandKind, StockLevel};
-use runtime::{ids, HandlerError, Input, Outputs, Processor};
+use runtime::{ids, HandlerError, Input, Outputs, Processor, RuntimeError, Topic};
 use serde::Deserialize;
+use topology::ProcessorSpec;
 
 /// The parts of the Debezium envelope of `warehouse.public.stock` the feed reads.
 #[derive(Debug, Deserialize)]
@@ -30,7 +31,16 @@ struct Source {
 }
 
 pub struct StockFeed {
-    pub output: String,
+    /// Port `commands`: the ledgers' input.
+    pub commands: Topic<StockCommand>,
+}
+
+impl StockFeed {
+    pub fn from_spec(spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            commands: Topic::output(spec, "commands")?,
+        })
+    }
 }
 
 impl Processor for StockFeed {
@@ -72,6 +82,6 @@ impl Processor for StockFeed {
             reason: None,
             return_item: None,
         };
-        out.send(&self.output, &row.product_id, &command)
+        out.send(&self.commands, &row.product_id, &command)
     }
 }

@@ -27,7 +27,8 @@ use events::inventory::{
     StockEventKind, StockLevels, StockResult, StockResultKind, StockResultLine, StockStatus,
 };
 use runtime::state::{State, Timer};
-use runtime::{ids, HandlerError, Input, Outputs, StatefulProcessor};
+use runtime::{ids, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
+use topology::ProcessorSpec;
 
 use crate::ledger::{
     Bucket, Center, Closed, EndOutcome, Ended, Hold, HoldOutcome, ProductStock, Want,
@@ -51,30 +52,24 @@ pub enum Entry {
     Return(ReturnStage),
 }
 
+/// The ledger, writing to the topics its spec binds to its output ports.
 pub struct Ledger {
-    pub results: String,
-    pub events: String,
-    pub availability: String,
+    pub results: Topic<StockResult>,
+    pub events: Topic<StockEvent>,
+    pub availability: Topic<ProductAvailability>,
     /// Sellable units last published per product (in memory: after a restart the next
     /// change of a product publishes it).
     published: std::collections::HashMap<String, i64>,
 }
 
 impl Ledger {
-    pub fn new(outputs: &[String]) -> Self {
-        let pick = |suffix: &str, default: &str| {
-            outputs
-                .iter()
-                .find(|o| o.starts_with(suffix))
-                .cloned()
-                .unwrap_or_else(|| default.to_string())
-        };
-        Self {
-            results: pick("inventory.stock-results", "inventory.stock-results.v1"),
-            events: pick("inventory.stock-events", "inventory.stock-events.v1"),
-            availability: pick("inventory.availability", "inventory.availability.v1"),
+    pub fn from_spec(spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            results: Topic::output(spec, "results")?,
+            events: Topic::output(spec, "events")?,
+            availability: Topic::output(spec, "availability")?,
             published: std::collections::HashMap::new(),
-        }
+        })
     }
 }
 

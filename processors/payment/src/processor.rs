@@ -20,9 +20,11 @@ use events::payments::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use rand::Rng;
-use runtime::{headers, ids, now_ms, ConcurrentProcessor, HandlerError, Input, Outputs};
+use runtime::{
+    headers, ids, now_ms, ConcurrentProcessor, HandlerError, Input, Outputs, RuntimeError, Topic,
+};
 use runtime::{DeadLetter, DeadLetterErrorKind};
-use topology::PaymentParams;
+use topology::{PaymentParams, ProcessorSpec};
 use tracing::warn;
 
 use crate::breaker::Breaker;
@@ -30,13 +32,25 @@ use crate::gateway::{CallError, Gateway, Reply};
 use crate::plan::{plan, Plan, Status, MAX_STEPS};
 use crate::store::{Attempt, PaymentRow, Session, Store};
 
-/// Topic names this processor writes.
+/// The topics this processor writes, by port (topology.yaml binds them). Its input is
+/// either port `commands` (the saga's) or `retries` (its own, the same topic as the output
+/// port `retries`): a record from the retry topic is a later attempt.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    pub results: String,
-    pub retries: String,
+    pub results: Topic<PaymentResult>,
+    pub retries: Topic<PaymentRetry>,
     /// Where exhausted commands go (the retry topic's dead-letter topic).
-    pub exhausted: String,
+    pub exhausted: Topic<DeadLetter>,
+}
+
+impl Topics {
+    pub fn from_spec(spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            results: Topic::output(spec, "results")?,
+            retries: Topic::output(spec, "retries")?,
+            exhausted: Topic::output(spec, "exhausted")?,
+        })
+    }
 }
 
 pub struct Payments {
@@ -410,7 +424,7 @@ fn validate(cmd: &PaymentCommand, key: Option<&str>) -> Result<(), HandlerError>
 impl ConcurrentProcessor for Payments {
     async fn handle(&self, input: &Input, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
         let now = now_ms();
-        let (cmd, attempt, first_at) = if input.topic == self.topics.retries {
+        let (cmd, attempt, first_at) = if self.topics.retries.carries(input) {
             let retry: PaymentRetry = input.decode()?;
             let wait = retry.not_before - now_ms();
             if wait > 0 {
@@ -490,7 +504,7 @@ impl ConcurrentProcessor for Payments {
                         .with_label_values(&[e.kind.as_str()])
                         .inc();
                     return out.send_raw(
-                        &self.topics.retries,
+                        self.topics.retries.name(),
                         Some(cmd.order_id.clone().into_bytes()),
                         encoded,
                         vec![(
@@ -504,7 +518,7 @@ impl ConcurrentProcessor for Payments {
                 let letter = DeadLetter {
                     original_key: Some(cmd.order_id.clone().into_bytes()),
                     original_value: Some(encoded),
-                    source_topic: self.topics.retries.clone(),
+                    source_topic: self.topics.retries.name().to_string(),
                     source_partition: input.partition,
                     source_offset: input.offset,
                     original_timestamp: input.timestamp_ms,
@@ -524,7 +538,7 @@ impl ConcurrentProcessor for Payments {
                 };
                 let letter_bytes = out.encode(&self.topics.exhausted, &letter)?;
                 out.send_raw(
-                    &self.topics.exhausted,
+                    self.topics.exhausted.name(),
                     letter.original_key.clone(),
                     letter_bytes,
                     letter

@@ -13,23 +13,23 @@ pub mod plan;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use events::orders::OrderPlaced;
-use runtime::{HandlerError, Input, Outputs, Processor};
-use topology::ShippingParams;
-
-pub const OUTPUT_TOPIC: &str = "shipping.shipment-events.v1";
+use events::shipping::ShipmentEvent;
+use runtime::{HandlerError, Input, Outputs, Processor, RuntimeError, Topic};
+use topology::{ProcessorSpec, ShippingParams};
 
 pub struct Shipping {
     params: ShippingParams,
-    output: String,
+    shipments: Topic<ShipmentEvent>,
 }
 
 impl Shipping {
-    pub fn new(params: ShippingParams, outputs: &[String]) -> Self {
-        let output = outputs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| OUTPUT_TOPIC.to_string());
-        Self { params, output }
+    pub fn new(params: ShippingParams, shipments: Topic<ShipmentEvent>) -> Self {
+        Self { params, shipments }
+    }
+
+    /// Shipping on the topics `spec` binds to its ports.
+    pub fn from_spec(params: ShippingParams, spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
+        Ok(Self::new(params, Topic::output(spec, "shipments")?))
     }
 }
 
@@ -43,7 +43,7 @@ impl Processor for Shipping {
         let events = plan::plan_shipments(&order, &self.params, now)
             .map_err(|rejection| HandlerError::Invalid(rejection.to_string()))?;
         for event in &events {
-            out.send(&self.output, &event.order_id, event)?;
+            out.send(&self.shipments, &event.order_id, event)?;
         }
         Ok(())
     }

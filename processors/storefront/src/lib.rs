@@ -48,7 +48,7 @@ async fn codec_for(
         .map_err(|e| StorefrontError::Start(format!("registering `{topic}`: {e}")))
 }
 
-/// The topics of one storefront (renamed copies in isolated topologies).
+/// The topics of one storefront, by port (topology.yaml binds them).
 pub struct Topics {
     /// Written: checkout requests and shopper interactions.
     pub checkout: String,
@@ -56,6 +56,22 @@ pub struct Topics {
     /// Read: the saga transitions (order status) and the availability projection.
     pub status: String,
     pub availability: String,
+}
+
+impl Topics {
+    pub fn from_spec(spec: &topology::ProcessorSpec) -> Result<Self, StorefrontError> {
+        let port = |topic: Option<&str>, port: &str| {
+            topic.map(str::to_string).ok_or_else(|| {
+                StorefrontError::Config(format!("`{}` binds no topic to port `{port}`", spec.name))
+            })
+        };
+        Ok(Self {
+            checkout: port(spec.output("checkout_requests"), "checkout_requests")?,
+            interactions: port(spec.output("interactions"), "interactions")?,
+            status: port(spec.input("transitions"), "transitions")?,
+            availability: port(spec.input("availability"), "availability")?,
+        })
+    }
 }
 
 /// Runs one storefront instance until `shutdown`: the API and the projection consumer.

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use events::checkout::SagaState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -152,13 +152,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         flash: flash.iter().map(|(id, _)| id.clone()).collect(),
     });
 
-    let transitions_topic = wiring::output(
-        &topology
-            .processor("checkout")
-            .context("no checkout in the topology")?
-            .0,
-        "checkout.saga-transitions",
-    )?;
+    let transitions_topic = wiring::output(topology, "checkout", "transitions")?;
     let start_marks =
         dlq::kafka::topic_watermarks(&env.bootstrap_servers, &transitions_topic).await?;
     let dlq_topics: Vec<String> = topology
@@ -196,13 +190,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     let mut last_requests = 0u64;
     let mut poison_sent = false;
     let mut skipped = 0u64;
-    let checkout_topic = wiring::output(
-        &topology
-            .processor("storefront")
-            .context("no storefront in the topology")?
-            .0,
-        "orders.checkout-requested",
-    )?;
+    let checkout_topic = wiring::output(topology, "storefront", "checkout_requests")?;
     while started.elapsed() < options.duration {
         if !poison_sent && started.elapsed() >= options.duration / 2 {
             poison_sent = true;

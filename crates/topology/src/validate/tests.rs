@@ -3,6 +3,8 @@ use crate::{Guarantee, ProcessorKind};
 
 const EVENT: &str = r#"{"type":"record","name":"OrderPlaced","namespace":"storefleet.orders",
   "fields":[{"name":"order_id","type":"string"}]}"#;
+const SHIPMENT: &str = r#"{"type":"record","name":"ShipmentEvent","namespace":"storefleet.shipping",
+  "fields":[{"name":"order_id","type":"string"}]}"#;
 const DEAD_LETTER: &str = r#"{"type":"record","name":"DeadLetter","namespace":"storefleet.dlq",
   "fields":[{"name":"reason","type":"string"}]}"#;
 
@@ -10,6 +12,8 @@ fn schema_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("orders")).unwrap();
     std::fs::create_dir_all(dir.path().join("dlq")).unwrap();
+    std::fs::create_dir_all(dir.path().join("shipping")).unwrap();
+    std::fs::write(dir.path().join("shipping/ShipmentEvent.avsc"), SHIPMENT).unwrap();
     std::fs::write(dir.path().join("orders/OrderPlaced.avsc"), EVENT).unwrap();
     std::fs::write(dir.path().join("dlq/DeadLetter.avsc"), DEAD_LETTER).unwrap();
     std::fs::write(
@@ -33,7 +37,7 @@ topics:
     partitions: 3
     key: string
     value: avro
-    value_schema: orders/OrderPlaced.avsc
+    value_schema: shipping/ShipmentEvent.avsc
   - name: dlq.shipping.order-placed.v1
     partitions: 1
     cleanup_policy: delete
@@ -47,9 +51,11 @@ processors:
     group: storefleet.shipping
     instances: 2
     inputs:
-      - topic: orders.order-placed.v1
+      placed:
+        topic: orders.order-placed.v1
         dead_letter: dlq.shipping.order-placed.v1
-    outputs: [shipping.shipment-events.v1]
+    outputs:
+      shipments: shipping.shipment-events.v1
     admin_port: 9101
     params:
       carrier: acme
@@ -96,8 +102,8 @@ fn every_problem_is_reported_in_one_run_with_its_path() {
             "topic: orders.order-plaed.v1",
         )
         .replace(
-            "outputs: [shipping.shipment-events.v1]",
-            "outputs: [shipping.nowhere.v1]",
+            "shipments: shipping.shipment-events.v1",
+            "shipments: shipping.nowhere.v1",
         )
         .replace(
             "value_schema: orders/OrderPlaced.avsc\n    external_writers",
@@ -108,7 +114,7 @@ fn every_problem_is_reported_in_one_run_with_its_path() {
   - name: shipping
     kind: shipping
     group: storefleet.shipping
-    inputs: []
+    inputs: {}
     admin_port: 9102
     params:
       carier: typo
@@ -117,13 +123,17 @@ fn every_problem_is_reported_in_one_run_with_its_path() {
     assert!(
         has(
             &p,
-            "inputs[0].topic",
+            "inputs.placed.topic",
             "unknown topic `orders.order-plaed.v1`"
         ),
         "{p:#?}"
     );
     assert!(
-        has(&p, "outputs[0]", "unknown topic `shipping.nowhere.v1`"),
+        has(
+            &p,
+            "outputs.shipments",
+            "unknown topic `shipping.nowhere.v1`"
+        ),
         "{p:#?}"
     );
     assert!(has(&p, "topics[0]", "Missing.avsc"), "{p:#?}");
@@ -177,10 +187,48 @@ fn a_dead_letter_topic_must_carry_dead_letters_and_inputs_need_a_writer() {
         .replace("    external_writers: [load-generator]\n", "");
     let p = problems(&broken);
     assert!(
-        has(&p, "inputs[0].dead_letter", "storefleet.dlq.DeadLetter"),
+        has(&p, "inputs.placed.dead_letter", "storefleet.dlq.DeadLetter"),
         "{p:#?}"
     );
-    assert!(has(&p, "inputs[0].topic", "nobody writes it"), "{p:#?}");
+    assert!(has(&p, "inputs.placed.topic", "nobody writes it"), "{p:#?}");
+}
+
+#[test]
+fn every_port_of_the_kind_is_bound_once_to_a_topic_of_its_record() {
+    // Unbound port, unknown port, and a topic carrying another record than the port takes:
+    // all caught by `fleet validate`, before `fleet run` would look the port up.
+    let p = problems(&GOOD.replace(
+        "    outputs:\n      shipments: shipping.shipment-events.v1\n",
+        "    outputs:\n      shipmints: shipping.shipment-events.v1\n",
+    ));
+    assert!(
+        has(
+            &p,
+            "processors[0] (shipping).outputs",
+            "port `shipments` of kind shipping is not bound"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        has(
+            &p,
+            "outputs.shipmints",
+            "has no outputs port `shipmints` (its ports: shipments)"
+        ),
+        "{p:#?}"
+    );
+    let p = problems(&GOOD.replace(
+        "shipments: shipping.shipment-events.v1",
+        "shipments: orders.order-placed.v1",
+    ));
+    assert!(
+        has(
+            &p,
+            "outputs.shipments",
+            "carries storefleet.orders.OrderPlaced but port `shipments` takes storefleet.shipping.ShipmentEvent"
+        ),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -198,12 +246,15 @@ fn an_isolated_copy_renames_what_the_processor_touches_and_round_trips_as_yaml()
     let t = load_str(GOOD, dir.path()).unwrap();
     let iso = t.isolated("shipping", "t1").unwrap();
     let (spec, _) = iso.processor("shipping").unwrap();
-    assert_eq!(spec.inputs[0].topic, "orders.order-placed.v1.t1");
+    assert_eq!(spec.input("placed"), Some("orders.order-placed.v1.t1"));
     assert_eq!(
-        spec.inputs[0].dead_letter,
+        spec.inputs["placed"].dead_letter,
         "dlq.shipping.order-placed.v1.t1"
     );
-    assert_eq!(spec.outputs[0], "shipping.shipment-events.v1.t1");
+    assert_eq!(
+        spec.output("shipments"),
+        Some("shipping.shipment-events.v1.t1")
+    );
     assert_eq!(spec.group, "storefleet.shipping.t1");
     assert!(iso.value_schema("orders.order-placed.v1.t1").is_some());
     assert!(iso.topic("orders.order-placed.v1").is_none());
