@@ -24,7 +24,7 @@
 //! let topology = testkit::fleet_topology()?;
 //! let mut kit = testkit::Builder::processor(&topology, "checkout")?
 //!     .starting_at(1_000_000)
-//!     .stateful(|clock| Checkout::offline(params, topics, orders).with_clock(clock))?;
+//!     .stateful(|clock| Checkout::with_orders(params, topics, orders).unwrap().with_clock(clock))?;
 //! ```
 //!
 //!    [`Builder::stateless`] takes a [`runtime::Processor`], [`Builder::concurrent`] a

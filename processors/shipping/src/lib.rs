@@ -10,10 +10,8 @@
 
 pub mod plan;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use events::orders::OrderPlaced;
-use runtime::{HandlerError, Input, Outputs, Processor};
+use runtime::{Clock, HandlerError, Input, Outputs, Processor};
 use topology::ShippingParams;
 
 pub const OUTPUT_TOPIC: &str = "shipping.shipment-events.v1";
@@ -21,6 +19,7 @@ pub const OUTPUT_TOPIC: &str = "shipping.shipment-events.v1";
 pub struct Shipping {
     params: ShippingParams,
     output: String,
+    clock: Clock,
 }
 
 impl Shipping {
@@ -29,18 +28,24 @@ impl Shipping {
             .first()
             .cloned()
             .unwrap_or_else(|| OUTPUT_TOPIC.to_string());
-        Self { params, output }
+        Self {
+            params,
+            output,
+            clock: Clock::system(),
+        }
+    }
+
+    /// Reads the time from `clock` (tests: a paused one) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
 impl Processor for Shipping {
     async fn handle(&mut self, input: &Input, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
         let order: OrderPlaced = input.decode()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let events = plan::plan_shipments(&order, &self.params, now)
+        let events = plan::plan_shipments(&order, &self.params, self.clock.now_ms())
             .map_err(|rejection| HandlerError::Invalid(rejection.to_string()))?;
         for event in &events {
             out.send(&self.output, &event.order_id, event)?;
