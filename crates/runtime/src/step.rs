@@ -90,3 +90,90 @@ pub async fn decode_value(
         (Some(bytes), _) => Ok(Some(Value::Bytes(bytes.to_vec()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores its key's input count and sets a timer; its timer handler writes, then fails
+    /// when the stored count is odd.
+    struct Flaky;
+
+    impl StatefulProcessor for Flaky {
+        type Value = u32;
+        const STORE: &'static str = "flaky";
+
+        async fn handle(
+            &mut self,
+            input: &Input,
+            state: &mut State<'_, u32>,
+            _out: &mut Outputs<'_>,
+        ) -> Result<(), HandlerError> {
+            let key = input.key_str().unwrap_or_default().to_string();
+            let seen = state.get(&key).copied().unwrap_or(0) + 1;
+            state.put(&key, seen);
+            state.set_timer(&key, 10, "t");
+            if key == "bad" {
+                return Err(HandlerError::Invalid("bad key".into()));
+            }
+            Ok(())
+        }
+
+        async fn on_timer(
+            &mut self,
+            timer: &Timer,
+            state: &mut State<'_, u32>,
+            _out: &mut Outputs<'_>,
+        ) -> Result<(), HandlerError> {
+            let seen = state.get(&timer.key).copied().unwrap_or(0);
+            state.put(&timer.key, 100);
+            if seen % 2 == 1 {
+                return Err(HandlerError::Transient("odd".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn input(key: &str) -> Input {
+        Input {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: Some(key.as_bytes().to_vec()),
+            value: None,
+            timestamp_ms: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_handler_or_timer_leaves_the_store_as_it_was() {
+        let codecs = HashMap::new();
+        let mut store = PartitionStore::default();
+        let applied = handle(&mut Flaky, &mut store, &codecs, &input("k"))
+            .await
+            .unwrap();
+        assert_eq!(applied.dirty.into_iter().collect::<Vec<_>>(), ["k"]);
+        assert_eq!(store.get("k"), Some(&1));
+
+        assert!(handle(&mut Flaky, &mut store, &codecs, &input("bad"))
+            .await
+            .is_err());
+        assert_eq!(store.get("bad"), None);
+        assert!(store.timer("bad").is_none());
+
+        // Count 1 is odd: the timer handler fails, and the timer is still there to fire again.
+        let due = store.next_due(10).unwrap();
+        assert!(fire(&mut Flaky, &mut store, &codecs, &due).await.is_err());
+        assert_eq!(store.get("k"), Some(&1));
+        assert_eq!(store.timer("k"), Some(due.clone()));
+
+        handle(&mut Flaky, &mut store, &codecs, &input("k"))
+            .await
+            .unwrap();
+        let due = store.next_due(10).unwrap();
+        fire(&mut Flaky, &mut store, &codecs, &due).await.unwrap();
+        assert_eq!(store.get("k"), Some(&100));
+        assert!(store.timer("k").is_none(), "a fired timer is gone");
+    }
+}
