@@ -739,7 +739,11 @@ impl<P: StatefulProcessor> Driver<P> {
                 let Some(store) = stores.get_mut(&partition) else {
                     break;
                 };
-                let applied = match step::fire(processor, store, codecs, &timer).await {
+                let step::Applied {
+                    records,
+                    effects,
+                    dirty,
+                } = match step::fire(processor, store, codecs, &timer).await {
                     Ok(applied) => applied,
                     Err(e) => {
                         warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
@@ -747,11 +751,6 @@ impl<P: StatefulProcessor> Driver<P> {
                         break;
                     }
                 };
-                let step::Applied {
-                    records,
-                    effects,
-                    dirty,
-                } = applied;
                 self.record_changes(partition, dirty, None);
                 self.metrics.timers_fired.inc();
                 self.hand_off(None, records, effects, None).await?;
