@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use codec::TopicCodec;
 use common::*;
@@ -80,13 +80,6 @@ impl Fleet {
         let (spec, _) = self.topology.processor(processor).unwrap();
         format!("http://127.0.0.1:{}", spec.admin_port + instance)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn http() -> reqwest::Client {
@@ -164,7 +157,7 @@ fn stock_command(
 ) -> StockCommand {
     StockCommand {
         event_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: now_ms(),
+        occurred_at: runtime::now_ms(),
         correlation_id: order.into(),
         causation_id: None,
         kind,
@@ -406,7 +399,7 @@ async fn scarce_stock_is_sold_exactly_once_with_a_ledger_killed_mid_run() {
     .await
     .unwrap();
     killed.send(()).unwrap();
-    let restarted_ms = now_ms();
+    let restarted_ms = runtime::now_ms();
     ledgers[victim as usize] = f.start("inventory", victim);
     eprintln!(
         "killed inventory-{victim} (owner of the scarce product, {} units held there) after {killed_after} answers, {:.1} s in",

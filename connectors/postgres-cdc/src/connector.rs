@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
@@ -215,13 +215,6 @@ impl Metrics {
             base,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// One transaction being streamed.
@@ -650,7 +643,13 @@ impl Connector {
                     }),
                 )
             }
-            None => (now_ms(), None, Some(self.progress.snapshot_lsn), None, None),
+            None => (
+                runtime::now_ms(),
+                None,
+                Some(self.progress.snapshot_lsn),
+                None,
+                None,
+            ),
         };
         Change {
             op,
@@ -665,7 +664,7 @@ impl Connector {
                 lsn,
                 sequence,
             },
-            ts_ms: now_ms(),
+            ts_ms: runtime::now_ms(),
             transaction,
             unchanged_toast: unchanged,
         }
@@ -707,14 +706,14 @@ impl Connector {
             source_topic: format!("postgres:{}.{}", self.config.params.database, qualified),
             source_partition: 0,
             source_offset: i64::try_from(self.last_commit_lsn).unwrap_or(i64::MAX),
-            original_timestamp: Some(now_ms()),
+            original_timestamp: Some(runtime::now_ms()),
             original_schema_id: None,
             processor: self.config.name.clone(),
             consumer_group: self.config.params.slot.clone(),
             error_kind: runtime::DeadLetterErrorKind::Validation,
             reason: error.to_string(),
             attempts: 1,
-            failed_at: now_ms(),
+            failed_at: runtime::now_ms(),
             headers: Vec::new(),
         };
         let body = codec::encode_body(&self.dead_letter.schema, &letter)?;
@@ -1185,7 +1184,7 @@ async fn ack_in_order(
         feedback.update_applied_lsn(txn.end_lsn);
         counters.acknowledged.fetch_add(1, Ordering::SeqCst);
         acknowledged.set(i64::try_from(txn.end_lsn).unwrap_or(i64::MAX));
-        lag_ms.set(now_ms() - txn.commit_ms);
+        lag_ms.set(runtime::now_ms() - txn.commit_ms);
     }
     Ok(())
 }

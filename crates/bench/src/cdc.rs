@@ -2,7 +2,7 @@
 //! own (dropped afterwards): initial snapshot rows/s, then streamed row changes/s and the
 //! commit → consumer latency (commit time in `source.ts_ms` to the moment the record was read).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use apache_avro::types::Value;
@@ -216,7 +216,7 @@ async fn count(
                 let Some(payload) = &s.payload else { continue };
                 if let Some(commit) = commit_ms(registry, payload).await? {
                     let received = s.received.elapsed();
-                    let now = now_ms() - received.as_millis() as i64;
+                    let now = runtime::now_ms() - received.as_millis() as i64;
                     latencies.push(now - commit);
                 }
             }
@@ -242,11 +242,4 @@ async fn commit_ms(registry: &RegistryClient, payload: &[u8]) -> Result<Option<i
         }
     }
     Ok(None)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

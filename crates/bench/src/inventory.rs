@@ -12,7 +12,7 @@
 //! The figures are printed, never asserted (correctness is tests/inventory.rs's job).
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use codec::RegistryClient;
@@ -70,13 +70,6 @@ pub async fn inventory(topology: &Topology, args: Args) -> Result<()> {
     Ok(())
 }
 
-fn millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn product_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
@@ -96,7 +89,11 @@ async fn run_phase(
     products: usize,
     hot_share: f64,
 ) -> Result<()> {
-    let suffix = format!("bench-inv-{}-{}", phase.replace(' ', "-"), millis());
+    let suffix = format!(
+        "bench-inv-{}-{}",
+        phase.replace(' ', "-"),
+        runtime::now_ms()
+    );
     let t = topology
         .isolated_all(&["inventory"], &suffix)
         .context("no inventory processor")?;
@@ -124,7 +121,7 @@ async fn run_phase(
         .map(|i| {
             let cmd = StockCommand {
                 event_id: uuid_for(&format!("{suffix}-level-{i}")),
-                occurred_at: millis(),
+                occurred_at: runtime::now_ms(),
                 correlation_id: product_id(i),
                 causation_id: None,
                 kind: StockCommandKind::SetLevel,
@@ -173,7 +170,7 @@ async fn run_phase(
         for (i, p) in picked.iter().enumerate() {
             let cmd = StockCommand {
                 event_id: uuid_for(&format!("{order}-hold-{p}")),
-                occurred_at: millis(),
+                occurred_at: runtime::now_ms(),
                 correlation_id: order.clone(),
                 causation_id: None,
                 kind: StockCommandKind::Hold,
@@ -237,7 +234,7 @@ async fn run_phase(
     );
 
     let started = Instant::now();
-    let sent_ms = millis();
+    let sent_ms = runtime::now_ms();
     produce_all(&producer, &name("inventory.stock-commands.v1"), holds).await?;
     let hot_product = product_id(0);
     // Products still to answer, per order; whether every answer so far held.
@@ -303,7 +300,7 @@ async fn run_phase(
                 continue;
             }
             let hot = plan[&result.order_id].hot;
-            let received_ms = millis() - record.received.elapsed().as_millis() as i64;
+            let received_ms = runtime::now_ms() - record.received.elapsed().as_millis() as i64;
             latency.entry(hot).or_default().push(received_ms - sent_ms);
             if *all {
                 *reserved.entry(hot).or_default() += 1;

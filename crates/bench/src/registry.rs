@@ -8,7 +8,7 @@
 //! stack's broker; the same workload then runs against an in-process registry with memory
 //! storage, so the cost of the Kafka acknowledgement shows beside it.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use futures::StreamExt;
@@ -131,7 +131,7 @@ impl Bench {
     }
 
     async fn run(&self, schemas: usize, lookups: usize, concurrency: usize) -> Result<()> {
-        let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+        let stamp = runtime::now_ms();
         let work: Vec<(String, String)> = (0..schemas)
             .map(|i| {
                 (
@@ -259,7 +259,7 @@ impl Bench {
 }
 
 /// A record schema no earlier run registered: its field name carries the run and index.
-fn distinct_schema(stamp: u128, index: usize) -> String {
+fn distinct_schema(stamp: i64, index: usize) -> String {
     json!({
         "type": "record",
         "name": "BenchRecord",

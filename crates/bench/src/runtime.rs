@@ -4,7 +4,7 @@
 //! ([`crate::state::stateful_phase`]).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use codec::{RegistryClient, TopicCodec};
@@ -41,7 +41,7 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
     if let Some(broker) = &private {
         env.bootstrap_servers = broker.bootstrap.clone();
     }
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let stamp = runtime::now_ms();
     let raw = isolated(topology, &format!("bench-raw-{stamp}"), partitions)?;
     let proc_topology = isolated(topology, &format!("bench-{stamp}"), partitions)?;
     stack::create_topics_at(&env.bootstrap_servers, &raw).await?;
@@ -72,12 +72,11 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
         .context("order-placed schema")?;
     let codec = TopicCodec::register(&registry, "orders.order-placed.v1-value", schema).await?;
     let mut generator = OrderGenerator::new(&stamp.to_string(), 42, 2_000);
-    let now = i64::try_from(stamp)?;
     let mut payloads = Vec::with_capacity(records as usize);
     let mut expected_outputs = 0;
     let mut expected_state: HashMap<String, Tally> = HashMap::new();
     for _ in 0..records {
-        let order = generator.next_order(now);
+        let order = generator.next_order(stamp);
         expected_outputs += 2 * shipments_of(&order);
         let tally = expected_state.entry(order.order_id.clone()).or_default();
         tally.count += 1;

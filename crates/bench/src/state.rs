@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use events::orders::OrderPlaced;
@@ -74,10 +74,6 @@ impl StatefulProcessor for Counter {
 
 fn key_of(i: u64) -> String {
     format!("k{i:07}")
-}
-
-fn millis() -> Result<u128> {
-    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())
 }
 
 /// Writes one changelog batch per `(input offset, key, value)`, exactly as the runtime writes a
@@ -214,7 +210,7 @@ pub async fn state_restore(args: Args) -> Result<()> {
     let tag = engine.label();
     let broker = start_private_broker(engine).await?;
     let bootstrap = broker.bootstrap.clone();
-    let topic = format!("bench-state-{}-tally-changelog", millis()?);
+    let topic = format!("bench-state-{}-tally-changelog", runtime::now_ms());
     runtime::ensure_changelog(&bootstrap, &topic, 1).await?;
     println!(
         "workload: {keys} keys, one changelog record each (value and applied offset), then {tail} \

@@ -6,7 +6,7 @@
 //! again (a duplicate, which processors handle idempotently); no dead letter is ever logged
 //! as redriven without having been.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use rdkafka::error::KafkaError;
@@ -49,7 +49,7 @@ pub async fn run(
         undecodable: plan.undecodable.len(),
         ..Summary::default()
     };
-    let now = now_millis();
+    let now = runtime::now_ms();
     let mut rng = rand::rng();
     let deferred: Vec<(PlannedRedrive, i64)> = plan
         .redrives
@@ -143,7 +143,7 @@ async fn produce_all(
             render::redrive_line(&r.at, &r.to, r.n, *not_before, now, false)
         );
         let entry = RedriveEntry {
-            redriven_at: now_millis(),
+            redriven_at: runtime::now_ms(),
             to: r.to.clone(),
             not_before: *not_before,
             count: r.n.saturating_add(1),
@@ -216,10 +216,4 @@ async fn acknowledged(delivery: anyhow::Result<DeliveryFuture>) -> anyhow::Resul
             "the producer was dropped before the delivery report"
         )),
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

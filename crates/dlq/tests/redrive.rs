@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use codec::{RegistryClient, TopicCodec};
@@ -281,13 +281,6 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<Read> {
     out
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn not_before(read: &Read) -> i64 {
     std::str::from_utf8(&read.headers[headers::NOT_BEFORE])
         .unwrap()
@@ -321,7 +314,7 @@ async fn redrive_reproduces_the_original_bytes_deferred_logs_it_and_skips_it_nex
     assert!(read_all(&bootstrap, SOURCE).is_empty());
 
     // The two PROCESSING letters go back to their source, deferred 0.5-1 s (n = 0).
-    let before = now_millis();
+    let before = runtime::now_ms();
     stack
         .run(&[
             "redrive",
@@ -336,7 +329,7 @@ async fn redrive_reproduces_the_original_bytes_deferred_logs_it_and_skips_it_nex
         ])
         .await
         .unwrap();
-    let after = now_millis();
+    let after = runtime::now_ms();
     let mut redriven = read_all(&bootstrap, SOURCE);
     redriven.sort_by_key(|r| r.headers[headers::REDRIVEN_FROM].clone());
     assert_eq!(redriven.len(), 2);
@@ -388,7 +381,7 @@ async fn redrive_reproduces_the_original_bytes_deferred_logs_it_and_skips_it_nex
             .collect()
     };
     let earlier = from_first(&read_all(&bootstrap, SOURCE));
-    let before = now_millis();
+    let before = runtime::now_ms();
     stack
         .run(&[
             "redrive",
@@ -405,7 +398,7 @@ async fn redrive_reproduces_the_original_bytes_deferred_logs_it_and_skips_it_nex
         ])
         .await
         .unwrap();
-    let after = now_millis();
+    let after = runtime::now_ms();
     let all = read_all(&bootstrap, SOURCE);
     assert_eq!(all.len(), 4);
     let later: Vec<i64> = from_first(&all)

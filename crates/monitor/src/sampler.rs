@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
@@ -140,7 +139,7 @@ impl Sampler {
 
     /// Takes one sample: Kafka and the admin ports at once, then the views.
     pub async fn sample(&mut self) -> (Frame, String) {
-        let at_ms = now_ms();
+        let at_ms = runtime::now_ms();
         let probe = self.probe.clone();
         let topics = self.topics.clone();
         let requests = self.requests.clone();
@@ -223,11 +222,4 @@ fn http_client(config: &MonitorConfig) -> Result<reqwest::Client, MonitorError> 
             url: "(client)".to_string(),
             source,
         })
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -18,6 +18,7 @@
 //!   are acknowledged, offsets are committed, and the consumer leaves its group.
 
 mod admin;
+pub mod clock;
 mod config;
 mod dead_letter;
 mod driver;
@@ -29,19 +30,22 @@ mod metrics;
 pub mod policy;
 mod processor;
 pub mod state;
+pub mod step;
 mod topic;
 
 pub use admin::{serve_admin, Phase};
+pub use clock::{now_ms, Clock, ManualClock};
 pub use config::{postgres_database_url, RetryPolicy, RuntimeConfig, StackEnv};
 pub use dead_letter::{DeadLetter, DeadLetterErrorKind, DeadLetterHeader};
 pub use driver::state_io::{
     ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored,
 };
-pub use driver::{now_millis as now_ms, run, run_pipelined, run_stateful};
+pub use driver::{run, run_pipelined, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
 pub use metrics::Metrics;
 pub use processor::{
-    ConcurrentProcessor, HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless,
+    ConcurrentProcessor, Effect, HandlerError, Input, OutRecord, Outputs, Processor,
+    StatefulProcessor, Stateless,
 };
 pub use topic::Topic;

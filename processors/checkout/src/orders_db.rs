@@ -40,6 +40,19 @@ pub struct OrdersDb {
     jobs: mpsc::UnboundedSender<Job>,
 }
 
+/// Where the saga hands a placed order's row: the `orders` database ([`OrdersDb`]), or in a
+/// test anything that records them. The future resolves once the row is durable; the runtime
+/// awaits it before committing the record that placed the order.
+pub trait PlaceOrders: Send + Sync {
+    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl PlaceOrders for OrdersDb {
+    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
+        OrdersDb::place(self, order)
+    }
+}
+
 impl OrdersDb {
     /// Connects (checking the schema is there) and starts the writer task.
     pub async fn open(url: &str) -> Result<Self, String> {

@@ -28,12 +28,12 @@ use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use runtime::state::{State, Timer};
-use runtime::{ids, now_ms, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
+use runtime::{ids, Clock, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
 use serde::{Deserialize, Serialize};
 use topology::{CheckoutParams, ProcessorSpec};
 use tracing::warn;
 
-use crate::orders_db::{NewOrder, OrdersDb};
+use crate::orders_db::{NewOrder, OrdersDb, PlaceOrders};
 use crate::saga::{Effect, Event, FailureCode, Saga, SagaState, Start};
 
 /// Support keeps this many transitions per saga (the full log is the transitions topic).
@@ -100,7 +100,8 @@ impl Topics {
 pub struct Checkout {
     params: CheckoutParams,
     topics: Topics,
-    db: OrdersDb,
+    orders: Box<dyn PlaceOrders>,
+    clock: Clock,
     metrics: &'static CheckoutMetrics,
 }
 
@@ -256,20 +257,45 @@ fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandL
 }
 
 impl Checkout {
+    /// The saga writing placed orders to the `orders` database at `orders_url`, on the
+    /// system clock.
     pub async fn new(
         params: CheckoutParams,
         topics: Topics,
         orders_url: &str,
     ) -> Result<Self, String> {
-        if params.step_timeout_ms <= 0 || params.retain_ms <= 0 {
-            return Err("step_timeout_ms and retain_ms must be positive".into());
-        }
+        Self::check(&params)?;
+        let orders = OrdersDb::open(orders_url).await?;
+        Self::with_orders(params, topics, orders)
+    }
+
+    /// The saga handing placed orders to `orders` (tests: a recorder), on the system clock.
+    pub fn with_orders(
+        params: CheckoutParams,
+        topics: Topics,
+        orders: impl PlaceOrders + 'static,
+    ) -> Result<Self, String> {
+        Self::check(&params)?;
         Ok(Self {
             params,
             topics,
-            db: OrdersDb::open(orders_url).await?,
+            orders: Box::new(orders),
+            clock: Clock::system(),
             metrics: metrics(),
         })
+    }
+
+    /// Reads the time from `clock` (tests: a paused one) for every decision and timestamp.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn check(params: &CheckoutParams) -> Result<(), String> {
+        if params.step_timeout_ms <= 0 || params.retain_ms <= 0 {
+            return Err("step_timeout_ms and retain_ms must be positive".into());
+        }
+        Ok(())
     }
 
     pub fn payment_id(order: &str) -> String {
@@ -291,7 +317,7 @@ impl Checkout {
             )));
         }
         let order = request.order_id.clone();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let existing = state.get(&order).cloned();
         if existing.is_none() {
             if let Some(why) = invalid(&request) {
@@ -409,7 +435,7 @@ impl Checkout {
                 return Err(HandlerError::Invalid("stock result of unknown kind".into()))
             }
         };
-        let effects = record.saga.on(event, now_ms());
+        let effects = record.saga.on(event, self.clock.now_ms());
         if effects.is_empty() {
             // Nothing moved (one of several answers, or a late one): store what was learnt.
             if state.get(&result.order_id) != Some(&record) {
@@ -461,7 +487,7 @@ impl Checkout {
                 )))
             }
         };
-        let effects = record.saga.on(saga_event, now_ms());
+        let effects = record.saga.on(saga_event, self.clock.now_ms());
         self.apply(record, effects, trigger, &input.coordinates(), state, out)
     }
 
@@ -481,7 +507,7 @@ impl Checkout {
         while let Some(effect) = queue.pop_front() {
             n += 1;
             let id = ids::derived(&[cause, &n.to_string()]);
-            let now = now_ms();
+            let now = self.clock.now_ms();
             match effect {
                 Effect::Transition {
                     from,
@@ -558,7 +584,7 @@ impl Checkout {
                     let r = &record.request;
                     let lines = serde_json::to_value(&r.lines)
                         .map_err(|e| HandlerError::Fatal(format!("order lines: {e}")))?;
-                    out.defer(self.db.place(NewOrder {
+                    out.defer(self.orders.place(NewOrder {
                         order_id: order.clone(),
                         idempotency_key: r.idempotency_key.clone(),
                         user_id: r.user_id.clone(),
@@ -594,7 +620,7 @@ impl Checkout {
         for product in products {
             let command = StockCommand {
                 event_id: ids::derived(&[id, product]),
-                occurred_at: now_ms(),
+                occurred_at: self.clock.now_ms(),
                 correlation_id: order.clone(),
                 causation_id: Some(cause.to_string()),
                 kind,
@@ -632,7 +658,7 @@ impl Checkout {
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
         let order = record.request.order_id.clone();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         record.sequence += 1;
         match to {
             SagaState::Placed => {
@@ -769,7 +795,7 @@ impl StatefulProcessor for Checkout {
             }
             return Ok(());
         }
-        let effects = record.saga.on(Event::StepTimedOut, now_ms());
+        let effects = record.saga.on(Event::StepTimedOut, self.clock.now_ms());
         let cause = format!("timer:{}:{}", timer.key, timer.at_ms);
         self.apply(
             record,

@@ -64,7 +64,7 @@ impl Processor for StockFeed {
         };
         let command = StockCommand {
             event_id: ids::derived(&[&input.coordinates(), "set-level"]),
-            occurred_at: crate::ledger_processor::now_ms(),
+            occurred_at: runtime::now_ms(),
             correlation_id: row.product_id.clone(),
             causation_id: None,
             kind: StockCommandKind::SetLevel,

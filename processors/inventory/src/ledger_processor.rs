@@ -20,14 +20,13 @@
 //! in-stock flag and an honest count, not a record per sale.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use events::inventory::{
     CenterAvailability, ProductAvailability, StockCommand, StockCommandKind, StockEvent,
     StockEventKind, StockLevels, StockResult, StockResultKind, StockResultLine, StockStatus,
 };
 use runtime::state::{State, Timer};
-use runtime::{ids, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
+use runtime::{ids, Clock, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
 use topology::ProcessorSpec;
 
 use crate::ledger::{
@@ -60,6 +59,7 @@ pub struct Ledger {
     /// Sellable units last published per product (in memory: after a restart the next
     /// change of a product publishes it).
     published: std::collections::HashMap<String, i64>,
+    clock: Clock,
 }
 
 impl Ledger {
@@ -69,7 +69,14 @@ impl Ledger {
             events: Topic::output(spec, "events")?,
             availability: Topic::output(spec, "availability")?,
             published: std::collections::HashMap::new(),
+            clock: Clock::system(),
         })
+    }
+
+    /// Reads the time from `clock` (tests: a paused one) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -84,13 +91,6 @@ pub fn worth_publishing(last: Option<i64>, now: i64) -> bool {
         || now <= LOW_STOCK
         || last <= LOW_STOCK
         || (now - last).abs() * 100 >= last
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn qty(n: i64) -> i32 {
@@ -345,7 +345,7 @@ impl StatefulProcessor for Ledger {
                 input.key_str()
             )));
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let order = cmd.order_id.clone();
         let needs_order = || {
             order

@@ -21,7 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use rand::Rng;
 use runtime::{
-    headers, ids, now_ms, ConcurrentProcessor, HandlerError, Input, Outputs, RuntimeError, Topic,
+    headers, ids, Clock, ConcurrentProcessor, HandlerError, Input, Outputs, RuntimeError, Topic,
 };
 use runtime::{DeadLetter, DeadLetterErrorKind};
 use topology::{PaymentParams, ProcessorSpec};
@@ -62,6 +62,7 @@ pub struct Payments {
     gateway: Gateway,
     breaker: Mutex<Breaker>,
     limiter: Option<DefaultDirectRateLimiter>,
+    clock: Clock,
     metrics: &'static PaymentMetrics,
 }
 
@@ -169,8 +170,16 @@ impl Payments {
             gateway,
             breaker: Mutex::new(breaker),
             limiter,
+            clock: Clock::system(),
             metrics: metrics(),
         })
+    }
+
+    /// Reads the time from `clock` (tests: a paused one) for the breaker, backoff deadlines
+    /// and timestamps, instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -219,7 +228,7 @@ impl Payments {
             };
             let allowed = {
                 let mut breaker = self.breaker();
-                let allowed = breaker.allow(now_ms());
+                let allowed = breaker.allow(self.clock.now_ms());
                 self.metrics.breaker_state.set(breaker.state().gauge());
                 allowed
             };
@@ -250,7 +259,7 @@ impl Payments {
             let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
             {
                 let mut breaker = self.breaker();
-                breaker.record(reply.is_err(), now_ms());
+                breaker.record(reply.is_err(), self.clock.now_ms());
                 self.metrics.breaker_state.set(breaker.state().gauge());
             }
             let reply = match reply {
@@ -358,7 +367,7 @@ impl Payments {
         };
         let result = PaymentResult {
             event_id: ids::derived(&[&input.coordinates(), "result"]),
-            occurred_at: now_ms(),
+            occurred_at: self.clock.now_ms(),
             correlation_id: cmd.order_id.clone(),
             causation_id: Some(cmd.event_id.clone()),
             kind,
@@ -423,10 +432,10 @@ fn validate(cmd: &PaymentCommand, key: Option<&str>) -> Result<(), HandlerError>
 
 impl ConcurrentProcessor for Payments {
     async fn handle(&self, input: &Input, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let (cmd, attempt, first_at) = if self.topics.retries.carries(input) {
             let retry: PaymentRetry = input.decode()?;
-            let wait = retry.not_before - now_ms();
+            let wait = retry.not_before - self.clock.now_ms();
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
             }
@@ -484,15 +493,15 @@ impl ConcurrentProcessor for Payments {
             Outcome::Retry(e) => {
                 let next = attempt + 1;
                 let exhausted = attempt >= i32::try_from(self.params.max_attempts).unwrap_or(1)
-                    || cmd.deadline.is_some_and(|d| now_ms() > d);
+                    || cmd.deadline.is_some_and(|d| self.clock.now_ms() > d);
                 let retry = PaymentRetry {
                     event_id: ids::derived(&[&input.coordinates(), "retry"]),
-                    occurred_at: now_ms(),
+                    occurred_at: self.clock.now_ms(),
                     correlation_id: cmd.order_id.clone(),
                     causation_id: Some(cmd.event_id.clone()),
                     command: cmd.clone(),
                     attempt: next,
-                    not_before: now_ms() + self.backoff_ms(attempt),
+                    not_before: self.clock.now_ms() + self.backoff_ms(attempt),
                     first_attempted_at: first_at,
                     last_error_kind: e.kind,
                     last_error: e.detail.clone(),
@@ -533,7 +542,7 @@ impl ConcurrentProcessor for Payments {
                         e.detail
                     ),
                     attempts: attempt,
-                    failed_at: now_ms(),
+                    failed_at: self.clock.now_ms(),
                     headers: Vec::new(),
                 };
                 let letter_bytes = out.encode(&self.topics.exhausted, &letter)?;

@@ -10,37 +10,42 @@
 
 pub mod plan;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use events::orders::OrderPlaced;
 use events::shipping::ShipmentEvent;
-use runtime::{HandlerError, Input, Outputs, Processor, RuntimeError, Topic};
+use runtime::{Clock, HandlerError, Input, Outputs, Processor, RuntimeError, Topic};
 use topology::{ProcessorSpec, ShippingParams};
 
 pub struct Shipping {
     params: ShippingParams,
     shipments: Topic<ShipmentEvent>,
+    clock: Clock,
 }
 
 impl Shipping {
     pub fn new(params: ShippingParams, shipments: Topic<ShipmentEvent>) -> Self {
-        Self { params, shipments }
+        Self {
+            params,
+            shipments,
+            clock: Clock::system(),
+        }
     }
 
     /// Shipping on the topics `spec` binds to its ports.
     pub fn from_spec(params: ShippingParams, spec: &ProcessorSpec) -> Result<Self, RuntimeError> {
         Ok(Self::new(params, Topic::output(spec, "shipments")?))
     }
+
+    /// Reads the time from `clock` (tests: a paused one) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
 impl Processor for Shipping {
     async fn handle(&mut self, input: &Input, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
         let order: OrderPlaced = input.decode()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let events = plan::plan_shipments(&order, &self.params, now)
+        let events = plan::plan_shipments(&order, &self.params, self.clock.now_ms())
             .map_err(|rejection| HandlerError::Invalid(rejection.to_string()))?;
         for event in &events {
             out.send(&self.shipments, &event.order_id, event)?;

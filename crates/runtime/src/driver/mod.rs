@@ -16,9 +16,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use codec::{RegistryClient, TopicCodec, Value};
+use codec::{RegistryClient, TopicCodec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -29,11 +29,12 @@ use topology::{Topology, ValueFormat};
 use tracing::{error, info, warn};
 
 use crate::admin::{serve_admin, Phase, StateQuery};
+pub(crate) use crate::clock::now_ms as now_millis;
 use crate::dead_letter::DeadLetter;
 use crate::policy::{decide, Action, Failure};
-use crate::processor::{Input, OutRecord, Outputs, StatefulProcessor, Stateless};
-use crate::state::{self, PartitionStore, State};
-use crate::{kafka, Metrics, Processor, RuntimeConfig, RuntimeError};
+use crate::processor::{Input, OutRecord, StatefulProcessor, Stateless};
+use crate::state::{self, PartitionStore};
+use crate::{kafka, step, Metrics, Processor, RuntimeConfig, RuntimeError};
 
 mod acker;
 mod context;
@@ -738,17 +739,18 @@ impl<P: StatefulProcessor> Driver<P> {
                 let Some(store) = stores.get_mut(&partition) else {
                     break;
                 };
-                let mut outputs = Outputs::new(codecs);
-                let mut view = State::new(store);
-                view.cancel_timer(&timer.key);
-                if let Err(e) = processor.on_timer(&timer, &mut view, &mut outputs).await {
-                    view.rollback();
-                    warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
-                    self.metrics.failures.with_label_values(&["timer"]).inc();
-                    break;
-                }
-                let dirty = view.into_dirty();
-                let (records, effects) = outputs.into_parts();
+                let step::Applied {
+                    records,
+                    effects,
+                    dirty,
+                } = match step::fire(processor, store, codecs, &timer).await {
+                    Ok(applied) => applied,
+                    Err(e) => {
+                        warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
+                        self.metrics.failures.with_label_values(&["timer"]).inc();
+                        break;
+                    }
+                };
                 self.record_changes(partition, dirty, None);
                 self.metrics.timers_fired.inc();
                 self.hand_off(None, records, effects, None).await?;
@@ -849,14 +851,13 @@ impl<P: StatefulProcessor> Driver<P> {
         } = self;
         let mut scratch = PartitionStore::default();
         let store = stores.get_mut(&input.partition).unwrap_or(&mut scratch);
-        let mut outputs = Outputs::new(codecs);
-        let mut view = State::new(store);
-        if let Err(e) = processor.handle(&input, &mut view, &mut outputs).await {
-            view.rollback();
-            return Err(Failure::Handler(e));
-        }
-        let dirty = view.into_dirty();
-        let (records, effects) = outputs.into_parts();
+        let step::Applied {
+            records,
+            effects,
+            dirty,
+        } = step::handle(processor, store, codecs, &input)
+            .await
+            .map_err(Failure::Handler)?;
         self.record_changes(input.partition, dirty, Some((topic, input.offset)));
         Ok(Handled::Done {
             outputs: records,
@@ -872,18 +873,14 @@ pub(crate) async fn decode_input(
     message: &OwnedMessage,
 ) -> Result<Input, Failure> {
     let topic = message.topic();
-    let value = match (message.payload(), formats.get(topic)) {
-        (None, _) => None,
-        (Some(bytes), Some(ValueFormat::Avro)) => {
-            let codec = codecs.get(topic).ok_or_else(|| {
-                Failure::Decode(codec::CodecError::Registry(format!(
-                    "no codec for `{topic}`"
-                )))
-            })?;
-            Some(codec.decode(bytes).await.map_err(Failure::Decode)?)
-        }
-        (Some(bytes), _) => Some(Value::Bytes(bytes.to_vec())),
-    };
+    let value = step::decode_value(
+        topic,
+        formats.get(topic).copied(),
+        codecs.get(topic),
+        message.payload(),
+    )
+    .await
+    .map_err(Failure::Decode)?;
     Ok(Input {
         topic: topic.to_string(),
         partition: message.partition(),
@@ -1021,12 +1018,4 @@ pub(crate) async fn produce(
             Err((e, _)) => return Err(e.into()),
         }
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -135,8 +135,9 @@ impl<V> PartitionStore<V> {
         }
     }
 
-    /// Records that `offset` of `topic` is applied (never moves a marker back).
-    pub(crate) fn mark_applied(&mut self, topic: &str, offset: i64) {
+    /// Records that `offset` of `topic` is applied (never moves a marker back): once its
+    /// outputs are safe, so a redelivery of it is skipped.
+    pub fn mark_applied(&mut self, topic: &str, offset: i64) {
         let done = self.applied.entry(topic.to_string()).or_insert(offset);
         *done = (*done).max(offset);
     }
