@@ -13,6 +13,33 @@
 //! acknowledged every record of that transaction and of all earlier ones. After a crash the
 //! slot replays from the last acknowledged transaction: duplicates then, never a gap;
 //! consumers dedupe by `source.lsn`.
+//!
+//! The catalog and the warehouse stock live in PostgreSQL (each service its own database:
+//! `catalog`, `warehouse`); the processors learn of their changes through these topics (the
+//! storefront alone also reads the catalog database, for product pages). On first start a
+//! connector creates its slot with an exported snapshot and reads the tables inside it in
+//! primary-key chunks; streaming then starts at the slot's consistent point, so the handover
+//! has no gap and no duplicate. Each committed transaction becomes Debezium envelopes
+//! (`c/u/d/r/t`, a tombstone after each delete) keyed by the primary key. A snapshot
+//! interrupted by a crash resumes at the next chunk in a new snapshot whose rows are
+//! protected by visibility fences (a streamed change already visible in that read is
+//! skipped). Schemas are generated from the table's columns and evolve compatibly when a
+//! column is added or dropped; an incompatible change stops the connector. Types, recovery
+//! from an invalidated slot and metrics: `connectors/README.md`.
+//!
+//! Single writers: the connector's acker task confirms a transaction's end LSN only after
+//! awaiting, in commit order, Kafka's acknowledgement of every record of it and of all
+//! earlier ones; the replication thread (the only user of the replication connection)
+//! confirms the server's position on its own only when no transaction is open and every
+//! forwarded one is acknowledged; one connector process per slot (PostgreSQL admits one
+//! active reader). Snapshot progress and fences are written by the main task, atomically
+//! (temp file, fsync, rename) after each chunk's records are acknowledged, and read only at
+//! start.
+//!
+//! Limits: snapshot progress lives in `STOREFLEET_STATE_DIR`, so moving a connector to another
+//! machine mid-snapshot re-reads every table behind a fence (duplicates, no gap). An
+//! invalidated slot is detected and stops the connector (tested on a PostgreSQL cluster of
+//! the test's own with `max_slot_wal_keep_size` = 1 MB).
 
 pub mod connector;
 pub mod convert;

@@ -7,6 +7,11 @@
 //! writer's schema (fetched by id, cached forever: ids are immutable) against the reader's
 //! schema from `schemas/`, so an old reader reads a newer compatible writer's records.
 //! Malformed bytes are a typed [`CodecError`], never a panic.
+//!
+//! Subjects follow Confluent's TopicNameStrategy (`<topic>-value`, `<topic>-key`). The fleet
+//! uses this small client rather than `schema_registry_converter`, whose encoder caches the
+//! schema id by subject only (FACTS.md), while the runtime needs resolution against the
+//! reader schema from `schemas/`.
 
 mod avro;
 mod client;

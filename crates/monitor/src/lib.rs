@@ -1,7 +1,8 @@
-//! Consumer-lag monitor and fleet dashboard (`fleet monitor`, started by `fleet up`;
-//! `fleet status`).
+//! Consumer-lag monitor and fleet dashboard (`fleet monitor`, started by `fleet up` as a
+//! process of its own beside the processors, on 127.0.0.1:9300; `fleet status`).
 //!
-//! Every interval (2 s by default) the monitor samples, for each processor's consumer group
+//! Every interval (5 s by default: on the stack's SQLite broker a sample under load costs up
+//! to seconds of broker time) the monitor samples, for each processor's consumer group
 //! of the topology and each input topic partition: the low and high watermarks, the group's
 //! committed offset, and the timestamp of the oldest unconsumed record. From them:
 //!
@@ -12,7 +13,9 @@
 //! - **time lag** = sample time − timestamp of the record *at* the committed offset (the
 //!   oldest unconsumed one; its own timestamp, CreateTime or LogAppendTime as the topic
 //!   says, never interpolated from rates); 0 without lag. A record is read once per
-//!   (partition, committed offset): an unchanged offset reuses the timestamp;
+//!   (partition, committed offset): an unchanged offset reuses the timestamp, and the rest of
+//!   each fetched batch is kept as read-ahead. A read that does not finish within four fifths
+//!   of the interval leaves the time lag unknown, never understated;
 //! - **no phantom lag**: offsets past the committed one that hold nothing a consumer reads
 //!   (a transaction marker at the end of an idle partition, aborted records) are not lag;
 //!   they are reported apart as `marker_offsets`;
@@ -40,9 +43,17 @@
 //! absent and listed under `problems`. The sampler task is the single writer of all state;
 //! HTTP handlers read immutable published frames.
 //!
-//! Served routes: see the `http` module (`/`, `/api/overview`, `/api/groups/{group}`,
-//! `/api/history`, `/metrics`, `/metrics/fleet`, `/health`). Operator documentation, the
-//! Grafana dashboard and the alert rules: `docs/monitoring/`.
+//! Code: pure [`rules`] (status per partition over a window), `assemble` (views),
+//! `promtext` (Prometheus text merge); I/O in `kafka` (watermarks, committed offsets, group
+//! members, oldest-record timestamps) and `scrape` (instances' `/health` and `/metrics`);
+//! `sampler` (the one writer of history), `http` (dashboard, JSON API, metrics), `status`
+//! (`fleet status`).
+//!
+//! Served routes, all from the last published sample: see the `http` module (`/` the
+//! dashboard, `/api/overview`, `/api/groups/{group}`, `/api/history` (10 min by default),
+//! `/metrics` (the monitor's gauges), `/metrics/fleet` (every instance's own metrics, merged
+//! and labelled), `/health`); `fleet status` prints the same overview. Operator
+//! documentation, the Grafana dashboard and the alert rules: `docs/monitoring/`.
 
 mod assemble;
 mod config;

@@ -11,6 +11,12 @@
 //! applied and answered, through one writer task; a restarted registry replays the topic
 //! before it answers anything, so it serves the same ids and versions. Bad input is an
 //! error response, never a panic, and never half-registers anything.
+//!
+//! Code: `api` (the REST API and Confluent's error codes), `canonical` (canonical form),
+//! `compat` (Java-Avro reader/writer compatibility), `store` (the pure state machine),
+//! `writer` and `kafka_store` (durability in the compacted single-partition `_schemas`
+//! topic through one writer task). One registry process per `_schemas` topic: there is no
+//! leader election yet.
 
 mod api;
 mod avro;

@@ -3,7 +3,8 @@
 //! `scripts/fetch-dataset.sh`; never committed) and written to the stack's `catalog` and
 //! `warehouse` databases.
 //!
-//! [`catalog`] is the pure part: CSV bytes in, rows out, the same rows for the same file.
+//! [`catalog`] is the pure part: CSV bytes in, rows out, the same rows for the same file
+//! (prices exact, in [`price`]).
 //! [`seed`] writes them idempotently: a re-seed of an unchanged file writes nothing (not
 //! even `updated_at`), and a changed value rewrites exactly the rows it changes, so the CDC
 //! connectors see one change event per real change. Seeding never deletes.

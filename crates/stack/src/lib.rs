@@ -1,13 +1,27 @@
 //! The local stack `fleet stack up|down|status` manages: the Kafka-protocol broker (nisshi,
 //! SQLite storage under the data folder), the schema registry, a private PostgreSQL cluster
-//! with `wal_level=logical`, and a private Redis. Each runs on its own port under the
-//! project's data folder, so the machine's shared services are left alone.
+//! with `wal_level=logical`, a private Redis and the payment gateway simulator. Each runs on
+//! its own port under the project's data folder, so the machine's shared services are left
+//! alone.
 //!
 //! `up` is idempotent: what is running is kept, what is missing is installed (Debian
-//! packages, the cached broker build) and started, then topics are created from the
-//! topology, schemas registered, and the service databases created and migrated
-//! (`migrations/<database>/*.sql`, each applied once). Every process it starts gets a pid
-//! file; `down` stops exactly those, and nothing else.
+//! packages, the cached broker build in `~/.cache/storefleet`) and started, then topics are
+//! created from the topology (pre-created: auto-creation would hide typos), schemas
+//! registered, and the service databases (`catalog`, `warehouse`, `orders`, `payments`,
+//! `storefront`) created and migrated (`migrations/<database>/*.sql`, each applied once, in
+//! one transaction with its row in `storefleet_migrations`). Every process it starts gets a
+//! pid file; `down` stops exactly those, and nothing else; `up` refuses a port taken by a
+//! process it did not start.
+//!
+//! - The broker's engine is SQLite unless `STOREFLEET_BROKER_STORAGE=memory`: chosen by
+//!   testing restart, `kill -9` and header volume (`docs/broker-conformance.md`); the memory
+//!   engine loses every topic when the broker stops.
+//! - The PostgreSQL cluster is owned by the `postgres` user and lives in
+//!   `/var/tmp/storefleet-postgres-<port>`, because a clone may sit in a folder that user
+//!   cannot enter.
+//! - Redis runs with `volatile-lru` (only keys with a TTL are evicted) and persists nothing.
+//! - The gateway simulator starts with no faults; the demo and the benchmarks set theirs
+//!   through `PUT /v1/faults`.
 
 mod broker;
 mod config;

@@ -6,7 +6,12 @@
 //! Idempotent: shipment ids, tracking numbers and event ids are derived from the order, so a
 //! redelivered order yields byte-for-byte the same events except `occurred_at`, and consumers
 //! drop the duplicates by event id. Stateless: it needs no store, so any instance can take
-//! any partition.
+//! any partition. The instance owning an order's partition is the single writer of that
+//! order's shipment events; a second writer after a rebalance writes the same events.
+//!
+//! [`plan`] is the decision, pure (no I/O, no clock); this file only ties it to the runtime.
+//! The smallest processor of the fleet: the one to copy when adding a processor
+//! (ARCHITECTURE.md, "Adding a processor").
 
 pub mod plan;
 

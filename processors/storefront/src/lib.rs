@@ -1,9 +1,68 @@
 //! The storefront: the fleet's HTTP front door. One process per instance serves the API
 //! ([`api`]) on `http_port + instance` and runs the projection consumer ([`projections`]) in
-//! the `storefront` group. Carts, idempotency records, caches and projections live in Redis
-//! ([`redis_store`]); API keys in the storefront's database ([`keys`]); product data comes from
-//! the catalog database ([`catalog`]). It writes checkout requests and shopper interactions
-//! to Kafka, and nothing else: the saga does the rest.
+//! the `storefleet.storefront` group, through the runtime like any processor (2 instances,
+//! admin on 9171/9172). Carts, idempotency records, caches and projections live in Redis
+//! ([`redis_store`]: every key family and its Lua scripts); API keys in the storefront's
+//! database ([`keys`]); product data comes from the catalog database ([`catalog`]); the rules
+//! are pure in [`domain`]. It writes checkout requests and shopper interactions to Kafka
+//! with its own producer, and nothing else: the saga does the rest. The consumer projects
+//! each order's status from `checkout.saga-transitions.v1` (newest sequence per order; dead
+//! letters `dlq.storefront.saga-transitions.v1`) and each product's
+//! `inventory.availability.v1` into Redis; the API never reads Kafka on a request path.
+//!
+//! - **Carts**: one Redis hash per user; a `PUT` of a line runs one Lua script: with
+//!   `expected_version` it changes the line only if its version is still that (0: only if
+//!   the line is absent) and answers 409 with the current version otherwise; without it the
+//!   last writer wins. Versions grow by one per change of a line, so two tabs editing one
+//!   cart learn of each other instead of silently overwriting.
+//! - **Checkout** (`POST /v1/checkout`, `Idempotency-Key` required): the order id is a UUIDv5
+//!   of (client, key), so the same key is the same order on any instance. The first request
+//!   builds the checkout request from the cart (prices from the catalog, lines sorted, so the
+//!   same cart gives the same request) and stores it in Redis with `SET NX` (24 h). Every
+//!   request with that key, first or retry, then publishes *the stored request* and waits for
+//!   the broker's acknowledgement before answering 202 (first) or 200 (`replayed`). So a
+//!   double-click or a retry after a timeout is one order even if the cart changed in
+//!   between, and a request whose publish failed (503 with Retry-After) is published by its
+//!   retry. The saga's idempotent start absorbs the re-publishes. Ordered cart lines are
+//!   removed only where unchanged since they were read (a Lua compare-and-delete), so a line
+//!   added during checkout stays.
+//! - **Order status** (`GET /v1/orders/{id}?user_id=`): the projection, or `ACCEPTED`
+//!   (written by the checkout endpoint with sequence −1, create-only) until the saga's first
+//!   status lands. A projection is written only with a newer sequence (the saga's transition
+//!   number; the ledger's input offset for availability), so redelivery or a rebalance
+//!   cannot move it backwards. Shown only to the order's user (another user's order answers
+//!   404: order ids derive from client-chosen keys, so they are not secrets).
+//! - **Product pages** (`GET /v1/products/{id}`): cache-aside. The instance's own hot tier
+//!   first (a product viewed `hot_views_per_sec` times within a second is kept in process
+//!   for `hot_ttl_ms`, so a flash sale's few products do not all queue on one Redis key),
+//!   then `product:{id}` in Redis (TTL 60 s), then the catalog database (which fills Redis).
+//!   Availability comes from the projection. A Redis outage slows product pages (catalog
+//!   reads) but does not fail them.
+//! - **Search and recommendations** are proxied to their services with a 150 ms budget. When
+//!   a service is down, slow, or not configured (their processors are open issues, so today
+//!   they are not), search answers from the catalog database (title contains every word) and
+//!   recommendations from the most-viewed products, marked `"degraded": [...]`; product
+//!   pages and checkout never depend on them.
+//! - **API keys** (`fleet keys create <client>`) are shown once and stored as SHA-256 hashes.
+//!   Each instance keeps the live hashes in memory behind a lock, replaced wholesale,
+//!   reloaded every 5 s and on an unknown key: a new key works at once, a revoked one stops
+//!   within seconds, and no request waits on PostgreSQL.
+//! - **Limits**: per client IP first (governor token bucket; keyless requests count, so key
+//!   guessing is limited), then per key; 429 with `Retry-After` (whole seconds until a
+//!   token). Bodies over `max_body_bytes` get 413. Every 4xx has a stable `code` and a
+//!   message; 5xx bodies say which dependency is unavailable and nothing more (details go to
+//!   the log). The client IP is the TCP peer: behind a proxy, set the limits there
+//!   (X-Forwarded-For is not trusted).
+//! - **Interactions** (views, searches, add-to-cart, purchases) go to
+//!   `recommendations.interactions.v1` fire-and-forget: a page never waits for analytics;
+//!   undelivered ones are counted (`storefleet_storefront_interactions_dropped_total`).
+//!
+//! Limits: carts have no TTL (abandoned-cart cleanup is not built), and the stack's Redis
+//! persists nothing: a Redis restart empties carts and the idempotency records (a production
+//! deployment keeps them with AOF or a replica). A checkout retried after that builds its
+//! request from the then-current cart under the same order id; the saga keeps the order it
+//! started and refuses the differing request to its dead-letter topic as a key conflict
+//! (counted), so there is still one order and one charge.
 
 pub mod api;
 pub mod catalog;
