@@ -1,7 +1,8 @@
-//! `fleet`: the one Storefleet binary. It only parses the command line and wires library
-//! crates together; every capability lives in a crate (see ARCHITECTURE.md): the processor
-//! list in `wiring`, the benchmarks in `bench`, the load generator and the demo's workload in
-//! `loadgen`.
+//! `fleet`: the one Storefleet binary. It parses the command line and wires library crates
+//! together (see ARCHITECTURE.md): the processor list in `wiring`, the benchmarks in `bench`,
+//! the load generator and the demo's workload in `loadgen`. What lives here besides: `fleet
+//! up`'s process supervisor (`supervisor.rs`), the demo's start sequence (`demo.rs`) and the
+//! order support commands (`orders.rs`).
 
 mod demo;
 mod orders;

@@ -19,8 +19,8 @@ pub struct MonitorConfig {
     pub bootstrap_servers: String,
     /// Where the processors' admin ports listen (`admin_port + instance`).
     pub admin_host: IpAddr,
-    /// Samples a status rule looks at (the Burrow-style window). Default 10 (20 s at the
-    /// default interval).
+    /// Samples a status rule looks at (the Burrow-style window). Default 10 (50 s at the
+    /// default 5 s interval).
     pub window: usize,
     /// Bound on each instance's `/health` and `/metrics` answer. Default 1 s.
     pub probe_timeout: Duration,

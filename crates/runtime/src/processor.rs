@@ -1,5 +1,5 @@
 //! What a processor implements, and the values the runtime hands it. No Kafka types here: a
-//! processor is a decision function, testable without a broker.
+//! processor's handler is tested without a broker through `crates/testkit`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -195,7 +195,8 @@ impl<'a> Outputs<'a> {
     }
 }
 
-/// A stream processor: decisions only. The runtime calls `handle` once per input record, in
+/// A stream processor: its decisions (in plain modules) and the I/O of its own services (a
+/// database, a gateway); the runtime owns the Kafka side. The runtime calls `handle` once per input record, in
 /// offset order per partition; whatever it sends is produced before the input's offset is
 /// committed. It must be idempotent: after a crash the same record can be handled again.
 pub trait Processor: Send + 'static {

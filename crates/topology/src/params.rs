@@ -53,7 +53,7 @@ impl ProcessorParams {
     }
 }
 
-/// Shipping: order placed → shipment requested (and, simulated, label created and shipped).
+/// Shipping: order placed → shipment requested and (simulated) label created.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingParams {

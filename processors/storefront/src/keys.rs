@@ -1,4 +1,4 @@
-//! API keys: made by operators (`fleet storefront keys create`), shown once, stored only as
+//! API keys: made by operators (`fleet keys create`), shown once, stored only as
 //! SHA-256 hashes in the storefront's database. Each instance holds the live hashes in memory
 //! and reloads them every few seconds and when an unknown key arrives (misses waiting at the
 //! same time share one reload), so a new key works at once and a revoked one stops within
