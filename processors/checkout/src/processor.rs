@@ -238,10 +238,13 @@ fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandL
 }
 
 impl Checkout {
+    /// `tasks`: where the orders writer and its connection run (the caller drains them after
+    /// the processor is dropped).
     pub async fn new(
         params: CheckoutParams,
         topics: Topics,
         orders_url: &str,
+        tasks: &tasks::Tasks,
     ) -> Result<Self, String> {
         if params.step_timeout_ms <= 0 || params.retain_ms <= 0 {
             return Err("step_timeout_ms and retain_ms must be positive".into());
@@ -249,7 +252,7 @@ impl Checkout {
         Ok(Self {
             params,
             topics,
-            db: OrdersDb::open(orders_url).await?,
+            db: OrdersDb::open(orders_url, tasks).await?,
             metrics: metrics(),
         })
     }

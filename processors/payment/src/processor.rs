@@ -122,18 +122,18 @@ enum Outcome {
 }
 
 impl Payments {
-    /// `instances`: how many instances share the gateway contract's rate.
+    /// `instances`: how many instances share the gateway contract's rate; `store`: the
+    /// payments database ([`Store::open`]).
     pub async fn new(
         params: PaymentParams,
         topics: Topics,
         processor: &str,
         group: &str,
         instances: u16,
-        postgres_url: &str,
+        store: Store,
         gateway_url: &str,
     ) -> Result<Self, String> {
         params.validate()?;
-        let store = Store::open(postgres_url).await?;
         let gateway = Gateway::new(gateway_url, Duration::from_millis(params.call_timeout_ms))?;
         let limiter = (params.gateway_rate_per_sec > 0).then(|| {
             let share = (params.gateway_rate_per_sec / u32::from(instances.max(1))).max(1);
