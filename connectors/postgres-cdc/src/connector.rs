@@ -18,7 +18,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use codec::RegistryClient;
 use pg_walstream::{ChangeEvent, EventType, ReplicaIdentity, RowData, SharedLsnFeedback};
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tasks::Tasks;
@@ -163,21 +163,9 @@ struct Metrics {
 impl Metrics {
     fn new(name: &str) -> Self {
         let base = runtime::Metrics::new(name, 0);
-        let registry = base.registry().clone();
-        let counter = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(n, help), labels).expect("static metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let gauge = |n: &str, help: &str| {
-            let g = IntGauge::new(n, help).expect("static metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
+        let register = runtime::Registrar::on(base.registry());
+        let counter = |n: &str, help: &str, labels: &[&str]| register.counter_vec(n, help, labels);
+        let gauge = |n: &str, help: &str| register.gauge(n, help);
         Self {
             changes: counter(
                 "cdc_changes_total",

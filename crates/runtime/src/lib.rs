@@ -39,7 +39,7 @@ pub use driver::state_io::{
 pub use driver::{now_millis as now_ms, run, run_pipelined, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Registrar};
 pub use processor::{
     ConcurrentProcessor, HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless,
 };

@@ -18,7 +18,7 @@ use events::payments::{
     PaymentRetry,
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use rand::Rng;
 use runtime::{headers, ids, now_ms, ConcurrentProcessor, HandlerError, Input, Outputs};
 use runtime::{DeadLetter, DeadLetterErrorKind};
@@ -64,45 +64,31 @@ pub struct PaymentMetrics {
 fn metrics() -> &'static PaymentMetrics {
     static METRICS: OnceLock<PaymentMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        let registry = prometheus::default_registry();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let breaker_state = IntGauge::new(
-            "storefleet_payment_breaker_state",
-            "Gateway circuit breaker: 0 closed, 1 open, 2 half-open",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(breaker_state.clone()));
-        let breaker_rejections = prometheus::IntCounter::new(
-            "storefleet_payment_breaker_rejections_total",
-            "Gateway calls not made because the breaker was open",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(breaker_rejections.clone()));
-        let exhausted = prometheus::IntCounter::new(
-            "storefleet_payment_exhausted_total",
-            "Commands answered FAILED and dead-lettered after their last attempt",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(exhausted.clone()));
+        let register = runtime::Registrar::process();
         PaymentMetrics {
-            gateway_calls: counter(
+            gateway_calls: register.counter_vec(
                 "storefleet_payment_gateway_calls_total",
                 "Gateway calls by operation and outcome",
                 &["operation", "outcome"],
             ),
-            breaker_state,
-            breaker_rejections,
-            retries_scheduled: counter(
+            breaker_state: register.gauge(
+                "storefleet_payment_breaker_state",
+                "Gateway circuit breaker: 0 closed, 1 open, 2 half-open",
+            ),
+            breaker_rejections: register.counter(
+                "storefleet_payment_breaker_rejections_total",
+                "Gateway calls not made because the breaker was open",
+            ),
+            retries_scheduled: register.counter_vec(
                 "storefleet_payment_retries_scheduled_total",
                 "Commands written to the retry topic, by error kind",
                 &["error_kind"],
             ),
-            exhausted,
-            results: counter(
+            exhausted: register.counter(
+                "storefleet_payment_exhausted_total",
+                "Commands answered FAILED and dead-lettered after their last attempt",
+            ),
+            results: register.counter_vec(
                 "storefleet_payment_results_total",
                 "Results emitted, by kind",
                 &["kind"],
