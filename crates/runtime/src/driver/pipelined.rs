@@ -186,16 +186,24 @@ impl<P: ConcurrentProcessor> PipelinedDriver<P> {
         let (previous, finish) = self.chains.chain(message.key());
         let (outcome_tx, outcome) = oneshot::channel();
         let work = work.clone();
-        // Owner: the run's tasks. It ends by itself (shutdown abandons a waiting record), and
-        // the acker awaits its outcome before the run drains.
+        // Owner: the run's tasks. It ends by itself (shutdown abandons a waiting record) and
+        // the acker awaits its outcome. One the acker no longer waits for (it stopped on a
+        // fatal error) is cut at the run's drain: its offset was not committed.
+        let stop = self.tasks.token().clone();
         self.tasks.spawn("pipelined record", async move {
-            if let Some(previous) = previous {
-                previous.await;
+            let handled = async move {
+                if let Some(previous) = previous {
+                    previous.await;
+                }
+                let outcome = work.handle(&message).await;
+                finish.finished();
+                let _ = outcome_tx.send(outcome);
+                drop(permit);
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = handled => {}
             }
-            let outcome = work.handle(&message).await;
-            finish.finished();
-            let _ = outcome_tx.send(outcome);
-            drop(permit);
         });
         self.pending
             .send(Pending::Deferred { source, outcome })
