@@ -41,22 +41,55 @@ pub async fn connect(url: &str, database: &str, tasks: &Tasks) -> Result<Client,
     Ok(client)
 }
 
-/// Runs `work` with a client of its own, then closes the client and waits (a bounded time)
-/// for its connection to end: for one-shot commands (migrations, seeding, API key admin),
-/// which have no longer-lived owner to hand the connection's task to. The outer `Err` is a
-/// failed connect; `work`'s own result is passed through.
+/// A client that owns its connection's task: for tools and one-shot commands, which hold a
+/// client for a while and have no longer-lived owner to hand the task to. [`Owned::close`]
+/// ends the session and waits (a bounded time) for the task; dropping it ends the session
+/// too, without waiting.
+pub struct Owned {
+    client: Client,
+    tasks: Tasks,
+}
+
+impl Owned {
+    pub async fn connect(url: &str, database: &str) -> Result<Self, Error> {
+        let tasks = Tasks::new(tasks::CancellationToken::new());
+        let client = connect(url, database, &tasks).await?;
+        Ok(Self { client, tasks })
+    }
+
+    /// Ends the session and waits for its connection's task.
+    pub async fn close(self) {
+        let Self { client, tasks } = self;
+        drop(client);
+        tasks.drain(tasks::DRAIN_TIME).await;
+    }
+}
+
+impl std::ops::Deref for Owned {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Owned {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Runs `work` with an [`Owned`] client, then closes it. The outer `Err` is a failed connect;
+/// `work`'s own result is passed through.
 pub async fn with_client<T>(
     url: &str,
     database: &str,
     work: impl AsyncFnOnce(&mut Client) -> T,
 ) -> Result<T, Error> {
-    let tasks = Tasks::new(tasks::CancellationToken::new());
-    let outcome = match connect(url, database, &tasks).await {
-        Ok(mut client) => Ok(work(&mut client).await),
-        Err(e) => Err(e),
-    };
-    tasks.drain(tasks::DRAIN_TIME).await;
-    outcome
+    let mut owned = Owned::connect(url, database).await?;
+    let outcome = work(&mut owned).await;
+    owned.close().await;
+    Ok(outcome)
 }
 
 /// Where a pool connects and who owns the connections' tasks.

@@ -213,6 +213,19 @@ async fn a_scoped_client_is_closed_and_its_task_ended_on_return() {
     panic!("the scoped client's session was not closed");
 }
 
+#[tokio::test]
+async fn an_owned_client_waits_for_its_connection_on_close() {
+    let server = FakeServer::start().await;
+    let owned = Owned::connect(&server.url, "warehouse").await.unwrap();
+    assert_eq!(
+        owned.tasks.running(),
+        vec!["postgresql connection (warehouse)"]
+    );
+    let tasks = owned.tasks.clone();
+    owned.close().await;
+    assert!(tasks.running().is_empty(), "close waited for the task");
+}
+
 /// A connection with something kept per connection (as prepared statements are).
 struct Numbered {
     client: Client,

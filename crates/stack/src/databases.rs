@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::{io, StackConfig, StackError};
@@ -215,20 +215,13 @@ async fn scoped<T>(
         .map_err(pg(format!("connect to {url}")))?
 }
 
-/// A client on `url` (plain TCP: the stack's PostgreSQL listens on loopback only), for the
-/// tools (load generator, benches). Its connection's task is not tracked: it ends when the
-/// client is dropped. The fleet's own components use the `pg` crate instead.
-pub async fn connect(url: &str) -> Result<Client, StackError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+/// A client on `url` (plain TCP: the stack's PostgreSQL listens on loopback only) that owns
+/// its connection's task, for the tools (load generator, benches): [`::pg::Owned::close`]
+/// waits for it, dropping the client ends it. The fleet's own components use `pg` directly.
+pub async fn connect(url: &str) -> Result<::pg::Owned, StackError> {
+    ::pg::Owned::connect(url, "tool")
         .await
-        .map_err(pg(format!("connect to {url}")))?;
-    // Owner: none but the client (see above); left for the tools' own reorganisation.
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            warn!(%error, "postgresql connection closed");
-        }
-    });
-    Ok(client)
+        .map_err(pg(format!("connect to {url}")))
 }
 
 pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StackError {

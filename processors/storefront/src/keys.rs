@@ -35,38 +35,23 @@ pub fn generate() -> String {
     format!("sf_{hex}")
 }
 
-/// One statement's client for the operator commands below; its connection task runs on a
-/// tracker of the command's own, drained before the command returns.
-async fn run_once<T, F>(database_url: &str, statement: F) -> Result<T, tokio_postgres::Error>
-where
-    F: AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
-{
-    let tasks = Tasks::new(tokio_util::sync::CancellationToken::new());
-    let outcome = match pg::connect(database_url, "storefront", &tasks).await {
-        Ok(db) => statement(&db).await,
-        Err(e) => Err(e),
-    };
-    tasks.drain(tasks::DRAIN_TIME).await;
-    outcome
-}
-
 /// Creates a key for `client`; returns it (the only time it is seen in clear).
 pub async fn create(database_url: &str, client: &str) -> Result<String, tokio_postgres::Error> {
     let key = generate();
-    run_once(database_url, async |db| {
+    pg::with_client(database_url, "storefront", async |db| {
         db.execute(
             "INSERT INTO api_keys (key_hash, client, prefix) VALUES ($1, $2, $3)",
             &[&hash(&key), &client, &&key[..10]],
         )
         .await
     })
-    .await?;
+    .await??;
     Ok(key)
 }
 
 /// Revokes every live key whose prefix is `prefix` (or the key itself); returns how many.
 pub async fn revoke(database_url: &str, prefix_or_key: &str) -> Result<u64, tokio_postgres::Error> {
-    run_once(database_url, async |db| {
+    pg::with_client(database_url, "storefront", async |db| {
         db.execute(
             "UPDATE api_keys SET revoked_at = now()
              WHERE revoked_at IS NULL AND (prefix = $1 OR key_hash = $2)",
@@ -74,21 +59,21 @@ pub async fn revoke(database_url: &str, prefix_or_key: &str) -> Result<u64, toki
         )
         .await
     })
-    .await
+    .await?
 }
 
 /// (prefix, client, created, revoked) of every key.
 pub async fn list(
     database_url: &str,
 ) -> Result<Vec<(String, String, String, Option<String>)>, tokio_postgres::Error> {
-    let rows = run_once(database_url, async |db| {
+    let rows = pg::with_client(database_url, "storefront", async |db| {
         db.query(
             "SELECT prefix, client, created_at::text, revoked_at::text FROM api_keys ORDER BY created_at",
             &[],
         )
         .await
     })
-    .await?;
+    .await??;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
