@@ -342,6 +342,7 @@ async fn serve_monitor(
     config.interval = std::time::Duration::from_millis(interval_ms);
     let (ready, bound) = tokio::sync::oneshot::channel();
     let shutdown = shutdown_on_signals();
+    // Owner: this function, which awaits the handle.
     let serving = tokio::spawn(monitor::serve(config, topology, shutdown, Some(ready)));
     if let Ok(address) = bound.await {
         info!(%address, "lag monitor: dashboard at http://{address}/");
@@ -502,6 +503,8 @@ async fn registry(listen: std::net::SocketAddr, memory: bool) -> Result<()> {
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
+    // Owner: the process. It is the shutdown signal itself (nothing is left to drain it), and
+    // it holds nothing: it ends after the first signal or with the process.
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -62,6 +62,7 @@ pub async fn run_fleet(
         });
     }
     for unit in units {
+        // Owner: this function, which awaits every handle below.
         tasks.push(tokio::spawn(unit.supervise(shutdown.clone())));
     }
     info!(processes = tasks.len(), "fleet up");

@@ -18,9 +18,10 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use codec::RegistryClient;
 use pg_walstream::{ChangeEvent, EventType, ReplicaIdentity, RowData, SharedLsnFeedback};
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tasks::Tasks;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -162,21 +163,9 @@ struct Metrics {
 impl Metrics {
     fn new(name: &str) -> Self {
         let base = runtime::Metrics::new(name, 0);
-        let registry = base.registry().clone();
-        let counter = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(n, help), labels).expect("static metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let gauge = |n: &str, help: &str| {
-            let g = IntGauge::new(n, help).expect("static metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
+        let register = runtime::Registrar::on(base.registry());
+        let counter = |n: &str, help: &str, labels: &[&str]| register.counter_vec(n, help, labels);
+        let gauge = |n: &str, help: &str| register.gauge(n, help);
         Self {
             changes: counter(
                 "cdc_changes_total",
@@ -238,20 +227,22 @@ struct Committed {
 pub async fn run(config: ConnectorConfig, shutdown: CancellationToken) -> Result<(), CdcError> {
     let metrics = Metrics::new(&config.name);
     let phase = runtime::Phase::default();
-    let admin_stop = CancellationToken::new();
+    // The connector's tasks (admin server, acker, connections), drained before it returns.
+    // Not the caller's token: the admin server answers (`stopping`) until the drain is over.
+    let tasks = Tasks::new(CancellationToken::new());
     let admin = runtime::serve_admin(
         config.admin_addr,
         config.name.clone(),
         metrics.base.clone(),
         phase.clone(),
         None,
-        admin_stop.clone(),
+        &tasks,
     )
     .await
     .map_err(|e| CdcError::Config(format!("admin endpoint: {e}")))?;
     info!(connector = %config.name, %admin, "admin endpoint up");
-    let result = Connector::start(config, metrics, shutdown, phase).await;
-    admin_stop.cancel();
+    let result = Connector::start(config, metrics, shutdown, phase, &tasks).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
     if let Err(e) = &result {
         error!(error = %e, "connector stopped");
     }
@@ -269,6 +260,7 @@ struct Connector {
     progress_path: PathBuf,
     metrics: Metrics,
     last_commit_lsn: u64,
+    tasks: Tasks,
 }
 
 impl Connector {
@@ -277,9 +269,10 @@ impl Connector {
         metrics: Metrics,
         shutdown: CancellationToken,
         phase: runtime::Phase,
+        tasks: &Tasks,
     ) -> Result<(), CdcError> {
         let params = &config.params;
-        let sql = db::connect(&config.database_url).await?;
+        let sql = db::connect(&config.database_url, tasks).await?;
         let qualified: Vec<String> = params.tables.iter().map(|t| t.table.clone()).collect();
         db::ensure_publication(&sql, &params.publication, &qualified).await?;
         let registry = RegistryClient::new(&config.registry_url);
@@ -349,6 +342,7 @@ impl Connector {
             progress_path,
             metrics,
             last_commit_lsn: 0,
+            tasks: tasks.clone(),
         };
         connector.run(shutdown, phase).await
     }
@@ -421,7 +415,7 @@ impl Connector {
         }
         self.metrics.snapshot_running.set(1);
         // Its own connection: the transaction holds it for the whole snapshot.
-        let mut reader = db::connect(&self.config.database_url).await?;
+        let mut reader = db::connect(&self.config.database_url, &self.tasks).await?;
         let txn = reader
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -740,13 +734,17 @@ impl Connector {
         shutdown: &CancellationToken,
     ) -> Result<(), CdcError> {
         let (ack_tx, ack_rx) = mpsc::channel::<Committed>(1_024);
-        let acker = tokio::spawn(ack_in_order(
-            ack_rx,
-            feedback,
-            counters,
-            self.metrics.acknowledged_lsn.clone(),
-            self.metrics.lag_ms.clone(),
-        ));
+        // Owner: this stream, which awaits it once the channel closes.
+        let acker = self.tasks.spawn(
+            "cdc acker",
+            ack_in_order(
+                ack_rx,
+                feedback,
+                counters,
+                self.metrics.acknowledged_lsn.clone(),
+                self.metrics.lag_ms.clone(),
+            ),
+        );
         let mut health = tokio::time::interval(Duration::from_millis(
             self.config.params.heartbeat_ms.max(100),
         ));

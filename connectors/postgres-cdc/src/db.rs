@@ -1,8 +1,8 @@
 //! Plain SQL against the captured database (tokio-postgres): the publication, table shapes
 //! from the catalog, the slot's health, and chunked snapshot reads.
 
-use tokio_postgres::{Client, NoTls};
-use tracing::warn;
+use tasks::Tasks;
+use tokio_postgres::Client;
 
 use crate::convert::Datum;
 use crate::schema::{Column, TableShape};
@@ -13,15 +13,11 @@ use crate::CdcError;
 pub const SESSION_SETTINGS: &str =
     "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
 
-pub async fn connect(url: &str) -> Result<Client, CdcError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+/// A client with [`SESSION_SETTINGS`]; its connection's task runs on `tasks`.
+pub async fn connect(url: &str, tasks: &Tasks) -> Result<Client, CdcError> {
+    let client = ::pg::connect(url, "captured", tasks)
         .await
         .map_err(|e| CdcError::Postgres(format!("connect: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            warn!(error = %e, "postgres connection closed");
-        }
-    });
     client
         .batch_execute(SESSION_SETTINGS)
         .await

@@ -9,7 +9,7 @@ use apache_avro::types::Value;
 use codec::RegistryClient;
 use loadgen::kafka::{drain, reader};
 use loadgen::percentile;
-use tokio_postgres::NoTls;
+use tasks::Tasks;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{broker_label, private_broker, Engine};
@@ -55,18 +55,18 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
     let suffix = format!("bench{}", std::process::id());
     let database = format!("bench_cdc_{}", std::process::id());
     let server = config.postgres_url("postgres");
-    let (admin, connection) = tokio_postgres::connect(&server, NoTls)
+    // The bench's connections (and its writer's), drained when it is done.
+    let tasks = Tasks::new(CancellationToken::new());
+    let admin = pg::connect(&server, "postgres", &tasks)
         .await
         .context("the stack's PostgreSQL (is it up? `fleet stack up`)")?;
-    tokio::spawn(connection);
     for statement in [
         format!("DROP DATABASE IF EXISTS {database}"),
         format!("CREATE DATABASE {database}"),
     ] {
         admin.batch_execute(&statement).await?;
     }
-    let (db, connection) = tokio_postgres::connect(&config.postgres_url(&database), NoTls).await?;
-    tokio::spawn(connection);
+    let db = pg::connect(&config.postgres_url(&database), "bench", &tasks).await?;
     let root = topology
         .schema_dir
         .parent()
@@ -107,7 +107,10 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
     let consumer = reader(&bootstrap, &topic, &format!("bench-{suffix}"))?;
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let running = tokio::spawn(postgres_cdc::run(connector_config, stop.clone()));
+    let running = tasks.spawn(
+        "cdc connector",
+        postgres_cdc::run(connector_config, stop.clone()),
+    );
 
     let registry = RegistryClient::new(&config.registry_url());
     let read = count(&consumer, &registry, snapshot_rows, None).await?;
@@ -125,9 +128,9 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
     println!("== {stream_rows} rows inserted in transactions of {batch}, {pace}");
     let writer = {
         let url = config.postgres_url(&database);
-        tokio::spawn(async move {
-            let (db, connection) = tokio_postgres::connect(&url, NoTls).await?;
-            tokio::spawn(connection);
+        let writer_tasks = tasks.clone();
+        tasks.spawn("bench writer", async move {
+            let db = pg::connect(&url, "bench", &writer_tasks).await?;
             let began = Instant::now();
             let mut done = 0;
             while done < stream_rows {
@@ -173,6 +176,8 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
     admin
         .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
         .await?;
+    drop((admin, db));
+    tasks.drain(tasks::DRAIN_TIME).await;
     Ok(())
 }
 

@@ -119,6 +119,7 @@ async fn run_phase(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let gateway = format!("http://{}", listener.local_addr()?);
     let stop_gateway = CancellationToken::new();
+    // Owner: this bench, which stops it (`stop_gateway`) and awaits the handle.
     let sim = tokio::spawn(gateway_sim::serve(listener, faults, stop_gateway.clone()));
 
     let registry = RegistryClient::new(&env.registry_url);

@@ -285,6 +285,7 @@ async fn in_process_memory_registry() -> Result<(
         storage: registry::Storage::Memory,
     };
     let token = shutdown.clone();
+    // Owner: the caller, through the returned token and handle.
     let server = tokio::spawn(async move {
         if let Err(error) = registry::serve(config, token, Some(ready)).await {
             tracing::warn!(%error, "in-process registry stopped");

@@ -139,6 +139,7 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
     let topo = proc_topology.clone();
     let run_token = token.clone();
     let started = Instant::now();
+    // Owner: this phase, which cancels `run_token` and awaits the handle.
     let task = tokio::spawn(async move { runtime::run(config, &topo, processor, run_token).await });
     let outputs = drain(&out_reader, expected_outputs, Duration::from_secs(30)).await;
     token.cancel();

@@ -458,6 +458,7 @@ pub async fn stateful_phase(
     let topo = topology.clone();
     let run_token = token.clone();
     let started = Instant::now();
+    // Owner: this phase, which cancels `token` and awaits the handle.
     let mut task =
         tokio::spawn(async move { runtime::run_stateful(config, &topo, Counter, run_token).await });
     let bootstrap = env.bootstrap_servers.clone();

@@ -111,6 +111,7 @@ pub async fn serve(
         sampler.targets().to_vec(),
         sampler.http().clone(),
     );
+    // Owner: this function, which awaits it after the server stops.
     let sampling = tokio::spawn(sampler.run(board, shutdown.clone()));
     if let Some(ready) = ready {
         let _ = ready.send(bound);

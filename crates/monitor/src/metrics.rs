@@ -23,22 +23,20 @@ impl Gauges {
     }
 
     fn vec(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        let g = GaugeVec::new(Opts::new(format!("{PREFIX}_{name}"), help), labels)
-            .expect("static metric definition");
-        self.registry
-            .register(Box::new(g.clone()))
-            .expect("metric names are unique");
-        g
+        runtime::Registrar::on(&self.registry).metric(GaugeVec::new(
+            Opts::new(format!("{PREFIX}_{name}"), help),
+            labels,
+        ))
     }
 
     /// A gauge without labels, set to `value`.
     fn single(&self, name: &str, help: &str, value: f64) {
-        let g = Gauge::with_opts(Opts::new(format!("{PREFIX}_{name}"), help))
-            .expect("static metric definition");
-        g.set(value);
-        self.registry
-            .register(Box::new(g))
-            .expect("metric names are unique");
+        runtime::Registrar::on(&self.registry)
+            .metric(Gauge::with_opts(Opts::new(
+                format!("{PREFIX}_{name}"),
+                help,
+            )))
+            .set(value);
     }
 
     fn render(&self) -> String {

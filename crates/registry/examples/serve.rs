@@ -19,11 +19,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
+    // Owner: the process: the shutdown signal itself, holding nothing.
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
     let (ready, address) = tokio::sync::oneshot::channel();
+    // Owner: this function, which awaits the handle.
     let server = tokio::spawn(serve(
         RegistryConfig { listen, storage },
         shutdown,

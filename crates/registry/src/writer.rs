@@ -58,6 +58,7 @@ impl Writer {
     /// Starts the writer task; it ends when every [`Writer`] handle is dropped.
     pub fn spawn(store: SharedStore, journal: Journal) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(64);
+        // Owner: the caller, through the returned handle.
         let task = tokio::spawn(run(store, journal, queue));
         (Self { jobs }, task)
     }

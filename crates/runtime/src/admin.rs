@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tasks::Tasks;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::{Metrics, RuntimeError};
 
@@ -47,14 +47,16 @@ struct AdminState {
     queries: Option<mpsc::Sender<StateQuery>>,
 }
 
-/// Serves the admin endpoints on `addr` until `shutdown`. Returns once bound.
+/// Serves the admin endpoints on `addr`, as one of `tasks`, until their token is cancelled
+/// (their owner drains them once its own work has stopped: `/health` says `stopping` until
+/// then). Returns once bound.
 pub async fn serve_admin(
     addr: SocketAddr,
     name: String,
     metrics: Metrics,
     phase: Phase,
     queries: Option<mpsc::Sender<StateQuery>>,
-    shutdown: CancellationToken,
+    tasks: &Tasks,
 ) -> Result<SocketAddr, RuntimeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -71,7 +73,8 @@ pub async fn serve_admin(
         .route("/health", get(health_handler))
         .route("/state/{key}", get(state_handler))
         .with_state(state);
-    tokio::spawn(async move {
+    let shutdown = tasks.token().clone();
+    tasks.spawn("admin server", async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;

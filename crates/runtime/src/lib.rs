@@ -98,7 +98,7 @@ pub use driver::state_io::{
 pub use driver::{run, run_pipelined, run_stateful};
 pub use error::RuntimeError;
 pub use kafka::{consumer_config, producer_config};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Registrar};
 pub use processor::{
     ConcurrentProcessor, Effect, HandlerError, Input, OutRecord, Outputs, Processor,
     StatefulProcessor, Stateless,

@@ -16,8 +16,7 @@ mod upsert;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use tokio_postgres::{Client, NoTls};
-use tracing::{info, warn};
+use tracing::info;
 
 pub use catalog::{parse, Catalog, CatalogError, Product, StockRow};
 pub use upsert::{UpsertCounts, BATCH_ROWS};
@@ -89,10 +88,16 @@ pub async fn seed_catalog(
     catalog_url: &str,
     warehouse_url: &str,
 ) -> Result<SeedReport, SeedError> {
-    let mut client = connect(catalog_url).await?;
-    let products = upsert::products(&mut client, &catalog.products).await?;
-    let mut client = connect(warehouse_url).await?;
-    let stock = upsert::stock(&mut client, &catalog.stock).await?;
+    let products = ::pg::with_client(catalog_url, "catalog", async |client| {
+        upsert::products(client, &catalog.products).await
+    })
+    .await
+    .map_err(pg(format!("connect to {catalog_url}")))??;
+    let stock = ::pg::with_client(warehouse_url, "warehouse", async |client| {
+        upsert::stock(client, &catalog.stock).await
+    })
+    .await
+    .map_err(pg(format!("connect to {warehouse_url}")))??;
     Ok(SeedReport { products, stock })
 }
 
@@ -131,16 +136,4 @@ pub async fn fetch_dataset(script: &Path) -> Result<PathBuf, SeedError> {
             path.display()
         )))
     }
-}
-
-async fn connect(url: &str) -> Result<Client, SeedError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(pg(format!("connect to {url}")))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            warn!(%error, "postgresql connection closed");
-        }
-    });
-    Ok(client)
 }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::{io, StackConfig, StackError};
@@ -59,34 +59,38 @@ pub async fn prepare(
 /// was created. Names are restricted to `[a-z0-9_]` so they need no quoting.
 pub async fn create_database(admin_url: &str, name: &str) -> Result<bool, StackError> {
     check_name(name)?;
-    let client = connect(admin_url).await?;
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .map_err(pg(format!("look up database {name}")))?
-        .is_some();
-    if exists {
-        return Ok(false);
-    }
-    match client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-    {
-        Ok(()) => Ok(true),
-        // Another runner created it between the look-up and here.
-        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
-        Err(e) => Err(pg(format!("create database {name}"))(e)),
-    }
+    scoped(admin_url, "postgres", async |client| {
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(pg(format!("look up database {name}")))?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        match client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+        {
+            Ok(()) => Ok(true),
+            // Another runner created it between the look-up and here.
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+            Err(e) => Err(pg(format!("create database {name}"))(e)),
+        }
+    })
+    .await
 }
 
 /// Drops `name` (tests' scratch databases), closing its other sessions first.
 pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), StackError> {
     check_name(name)?;
-    let client = connect(admin_url).await?;
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .map_err(pg(format!("drop database {name}")))
+    scoped(admin_url, "postgres", async |client| {
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .map_err(pg(format!("drop database {name}")))
+    })
+    .await
 }
 
 fn check_name(name: &str) -> Result<(), StackError> {
@@ -132,20 +136,22 @@ pub fn migration_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StackError>
 /// in its own transaction with its tracking row. Returns the names applied now.
 pub async fn apply_migrations(database_url: &str, dir: &Path) -> Result<Vec<String>, StackError> {
     let files = migration_files(dir)?;
-    let mut client = connect(database_url).await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg("take the migration lock"))?;
-    let result = apply_locked(&mut client, &files).await;
-    if let Err(error) = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await
-    {
-        // The session ends right after; the server releases the lock then.
-        warn!(%error, "failed to release the migration lock");
-    }
-    result
+    scoped(database_url, "migrations", async |client| {
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg("take the migration lock"))?;
+        let result = apply_locked(client, &files).await;
+        if let Err(error) = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+        {
+            // The session ends right after; the server releases the lock then.
+            warn!(%error, "failed to release the migration lock");
+        }
+        result
+    })
+    .await
 }
 
 async fn apply_locked(
@@ -197,17 +203,25 @@ async fn apply_locked(
     Ok(applied)
 }
 
-/// A client on `url` (plain TCP: the stack's PostgreSQL listens on loopback only).
-pub async fn connect(url: &str) -> Result<Client, StackError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+/// `work` with a client of its own on `url`, closed (its connection's task ended) before
+/// this returns.
+async fn scoped<T>(
+    url: &str,
+    database: &str,
+    work: impl AsyncFnOnce(&mut Client) -> Result<T, StackError>,
+) -> Result<T, StackError> {
+    ::pg::with_client(url, database, work)
         .await
-        .map_err(pg(format!("connect to {url}")))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            warn!(%error, "postgresql connection closed");
-        }
-    });
-    Ok(client)
+        .map_err(pg(format!("connect to {url}")))?
+}
+
+/// A client on `url` (plain TCP: the stack's PostgreSQL listens on loopback only) that owns
+/// its connection's task, for the tools (load generator, benches): [`::pg::Owned::close`]
+/// waits for it, dropping the client ends it. The fleet's own components use `pg` directly.
+pub async fn connect(url: &str) -> Result<::pg::Owned, StackError> {
+    ::pg::Owned::connect(url, "tool")
+        .await
+        .map_err(pg(format!("connect to {url}")))
 }
 
 pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StackError {

@@ -38,6 +38,21 @@ pub async fn run_with(
     config: runtime::RuntimeConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    // Owns what a processor starts besides the runtime's own tasks (its database connections,
+    // checkout's orders writer): drained once the runtime returned and dropped the processor.
+    let tasks = tasks::Tasks::new(shutdown.clone());
+    let outcome = run_processor(topology, name, config, shutdown, &tasks).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
+    outcome
+}
+
+async fn run_processor(
+    topology: &Topology,
+    name: &str,
+    config: runtime::RuntimeConfig,
+    shutdown: CancellationToken,
+    tasks: &tasks::Tasks,
+) -> Result<()> {
     let (spec, params) = topology
         .processor(name)
         .with_context(|| format!("no processor `{name}` in the topology"))?;
@@ -57,7 +72,7 @@ pub async fn run_with(
         ProcessorParams::Checkout(p) => {
             let topics = checkout::Topics::from_spec(spec)?;
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
-            let processor = checkout::Checkout::new(p.clone(), topics, &database)
+            let processor = checkout::Checkout::new(p.clone(), topics, &database, tasks)
                 .await
                 .map_err(|e| anyhow::anyhow!("checkout: {e}"))?;
             runtime::run_stateful(config, topology, processor, shutdown).await?;
@@ -65,13 +80,16 @@ pub async fn run_with(
         ProcessorParams::Payment(p) => {
             let topics = payment::Topics::from_spec(spec)?;
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
+            let store = payment::store::Store::open(&database, tasks)
+                .await
+                .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
             let processor = payment::Payments::new(
                 p.clone(),
                 topics,
                 &spec.name,
                 &spec.group,
                 spec.instances,
-                &database,
+                store,
                 &config.stack.gateway_url,
             )
             .await
@@ -131,6 +149,7 @@ pub fn spawn_processor(
     let t = t.clone();
     let name = processor.to_string();
     let run = token.clone();
+    // Owner: the caller, through the handle (it cancels `token`, then awaits it).
     Ok(tokio::spawn(async move {
         run_with(&t, &name, config, run).await
     }))

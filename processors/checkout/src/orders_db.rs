@@ -11,8 +11,9 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tasks::Tasks;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::warn;
 
 /// Orders written in one transaction at most.
@@ -54,15 +55,22 @@ impl PlaceOrders for OrdersDb {
 }
 
 impl OrdersDb {
-    /// Connects (checking the schema is there) and starts the writer task.
-    pub async fn open(url: &str) -> Result<Self, String> {
-        let client = connect(url).await?;
+    /// Connects (checking the schema is there) and starts the writer task on `tasks`, with
+    /// its connection. The writer does not stop on cancellation: it ends once every order
+    /// queued before this `OrdersDb` was dropped is answered (the runtime awaits them).
+    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, String> {
+        let pool = pg::Pool::new(url, "orders", tasks);
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| format!("orders database: {e}"))?;
         client
             .query_one("SELECT count(*) FROM orders", &[])
             .await
             .map_err(|e| format!("orders database not migrated (run `fleet stack up`): {e}"))?;
+        pool.put(client);
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer(url.to_string(), client, queue));
+        tasks.spawn("orders writer", writer(pool, queue));
         Ok(Self { jobs })
     }
 
@@ -79,22 +87,10 @@ impl OrdersDb {
     }
 }
 
-async fn connect(url: &str) -> Result<Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("orders database: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            warn!(error = %e, "orders database connection ended");
-        }
-    });
-    Ok(client)
-}
-
 /// The single writer: takes what is queued (up to [`BATCH`]), writes it in one transaction,
-/// answers every order of the batch; reconnects and retries with backoff on failure.
-async fn writer(url: String, client: Client, mut queue: mpsc::UnboundedReceiver<Job>) {
-    let mut client = Some(client);
+/// answers every order of the batch; reconnects and retries with backoff on failure. Its one
+/// connection lives in `pool` between batches (a closed one is not put back).
+async fn writer(pool: pg::Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -113,12 +109,13 @@ async fn writer(url: String, client: Client, mut queue: mpsc::UnboundedReceiver<
             .collect();
         let mut outcome = Err(String::new());
         for attempt in 1..=ATTEMPTS {
-            if client.as_ref().is_none_or(Client::is_closed) {
-                client = connect(&url).await.ok();
-            }
-            outcome = match client.as_mut() {
-                Some(c) => insert(c, &orders).await,
-                None => Err("orders database unreachable".into()),
+            outcome = match pool.get().await {
+                Ok(mut client) => {
+                    let written = insert(&mut client, &orders).await;
+                    pool.put(client);
+                    written
+                }
+                Err(_) => Err("orders database unreachable".into()),
             };
             match &outcome {
                 Ok(()) => break,

@@ -26,7 +26,7 @@ use events::inventory::{
 };
 use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec};
 use runtime::state::{State, Timer};
 use runtime::{ids, Clock, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
 use serde::{Deserialize, Serialize};
@@ -115,32 +115,22 @@ struct CheckoutMetrics {
 fn metrics() -> &'static CheckoutMetrics {
     static METRICS: OnceLock<CheckoutMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        let registry = prometheus::default_registry();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("static metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let ended = IntCounterVec::new(
-            Opts::new(
-                "storefleet_checkout_sagas_ended_total",
-                "Sagas that reached a terminal state, by outcome (placed, or the failure code)",
-            ),
-            &["outcome"],
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(ended.clone()));
+        let register = runtime::Registrar::process();
         CheckoutMetrics {
-            started: counter(
+            started: register.counter(
                 "storefleet_checkout_sagas_started_total",
                 "Checkout sagas started",
             ),
-            ended,
-            stuck: counter(
+            ended: register.counter_vec(
+                "storefleet_checkout_sagas_ended_total",
+                "Sagas that reached a terminal state, by outcome (placed, or the failure code)",
+                &["outcome"],
+            ),
+            stuck: register.counter(
                 "storefleet_checkout_sagas_stuck_total",
                 "Sagas whose compensation ran out of attempts (an operator must act: `fleet orders stuck`)",
             ),
-            conflicts: counter(
+            conflicts: register.counter(
                 "storefleet_checkout_key_conflicts_total",
                 "Checkout requests refused: same order and idempotency key, another cart",
             ),
@@ -258,14 +248,16 @@ fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandL
 
 impl Checkout {
     /// The saga writing placed orders to the `orders` database at `orders_url`, on the
-    /// system clock.
+    /// system clock. `tasks`: where the orders writer and its connection run (the caller
+    /// drains them after the processor is dropped).
     pub async fn new(
         params: CheckoutParams,
         topics: Topics,
         orders_url: &str,
+        tasks: &tasks::Tasks,
     ) -> Result<Self, String> {
         Self::check(&params)?;
-        let orders = OrdersDb::open(orders_url).await?;
+        let orders = OrdersDb::open(orders_url, tasks).await?;
         Self::with_orders(params, topics, orders)
     }
 

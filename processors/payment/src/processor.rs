@@ -18,7 +18,7 @@ use events::payments::{
     PaymentRetry,
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use rand::Rng;
 use runtime::{
     headers, ids, Clock, ConcurrentProcessor, HandlerError, Input, Outputs, RuntimeError, Topic,
@@ -79,45 +79,31 @@ pub struct PaymentMetrics {
 fn metrics() -> &'static PaymentMetrics {
     static METRICS: OnceLock<PaymentMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        let registry = prometheus::default_registry();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let breaker_state = IntGauge::new(
-            "storefleet_payment_breaker_state",
-            "Gateway circuit breaker: 0 closed, 1 open, 2 half-open",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(breaker_state.clone()));
-        let breaker_rejections = prometheus::IntCounter::new(
-            "storefleet_payment_breaker_rejections_total",
-            "Gateway calls not made because the breaker was open",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(breaker_rejections.clone()));
-        let exhausted = prometheus::IntCounter::new(
-            "storefleet_payment_exhausted_total",
-            "Commands answered FAILED and dead-lettered after their last attempt",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(exhausted.clone()));
+        let register = runtime::Registrar::process();
         PaymentMetrics {
-            gateway_calls: counter(
+            gateway_calls: register.counter_vec(
                 "storefleet_payment_gateway_calls_total",
                 "Gateway calls by operation and outcome",
                 &["operation", "outcome"],
             ),
-            breaker_state,
-            breaker_rejections,
-            retries_scheduled: counter(
+            breaker_state: register.gauge(
+                "storefleet_payment_breaker_state",
+                "Gateway circuit breaker: 0 closed, 1 open, 2 half-open",
+            ),
+            breaker_rejections: register.counter(
+                "storefleet_payment_breaker_rejections_total",
+                "Gateway calls not made because the breaker was open",
+            ),
+            retries_scheduled: register.counter_vec(
                 "storefleet_payment_retries_scheduled_total",
                 "Commands written to the retry topic, by error kind",
                 &["error_kind"],
             ),
-            exhausted,
-            results: counter(
+            exhausted: register.counter(
+                "storefleet_payment_exhausted_total",
+                "Commands answered FAILED and dead-lettered after their last attempt",
+            ),
+            results: register.counter_vec(
                 "storefleet_payment_results_total",
                 "Results emitted, by kind",
                 &["kind"],
@@ -137,18 +123,18 @@ enum Outcome {
 }
 
 impl Payments {
-    /// `instances`: how many instances share the gateway contract's rate.
+    /// `instances`: how many instances share the gateway contract's rate; `store`: the
+    /// payments database ([`Store::open`]).
     pub async fn new(
         params: PaymentParams,
         topics: Topics,
         processor: &str,
         group: &str,
         instances: u16,
-        postgres_url: &str,
+        store: Store,
         gateway_url: &str,
     ) -> Result<Self, String> {
         params.validate()?;
-        let store = Store::open(postgres_url).await?;
         let gateway = Gateway::new(gateway_url, Duration::from_millis(params.call_timeout_ms))?;
         let limiter = (params.gateway_rate_per_sec > 0).then(|| {
             let share = (params.gateway_rate_per_sec / u32::from(instances.max(1))).max(1);

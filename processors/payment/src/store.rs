@@ -6,10 +6,8 @@
 //! commands and their retries arrive through different topics (so possibly in different
 //! processes), and this lock is what keeps a refund from running beside a late charge.
 
-use std::sync::Mutex;
-
-use tokio_postgres::{Client, NoTls, Statement};
-use tracing::warn;
+use tasks::Tasks;
+use tokio_postgres::{Client, Statement};
 
 use crate::plan::Status;
 
@@ -39,8 +37,7 @@ pub struct Attempt<'a> {
 /// Connections to the payments database, reused. At most one per in-flight command, so the
 /// pool never grows past the processor's concurrency.
 pub struct Store {
-    url: String,
-    idle: Mutex<Vec<Conn>>,
+    pool: pg::Pool<Conn>,
 }
 
 /// A connection with the statements a command runs, prepared once (a statement given as text
@@ -51,6 +48,12 @@ struct Conn {
     lock: Statement,
     status: Statement,
     audit: Statement,
+}
+
+impl pg::Connection for Conn {
+    fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 const INSERT: &str = "INSERT INTO payments (payment_id, order_id, amount_minor, currency, status)
@@ -75,63 +78,22 @@ pub struct Session<'a> {
 }
 
 impl Store {
-    /// Checks the database is reachable and migrated.
-    pub async fn open(url: &str) -> Result<Self, String> {
-        let store = Self {
-            url: url.to_string(),
-            idle: Mutex::new(Vec::new()),
-        };
-        let client = store.connect_client().await?;
+    /// Checks the database is reachable and migrated. The connections' tasks run on `tasks`.
+    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, String> {
+        let client = pg::connect(url, "payments", tasks)
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
         client
             .query_one("SELECT count(*) FROM payments", &[])
             .await
             .map_err(|e| format!("payments database not migrated (run `fleet stack up`): {e}"))?;
-        Ok(store)
-    }
-
-    async fn connect(&self) -> Result<Conn, String> {
-        let client = self.connect_client().await?;
-        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
-        let (insert, lock, status, audit) = tokio::join!(
-            client.prepare(INSERT),
-            client.prepare(LOCK),
-            client.prepare(STATUS),
-            client.prepare(AUDIT)
-        );
-        Ok(Conn {
-            insert: insert.map_err(db)?,
-            lock: lock.map_err(db)?,
-            status: status.map_err(db)?,
-            audit: audit.map_err(db)?,
-            client,
+        Ok(Self {
+            pool: pg::Pool::with_setup(url, "payments", tasks, prepare),
         })
     }
 
-    async fn connect_client(&self) -> Result<Client, String> {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                warn!(error = %e, "payments database connection ended");
-            }
-        });
-        // A lock wait longer than a few gateway calls means something is stuck: fail (the
-        // runtime retries the record) rather than wait forever.
-        client
-            .batch_execute("SET lock_timeout = '15s'; SET statement_timeout = '30s'")
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
-        Ok(client)
-    }
-
     fn release(&self, conn: Conn) {
-        if !conn.client.is_closed() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-        }
+        self.pool.put(conn);
     }
 
     /// Begins a transaction holding the lock of payment `payment_id`, creating the row as
@@ -143,11 +105,11 @@ impl Store {
         amount_minor: i64,
         currency: &str,
     ) -> Result<(Session<'_>, PaymentRow), String> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect().await?,
-        };
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("payments database: {e}"))?;
         let session = Session {
             store: self,
             conn: Some(conn),
@@ -181,6 +143,28 @@ impl Store {
         };
         Ok((session, row))
     }
+}
+
+/// A new connection's session settings and the statements a command runs.
+async fn prepare(client: Client) -> Result<Conn, tokio_postgres::Error> {
+    // A lock wait longer than a few gateway calls means something is stuck: fail (the
+    // runtime retries the record) rather than wait forever.
+    client
+        .batch_execute("SET lock_timeout = '15s'; SET statement_timeout = '30s'")
+        .await?;
+    let (insert, lock, status, audit) = tokio::join!(
+        client.prepare(INSERT),
+        client.prepare(LOCK),
+        client.prepare(STATUS),
+        client.prepare(AUDIT)
+    );
+    Ok(Conn {
+        insert: insert?,
+        lock: lock?,
+        status: status?,
+        audit: audit?,
+        client,
+    })
 }
 
 impl Session<'_> {

@@ -66,6 +66,8 @@ pub struct App {
     /// Products promoted to this instance's memory (see [`HotTracker`]), with their expiry.
     pub hot: Mutex<HotTier>,
     pub metrics: Metrics,
+    /// The storefront's tasks (see `crate::run`): the delivery watchers run there.
+    pub tasks: tasks::Tasks,
 }
 
 /// The view counter and the promoted products with their expiry.
@@ -421,9 +423,12 @@ impl App {
         match self.producer.send_result(record) {
             Ok(delivery) => {
                 let failed = self.metrics.interactions_dropped.clone();
-                tokio::spawn(async move {
-                    if !matches!(delivery.await, Ok(Ok(_))) {
-                        failed.inc();
+                let stop = self.tasks.token().clone();
+                // At shutdown a watcher stops waiting: the process exit used to drop it too.
+                self.tasks.spawn("interaction delivery watcher", async move {
+                    tokio::select! {
+                        delivered = delivery => if !matches!(delivered, Ok(Ok(_))) { failed.inc() },
+                        _ = stop.cancelled() => {}
                     }
                 });
             }

@@ -1,19 +1,11 @@
 //! Reads of the catalog service's database: a product by id (behind the caches) and the
 //! search fallback. A few pipelined connections, each replaced when it closes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use tokio_postgres::{Client, NoTls};
-use tracing::warn;
-
 use crate::domain::{price_to_minor, Product};
 
 pub struct Catalog {
-    url: String,
     currency: String,
-    slots: Vec<Mutex<Option<Arc<Client>>>>,
-    next: AtomicUsize,
+    db: pg::Shared,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,31 +20,12 @@ const PRODUCT_COLUMNS: &str =
     "id::text, sku, title, description, category, brand, price::text, image_urls, seller";
 
 impl Catalog {
-    pub fn new(url: &str, currency: &str, connections: usize) -> Self {
+    /// `connections` clients, connected on first use; their tasks run on `tasks`.
+    pub fn new(url: &str, currency: &str, connections: usize, tasks: &tasks::Tasks) -> Self {
         Self {
-            url: url.to_string(),
             currency: currency.to_string(),
-            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
+            db: pg::Shared::new(url, "catalog", connections, tasks),
         }
-    }
-
-    async fn client(&self) -> Result<Arc<Client>, CatalogError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        if let Some(c) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
-        }
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                warn!(error = %e, "catalog connection ended");
-            }
-        });
-        let client = Arc::new(client);
-        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
-        Ok(client)
     }
 
     fn product(&self, row: &tokio_postgres::Row) -> Result<Product, CatalogError> {
@@ -75,7 +48,7 @@ impl Catalog {
 
     /// The product `id` (a validated UUID), or `None` if the catalog has no such product.
     pub async fn product_by_id(&self, id: &str) -> Result<Option<Product>, CatalogError> {
-        let db = self.client().await?;
+        let db = self.db.client().await?;
         let row = db
             .query_opt(
                 &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1::text::uuid"),
@@ -102,7 +75,7 @@ impl Catalog {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.client().await?;
+        let db = self.db.client().await?;
         let rows = db
             .query(
                 &format!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
+use tasks::Tasks;
 use tracing::warn;
 
 /// Who a request comes from.
@@ -35,50 +35,45 @@ pub fn generate() -> String {
     format!("sf_{hex}")
 }
 
-async fn connect(database_url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            warn!(error = %e, "storefront database connection ended");
-        }
-    });
-    Ok(client)
-}
-
 /// Creates a key for `client`; returns it (the only time it is seen in clear).
 pub async fn create(database_url: &str, client: &str) -> Result<String, tokio_postgres::Error> {
-    let db = connect(database_url).await?;
     let key = generate();
-    db.execute(
-        "INSERT INTO api_keys (key_hash, client, prefix) VALUES ($1, $2, $3)",
-        &[&hash(&key), &client, &&key[..10]],
-    )
-    .await?;
+    pg::with_client(database_url, "storefront", async |db| {
+        db.execute(
+            "INSERT INTO api_keys (key_hash, client, prefix) VALUES ($1, $2, $3)",
+            &[&hash(&key), &client, &&key[..10]],
+        )
+        .await
+    })
+    .await??;
     Ok(key)
 }
 
 /// Revokes every live key whose prefix is `prefix` (or the key itself); returns how many.
 pub async fn revoke(database_url: &str, prefix_or_key: &str) -> Result<u64, tokio_postgres::Error> {
-    let db = connect(database_url).await?;
-    db.execute(
-        "UPDATE api_keys SET revoked_at = now()
-         WHERE revoked_at IS NULL AND (prefix = $1 OR key_hash = $2)",
-        &[&prefix_or_key, &hash(prefix_or_key)],
-    )
-    .await
+    pg::with_client(database_url, "storefront", async |db| {
+        db.execute(
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE revoked_at IS NULL AND (prefix = $1 OR key_hash = $2)",
+            &[&prefix_or_key, &hash(prefix_or_key)],
+        )
+        .await
+    })
+    .await?
 }
 
 /// (prefix, client, created, revoked) of every key.
 pub async fn list(
     database_url: &str,
 ) -> Result<Vec<(String, String, String, Option<String>)>, tokio_postgres::Error> {
-    let db = connect(database_url).await?;
-    let rows = db
-        .query(
+    let rows = pg::with_client(database_url, "storefront", async |db| {
+        db.query(
             "SELECT prefix, client, created_at::text, revoked_at::text FROM api_keys ORDER BY created_at",
             &[],
         )
-        .await?;
+        .await
+    })
+    .await??;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
@@ -89,34 +84,27 @@ pub async fn list(
 /// handlers only read it.
 #[derive(Clone)]
 pub struct KeyRing {
-    database_url: String,
     live: Arc<RwLock<HashMap<String, String>>>,
     /// Serialises reloads and remembers when the last one finished.
     reload: Arc<tokio::sync::Mutex<Instant>>,
     /// The reloads' connection, replaced when it closes.
-    db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    db: Arc<pg::Shared>,
 }
 
 impl KeyRing {
-    pub async fn load(database_url: &str) -> Result<Self, tokio_postgres::Error> {
+    /// Loads the live keys; the reloads' connection task runs on `tasks`.
+    pub async fn load(database_url: &str, tasks: &Tasks) -> Result<Self, tokio_postgres::Error> {
         let ring = Self {
-            database_url: database_url.to_string(),
             live: Arc::default(),
             reload: Arc::new(tokio::sync::Mutex::new(Instant::now())),
-            db: Arc::default(),
+            db: Arc::new(pg::Shared::new(database_url, "storefront", 1, tasks)),
         };
         ring.reload_now().await?;
         Ok(ring)
     }
 
     async fn reload_now(&self) -> Result<(), tokio_postgres::Error> {
-        let mut db = self.db.lock().await;
-        if db.as_ref().is_none_or(|c| c.is_closed()) {
-            *db = Some(connect(&self.database_url).await?);
-        }
-        let Some(db) = db.as_ref() else {
-            return Ok(());
-        };
+        let db = self.db.client().await?;
         let rows = db
             .query(
                 "SELECT key_hash, client FROM api_keys WHERE revoked_at IS NULL",

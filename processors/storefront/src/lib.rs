@@ -78,6 +78,7 @@ use std::time::Duration;
 
 use codec::{RegistryClient, TopicCodec};
 use rdkafka::producer::FutureProducer;
+use tasks::Tasks;
 use tokio_util::sync::CancellationToken;
 use topology::{StorefrontParams, Topology};
 use tracing::info;
@@ -144,6 +145,22 @@ pub async fn run(
     params.validate().map_err(StorefrontError::Config)?;
     // Our own token: a fatal consumer error stops this instance's API too, and nothing else.
     let shutdown = shutdown.child_token();
+    // This instance owns every task it starts (the API server, the key refresher, the
+    // janitor, delivery watchers, database connections) and drains them before it returns.
+    let tasks = Tasks::new(shutdown.clone());
+    let served = serve(config, topology, params, topics, &tasks).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
+    served
+}
+
+async fn serve(
+    config: runtime::RuntimeConfig,
+    topology: &Topology,
+    params: StorefrontParams,
+    topics: Topics,
+    tasks: &Tasks,
+) -> Result<(), StorefrontError> {
+    let shutdown = tasks.token().clone();
     let Topics {
         checkout,
         interactions,
@@ -162,7 +179,7 @@ pub async fn run(
     let store = redis_store::Store::connect(&stack.redis_url)
         .await
         .map_err(|e| StorefrontError::Start(format!("redis at {}: {e}", stack.redis_url)))?;
-    let keys = keys::KeyRing::load(&database(&params.database)?)
+    let keys = keys::KeyRing::load(&database(&params.database)?, tasks)
         .await
         .map_err(|e| StorefrontError::Start(format!("API keys: {e}")))?;
     let registry = RegistryClient::new(&stack.registry_url);
@@ -181,7 +198,12 @@ pub async fn run(
         .ok_or_else(|| StorefrontError::Config("http_port + instance overflows".into()))?;
     let address = SocketAddr::new(stack.admin_host, port);
     let app = Arc::new(api::App {
-        catalog: catalog::Catalog::new(&database(&params.catalog_database)?, &params.currency, 4),
+        catalog: catalog::Catalog::new(
+            &database(&params.catalog_database)?,
+            &params.currency,
+            4,
+            tasks,
+        ),
         hot: Mutex::new((
             domain::HotTracker::new(params.hot_views_per_sec),
             Default::default(),
@@ -197,6 +219,7 @@ pub async fn run(
         key_limiter,
         ip_limiter,
         metrics: metrics::Metrics::register(),
+        tasks: tasks.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(address)
@@ -205,12 +228,15 @@ pub async fn run(
     info!(%address, "storefront API listening");
     let server_shutdown = shutdown.clone();
     let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
+    let server = tasks.spawn("storefront api server", async move {
         axum::serve(listener, service)
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
-    tokio::spawn(keys.refresh(Duration::from_secs(5), shutdown.clone()));
+    tasks.spawn(
+        "api key refresher",
+        keys.refresh(Duration::from_secs(5), shutdown.clone()),
+    );
     let janitor = {
         let (app, shutdown) = (app.clone(), shutdown.clone());
         async move {
@@ -226,7 +252,7 @@ pub async fn run(
             }
         }
     };
-    tokio::spawn(janitor);
+    tasks.spawn("rate limiter janitor", janitor);
 
     let consumer = projections::Projections {
         store,
@@ -237,6 +263,8 @@ pub async fn run(
     // The consumer ends on shutdown or on a fatal error; either way the API goes too.
     shutdown.cancel();
     let served = server.await;
+    // The last handles to the database clients: their connections close before the drain.
+    drop(app);
     consumed?;
     match served {
         Ok(Ok(())) => Ok(()),

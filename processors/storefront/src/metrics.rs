@@ -1,7 +1,7 @@
 //! The storefront's own metrics, on the process's default Prometheus registry (the admin
 //! port's `/metrics` serves it beside the runtime's consumer metrics).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -21,53 +21,42 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register() -> Self {
-        let registry = prometheus::default_registry();
-        let requests = HistogramVec::new(
-            HistogramOpts::new(
-                "storefleet_storefront_request_seconds",
-                "Storefront HTTP requests by method, route and status",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["method", "route", "status"],
-        )
-        .expect("static metric");
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let _ = registry.register(Box::new(requests.clone()));
-        let dropped = IntCounter::new(
-            "storefleet_storefront_interactions_dropped_total",
-            "Interactions not delivered to recommendations.interactions",
-        )
-        .expect("static metric");
-        let _ = registry.register(Box::new(dropped.clone()));
+        let register = runtime::Registrar::process();
         Self {
-            requests,
-            rate_limited: counter(
+            requests: register.metric(HistogramVec::new(
+                HistogramOpts::new(
+                    "storefleet_storefront_request_seconds",
+                    "Storefront HTTP requests by method, route and status",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+                &["method", "route", "status"],
+            )),
+            rate_limited: register.counter_vec(
                 "storefleet_storefront_rate_limited_total",
                 "Requests refused with 429, by scope",
                 &["scope"],
             ),
-            degraded: counter(
+            degraded: register.counter_vec(
                 "storefleet_storefront_degraded_total",
                 "Answers given without a dependency, by dependency",
                 &["dependency"],
             ),
-            checkouts: counter(
+            checkouts: register.counter_vec(
                 "storefleet_storefront_checkouts_total",
                 "Checkout requests by outcome",
                 &["outcome"],
             ),
-            product_reads: counter(
+            product_reads: register.counter_vec(
                 "storefleet_storefront_product_reads_total",
                 "Product reads by the tier that answered",
                 &["tier"],
             ),
-            interactions_dropped: dropped,
+            interactions_dropped: register.counter(
+                "storefleet_storefront_interactions_dropped_total",
+                "Interactions not delivered to recommendations.interactions",
+            ),
         }
     }
 }

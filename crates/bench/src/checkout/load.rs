@@ -56,12 +56,22 @@ pub enum Outcome {
 /// Orders seen settled: id → (outcome, when the status was read).
 pub type Settled = Arc<Mutex<HashMap<String, (Outcome, Instant)>>>;
 
-/// Reads the transitions topic until the process ends, recording each order's first settled
-/// status.
-pub fn spawn_reader(consumer: StreamConsumer, codec: TopicCodec, settled: Settled) {
-    tokio::spawn(async move {
+/// Reads the transitions topic, as one of `tasks`, until their token is cancelled,
+/// recording each order's first settled status.
+pub fn spawn_reader(
+    consumer: StreamConsumer,
+    codec: TopicCodec,
+    settled: Settled,
+    tasks: &tasks::Tasks,
+) {
+    let stop = tasks.token().clone();
+    tasks.spawn("bench status reader", async move {
         loop {
-            let Ok(message) = consumer.recv().await else {
+            let received = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = consumer.recv() => received,
+            };
+            let Ok(message) = received else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
@@ -146,6 +156,7 @@ pub async fn run(
             .collect::<Result<Vec<_>>>()?;
         let producer = producer.clone();
         let topic = topic.to_string();
+        // Owner: this function, which awaits every handle below.
         in_flight.push(tokio::spawn(async move {
             produce_all(&producer, &topic, records).await
         }));

@@ -195,6 +195,8 @@ pub async fn checkout(topology: &Topology, bench: Args) -> Result<()> {
     produce_all(&producer, &name("inventory.stock-commands.v1"), levels).await?;
 
     let settled: load::Settled = Default::default();
+    // The bench's own tasks (the status reader), drained at its end.
+    let tasks = tasks::Tasks::new(tokio_util::sync::CancellationToken::new());
     load::spawn_reader(
         reader(
             &env.bootstrap_servers,
@@ -203,6 +205,7 @@ pub async fn checkout(topology: &Topology, bench: Args) -> Result<()> {
         )?,
         statuses,
         settled.clone(),
+        &tasks,
     );
     let requests_topic = name("orders.checkout-requested.v1");
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
@@ -272,6 +275,7 @@ pub async fn checkout(topology: &Topology, bench: Args) -> Result<()> {
     report::records_total(&phases, &suffix);
 
     fleet::stop(&mut procs).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
     // The private databases hold only this run's orders and payments: drop them so that
     // repeated benches leave the stack's PostgreSQL as they found it.
     for database in [&orders_db, &payments_db] {

@@ -377,7 +377,7 @@ pub async fn live_admin(
         metrics.clone(),
         phase,
         None,
-        shutdown.clone(),
+        &tasks::Tasks::new(shutdown.clone()),
     )
     .await
     .unwrap();

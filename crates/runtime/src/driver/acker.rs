@@ -111,6 +111,7 @@ impl Acker {
         committer: Committer,
     ) -> Result<(), RuntimeError> {
         let (tx, rx) = mpsc::channel(pending.max_capacity());
+        // Owner: this acker, which awaits it below (the channel closing ends it).
         let committer = tokio::spawn(committer.run(rx));
         let result = self.forward(&mut pending, tx).await;
         if result.is_err() {

@@ -23,15 +23,16 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tasks::Tasks;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use topology::{Topology, ValueFormat};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::admin::{serve_admin, Phase, StateQuery};
 pub(crate) use crate::clock::now_ms as now_millis;
 use crate::dead_letter::DeadLetter;
-use crate::policy::{decide, Action, Failure};
+use crate::policy::Failure;
 use crate::processor::{Input, OutRecord, StatefulProcessor, Stateless};
 use crate::state::{self, PartitionStore};
 use crate::{kafka, step, Metrics, Processor, RuntimeConfig, RuntimeError};
@@ -40,12 +41,14 @@ mod acker;
 mod context;
 mod key_chains;
 mod pipelined;
+mod retries;
 pub(crate) mod state_io;
 mod txn;
 
 use acker::{Acker, Committer, Pending, Source};
 use context::{lock, Shared, TrackingContext};
 pub use pipelined::run_pipelined;
+use retries::{Attempts, Next};
 use txn::Txn;
 
 /// Runs a stateless `processor` until `shutdown` is cancelled (graceful: in-flight outputs
@@ -66,26 +69,48 @@ pub async fn run_stateful<P: StatefulProcessor>(
     processor: P,
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let (query_tx, query_rx) = mpsc::channel(64);
+    let admin = start_admin(&config, (!P::STORE.is_empty()).then_some(query_tx)).await?;
+    info!(processor = %config.processor, instance = config.instance, admin = %admin.addr, "admin endpoint up");
+    let tasks = admin.tasks.clone();
+    let result = run_inner(config, topology, processor, shutdown, admin, query_rx).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
+    result
+}
+
+/// What a run shares with its admin endpoint, and the tasks the run owns (the admin server,
+/// the acker, the pipelined driver's record tasks), drained before the run returns.
+pub(crate) struct Admin {
+    pub addr: std::net::SocketAddr,
+    pub metrics: Metrics,
+    pub phase: Phase,
+    pub tasks: Tasks,
+}
+
+/// Starts the admin endpoint of a run. Its tasks do not watch the caller's token: the
+/// endpoint answers (`stopping`) until the run has drained.
+pub(crate) async fn start_admin(
+    config: &RuntimeConfig,
+    queries: Option<mpsc::Sender<StateQuery>>,
+) -> Result<Admin, RuntimeError> {
     let metrics = Metrics::new(&config.processor, config.instance);
     let phase = Phase::default();
-    let admin_stop = CancellationToken::new();
-    let (query_tx, query_rx) = mpsc::channel(64);
-    let admin = serve_admin(
+    let tasks = Tasks::new(CancellationToken::new());
+    let addr = serve_admin(
         config.admin_addr,
         format!("{}-{}", config.processor, config.instance),
         metrics.clone(),
         phase.clone(),
-        (!P::STORE.is_empty()).then_some(query_tx),
-        admin_stop.clone(),
+        queries,
+        &tasks,
     )
     .await?;
-    info!(processor = %config.processor, instance = config.instance, %admin, "admin endpoint up");
-    let result = run_inner(
-        config, topology, processor, shutdown, metrics, phase, query_rx,
-    )
-    .await;
-    admin_stop.cancel();
-    result
+    Ok(Admin {
+        addr,
+        metrics,
+        phase,
+        tasks,
+    })
 }
 
 async fn run_inner<P: StatefulProcessor>(
@@ -93,10 +118,15 @@ async fn run_inner<P: StatefulProcessor>(
     topology: &Topology,
     processor: P,
     shutdown: CancellationToken,
-    metrics: Metrics,
-    phase: Phase,
+    admin: Admin,
     queries: mpsc::Receiver<StateQuery>,
 ) -> Result<(), RuntimeError> {
+    let Admin {
+        metrics,
+        phase,
+        tasks,
+        ..
+    } = admin;
     let registry = RegistryClient::new(&config.stack.registry_url);
     let Some(codecs) = register_codecs(&config, topology, &registry, &shutdown).await? else {
         return Ok(());
@@ -127,7 +157,7 @@ async fn run_inner<P: StatefulProcessor>(
         pending: pending_tx,
         fatal,
         acker: acker_task,
-    } = connect(&config, &metrics, &producer, txn.as_ref())?;
+    } = connect(&config, &metrics, &producer, txn.as_ref(), &tasks)?;
     let topics: Vec<String> = config.inputs.iter().map(|i| i.topic.clone()).collect();
 
     let mut driver = Driver {
@@ -199,12 +229,14 @@ pub(crate) struct Plumbing {
     pub acker: tokio::task::JoinHandle<Result<(), RuntimeError>>,
 }
 
-/// Creates the consumer, subscribes it to the inputs, and starts the acker and committer.
+/// Creates the consumer, subscribes it to the inputs, and starts the acker and committer
+/// (on `tasks`; the driver owns the acker's handle and awaits it when the channel closes).
 pub(crate) fn connect(
     config: &RuntimeConfig,
     metrics: &Metrics,
     producer: &FutureProducer,
     txn: Option<&Arc<Txn>>,
+    tasks: &Tasks,
 ) -> Result<Plumbing, RuntimeError> {
     let shared = Arc::new(Shared::default());
     let consumer: Arc<StreamConsumer<TrackingContext>> = Arc::new(
@@ -235,7 +267,7 @@ pub(crate) fn connect(
         done: HashMap::new(),
         waiting: HashMap::new(),
     };
-    let acker = tokio::spawn(acker.run(pending_rx, committer));
+    let acker = tasks.spawn("acker", acker.run(pending_rx, committer));
     Ok(Plumbing {
         consumer,
         shared,
@@ -788,39 +820,20 @@ impl<P: StatefulProcessor> Driver<P> {
         &mut self,
         message: &OwnedMessage,
     ) -> Result<Handled, RuntimeError> {
-        let mut attempt = 0u32;
+        let mut attempts = Attempts::new(message);
         loop {
-            attempt += 1;
             let failure = match self.try_handle(message).await {
                 Ok(done) => return Ok(done),
                 Err(failure) => failure,
             };
-            self.metrics
-                .failures
-                .with_label_values(&[failure.kind()])
-                .inc();
-            match decide(&failure, attempt, &self.config.retry) {
-                Action::Retry(delay) => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&[failure.kind()])
-                        .inc();
-                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), attempt, ?delay, error = %failure, "retrying record");
+            match attempts.failed(failure, &self.config, &self.codecs, &self.metrics)? {
+                Next::Retry(delay) => {
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Ok(Handled::Abandoned),
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
-                Action::DeadLetter(kind) => {
-                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error_kind = kind.as_str(), error = %failure, "dead-lettering record");
-                    let letter = dead_letter(&self.config, message, kind, &failure, attempt);
-                    let outputs = vec![dead_letter_record(
-                        &self.config,
-                        &self.codecs,
-                        &self.metrics,
-                        message.topic(),
-                        letter,
-                    )?];
+                Next::DeadLetter(record) => {
                     // The applied offset only: a dead-lettered record changed no state.
                     self.record_changes(
                         message.partition(),
@@ -828,13 +841,9 @@ impl<P: StatefulProcessor> Driver<P> {
                         Some((message.topic(), message.offset())),
                     );
                     return Ok(Handled::Done {
-                        outputs,
+                        outputs: vec![record],
                         effects: Vec::new(),
                     });
-                }
-                Action::Stop => {
-                    error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %failure, "stopping processor");
-                    return Err(RuntimeError::Fatal(failure.to_string()));
                 }
             }
         }

@@ -24,19 +24,21 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use topology::{Topology, ValueFormat};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::acker::{Deferred, Pending, Source};
 use super::context::{lock, Shared, TrackingContext};
 use super::key_chains::KeyChains;
+use super::retries::{Attempts, Next};
 use super::{
-    connect, dead_letter, dead_letter_record, decode_input, formats, not_before, now_millis,
-    produce, register_codecs, Plumbing,
+    connect, decode_input, formats, not_before, now_millis, produce, register_codecs, start_admin,
+    Admin, Plumbing,
 };
-use crate::admin::{serve_admin, Phase};
-use crate::policy::{decide, Action, Failure};
+use crate::admin::Phase;
+use crate::policy::Failure;
 use crate::processor::{ConcurrentProcessor, OutRecord, Outputs};
 use crate::{kafka, Metrics, RuntimeConfig, RuntimeError};
+use tasks::Tasks;
 
 /// Runs `processor` with up to `concurrency` records in flight until `shutdown` or a fatal
 /// error. At-least-once only: Kafka transactions cannot span concurrent handlers.
@@ -58,30 +60,11 @@ pub async fn run_pipelined<P: ConcurrentProcessor>(
             "concurrency must be at least 1".into(),
         ));
     }
-    let metrics = Metrics::new(&config.processor, config.instance);
-    let phase = Phase::default();
-    let admin_stop = CancellationToken::new();
-    let admin = serve_admin(
-        config.admin_addr,
-        format!("{}-{}", config.processor, config.instance),
-        metrics.clone(),
-        phase.clone(),
-        None,
-        admin_stop.clone(),
-    )
-    .await?;
-    info!(processor = %config.processor, instance = config.instance, %admin, concurrency, "admin endpoint up (pipelined)");
-    let result = run_inner(
-        config,
-        topology,
-        processor,
-        concurrency,
-        shutdown,
-        metrics,
-        phase,
-    )
-    .await;
-    admin_stop.cancel();
+    let admin = start_admin(&config, None).await?;
+    info!(processor = %config.processor, instance = config.instance, admin = %admin.addr, concurrency, "admin endpoint up (pipelined)");
+    let tasks = admin.tasks.clone();
+    let result = run_inner(config, topology, processor, concurrency, shutdown, admin).await;
+    tasks.drain(tasks::DRAIN_TIME).await;
     result
 }
 
@@ -91,9 +74,14 @@ async fn run_inner<P: ConcurrentProcessor>(
     processor: P,
     concurrency: usize,
     shutdown: CancellationToken,
-    metrics: Metrics,
-    phase: Phase,
+    admin: Admin,
 ) -> Result<(), RuntimeError> {
+    let Admin {
+        metrics,
+        phase,
+        tasks,
+        ..
+    } = admin;
     let registry = RegistryClient::new(&config.stack.registry_url);
     let Some(codecs) = register_codecs(&config, topology, &registry, &shutdown).await? else {
         return Ok(());
@@ -105,7 +93,7 @@ async fn run_inner<P: ConcurrentProcessor>(
         pending,
         fatal,
         acker,
-    } = connect(&config, &metrics, &producer, None)?;
+    } = connect(&config, &metrics, &producer, None, &tasks)?;
     let work = Arc::new(Work {
         formats: formats(topology),
         codecs: Arc::new(codecs),
@@ -121,6 +109,7 @@ async fn run_inner<P: ConcurrentProcessor>(
         pending,
         permits: Arc::new(Semaphore::new(concurrency)),
         chains: KeyChains::new(concurrency),
+        tasks,
     };
     phase.set(Phase::RUNNING);
     let outcome = driver.consume(&consumer, &fatal, &shared).await;
@@ -140,6 +129,8 @@ struct PipelinedDriver<P: ConcurrentProcessor> {
     permits: Arc<Semaphore>,
     /// The last in-flight record of each key. Single writer: this driver.
     chains: KeyChains,
+    /// The run's tasks: each record is handled in one of them.
+    tasks: Tasks,
 }
 
 impl<P: ConcurrentProcessor> PipelinedDriver<P> {
@@ -195,14 +186,24 @@ impl<P: ConcurrentProcessor> PipelinedDriver<P> {
         let (previous, finish) = self.chains.chain(message.key());
         let (outcome_tx, outcome) = oneshot::channel();
         let work = work.clone();
-        tokio::spawn(async move {
-            if let Some(previous) = previous {
-                previous.await;
+        // Owner: the run's tasks. It ends by itself (shutdown abandons a waiting record) and
+        // the acker awaits its outcome. One the acker no longer waits for (it stopped on a
+        // fatal error) is cut at the run's drain: its offset was not committed.
+        let stop = self.tasks.token().clone();
+        self.tasks.spawn("pipelined record", async move {
+            let handled = async move {
+                if let Some(previous) = previous {
+                    previous.await;
+                }
+                let outcome = work.handle(&message).await;
+                finish.finished();
+                let _ = outcome_tx.send(outcome);
+                drop(permit);
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = handled => {}
             }
-            let outcome = work.handle(&message).await;
-            finish.finished();
-            let _ = outcome_tx.send(outcome);
-            drop(permit);
         });
         self.pending
             .send(Pending::Deferred { source, outcome })
@@ -233,48 +234,22 @@ impl<P: ConcurrentProcessor> Work<P> {
             }
         }
         let started = Instant::now();
-        let mut attempt = 0u32;
+        let mut attempts = Attempts::new(message);
         let records = loop {
-            attempt += 1;
             let failure = match self.try_handle(message).await {
                 Ok(records) => break records,
                 Err(failure) => failure,
             };
-            self.metrics
-                .failures
-                .with_label_values(&[failure.kind()])
-                .inc();
-            match decide(&failure, attempt, &self.config.retry) {
-                Action::Retry(delay) => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&[failure.kind()])
-                        .inc();
-                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), attempt, ?delay, error = %failure, "retrying record");
+            match attempts.failed(failure, &self.config, &self.codecs, &self.metrics) {
+                Ok(Next::Retry(delay)) => {
                     let until = now_millis()
                         .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                     if !self.wait_until(message, until).await {
                         return Deferred::Abandoned;
                     }
                 }
-                Action::DeadLetter(kind) => {
-                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error_kind = kind.as_str(), error = %failure, "dead-lettering record");
-                    let letter = dead_letter(&self.config, message, kind, &failure, attempt);
-                    match dead_letter_record(
-                        &self.config,
-                        &self.codecs,
-                        &self.metrics,
-                        message.topic(),
-                        letter,
-                    ) {
-                        Ok(record) => break vec![record],
-                        Err(e) => return Deferred::Failed(e),
-                    }
-                }
-                Action::Stop => {
-                    error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %failure, "stopping processor");
-                    return Deferred::Failed(RuntimeError::Fatal(failure.to_string()));
-                }
+                Ok(Next::DeadLetter(record)) => break vec![record],
+                Err(e) => return Deferred::Failed(e),
             }
         };
         self.metrics
