@@ -37,9 +37,10 @@ pub use driver::state_io::{
     ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored,
 };
 pub use driver::{now_millis as now_ms, run, run_pipelined, run_stateful};
-pub use error::RuntimeError;
+pub use error::{error_chain, RuntimeError};
 pub use kafka::{consumer_config, producer_config};
 pub use metrics::Metrics;
+pub use processor::{BoxError, Effect};
 pub use processor::{
     ConcurrentProcessor, HandlerError, Input, Outputs, Processor, StatefulProcessor, Stateless,
 };

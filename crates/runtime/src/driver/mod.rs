@@ -513,7 +513,7 @@ impl<P: StatefulProcessor> Driver<P> {
                 produce(&self.producer, record).await?;
             }
             for effect in effects {
-                effect.await.map_err(RuntimeError::Fatal)?;
+                effect.await.map_err(RuntimeError::Effect)?;
             }
             if let Some(source) = source {
                 txn.record(&source.topic, source.partition, source.offset);
