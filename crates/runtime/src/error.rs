@@ -21,12 +21,13 @@ pub enum RuntimeError {
 
 /// `error` and its causes as one line ("reading the orders table: db error: …"), for dead
 /// letters and logs. A cause whose text its parent already shows (errors that print their
-/// source in their own message) is not repeated.
+/// source in their own message) is not repeated; line breaks inside a message (PostgreSQL's
+/// DETAIL and HINT) become "; ".
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut text = error.to_string().replace('\n', "; ");
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
+        let cause_text = cause.to_string().replace('\n', "; ");
         if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);
@@ -43,11 +44,11 @@ mod tests {
 
     #[test]
     fn the_chain_shows_every_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let io = std::io::Error::other("ERROR: deadlock detected\nDETAIL: process 7 waits");
         let error = HandlerError::transient("reading the orders table", io);
         assert_eq!(
             error_chain(&error),
-            "transient failure: reading the orders table: connection refused"
+            "transient failure: reading the orders table: ERROR: deadlock detected; DETAIL: process 7 waits"
         );
         // CodecError prints its source in its own message: shown once.
         let avro = codec::from_value::<i32>(&codec::Value::String("x".into())).unwrap_err();
