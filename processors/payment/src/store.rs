@@ -13,6 +13,17 @@ use tracing::warn;
 
 use crate::plan::Status;
 
+/// Why the payments database did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("payments database not migrated (run `fleet stack up`)")]
+    NotMigrated(#[source] tokio_postgres::Error),
+    #[error("payments database")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("payment {payment_id} has unknown status {status:?}")]
+    UnknownStatus { payment_id: String, status: String },
+}
+
 /// A payment row as locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRow {
@@ -76,7 +87,7 @@ pub struct Session<'a> {
 
 impl Store {
     /// Checks the database is reachable and migrated.
-    pub async fn open(url: &str) -> Result<Self, String> {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
         let store = Self {
             url: url.to_string(),
             idle: Mutex::new(Vec::new()),
@@ -85,13 +96,12 @@ impl Store {
         client
             .query_one("SELECT count(*) FROM payments", &[])
             .await
-            .map_err(|e| format!("payments database not migrated (run `fleet stack up`): {e}"))?;
+            .map_err(StoreError::NotMigrated)?;
         Ok(store)
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, StoreError> {
         let client = self.connect_client().await?;
-        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
         let (insert, lock, status, audit) = tokio::join!(
             client.prepare(INSERT),
             client.prepare(LOCK),
@@ -99,18 +109,16 @@ impl Store {
             client.prepare(AUDIT)
         );
         Ok(Conn {
-            insert: insert.map_err(db)?,
-            lock: lock.map_err(db)?,
-            status: status.map_err(db)?,
-            audit: audit.map_err(db)?,
+            insert: insert?,
+            lock: lock?,
+            status: status?,
+            audit: audit?,
             client,
         })
     }
 
-    async fn connect_client(&self) -> Result<Client, String> {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+    async fn connect_client(&self) -> Result<Client, StoreError> {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 warn!(error = %e, "payments database connection ended");
@@ -120,8 +128,7 @@ impl Store {
         // runtime retries the record) rather than wait forever.
         client
             .batch_execute("SET lock_timeout = '15s'; SET statement_timeout = '30s'")
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+            .await?;
         Ok(client)
     }
 
@@ -142,7 +149,7 @@ impl Store {
         order_id: &str,
         amount_minor: i64,
         currency: &str,
-    ) -> Result<(Session<'_>, PaymentRow), String> {
+    ) -> Result<(Session<'_>, PaymentRow), StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -154,7 +161,6 @@ impl Store {
             calls: std::sync::atomic::AtomicI32::new(0),
         };
         let c = session.conn();
-        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
         // BEGIN and the insert share a round trip (the server runs them in the order they
         // were sent). The select is sent after the insert's answer: it must see the row.
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
@@ -163,17 +169,15 @@ impl Store {
             c.client.batch_execute("BEGIN"),
             c.client.execute(&c.insert, &params)
         );
-        begun.map_err(db)?;
-        inserted.map_err(db)?;
-        let row = c
-            .client
-            .query_one(&c.lock, &[&payment_id])
-            .await
-            .map_err(db)?;
+        begun?;
+        inserted?;
+        let row = c.client.query_one(&c.lock, &[&payment_id]).await?;
         let status: String = row.get(0);
         let row = PaymentRow {
-            status: Status::parse(&status)
-                .ok_or_else(|| format!("payment {payment_id} has unknown status {status:?}"))?,
+            status: Status::parse(&status).ok_or_else(|| StoreError::UnknownStatus {
+                payment_id: payment_id.to_string(),
+                status: status.clone(),
+            })?,
             amount_minor: row.get(1),
             currency: row.get(2),
             gateway_reference: row.get(3),
@@ -200,7 +204,7 @@ impl Session<'_> {
         status: Status,
         gateway_reference: Option<&str>,
         decline_code: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         self.client()
             .execute(
                 &self.conn().status,
@@ -213,10 +217,10 @@ impl Session<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("payments database: {e}"))
+            .map_err(StoreError::from)
     }
 
-    pub async fn audit(&self, a: Attempt<'_>) -> Result<(), String> {
+    pub async fn audit(&self, a: Attempt<'_>) -> Result<(), StoreError> {
         if a.outcome != "breaker_open" {
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -238,7 +242,7 @@ impl Session<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("payments database: {e}"))
+            .map_err(StoreError::from)
     }
 
     /// Gateway calls recorded by this session (this attempt of the command).
@@ -247,7 +251,7 @@ impl Session<'_> {
     }
 
     /// Gateway calls made for `command_id` so far, and a one-line history of them.
-    pub async fn history(&self, command_id: &str) -> Result<(i32, String), String> {
+    pub async fn history(&self, command_id: &str) -> Result<(i32, String), StoreError> {
         let rows = self
             .client()
             .query(
@@ -256,8 +260,7 @@ impl Session<'_> {
                  FROM payment_attempts WHERE command_id = $1 ORDER BY id",
                 &[&command_id],
             )
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+            .await?;
         let calls = rows
             .iter()
             .filter(|r| r.get::<_, String>(2) != "breaker_open")
@@ -279,12 +282,9 @@ impl Session<'_> {
         Ok((i32::try_from(calls).unwrap_or(i32::MAX), history))
     }
 
-    pub async fn commit(mut self) -> Result<(), String> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         let conn = self.conn.take().expect("session has its connection");
-        conn.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+        conn.client.batch_execute("COMMIT").await?;
         self.store.release(conn);
         Ok(())
     }
