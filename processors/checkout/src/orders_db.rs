@@ -8,6 +8,7 @@
 //! one transaction. The runtime awaits each order's future before it commits the record that
 //! placed it (`Outputs::defer`), so a crash can only make a write happen again, never lose it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -33,7 +34,21 @@ pub struct NewOrder {
     pub lines: serde_json::Value,
 }
 
-type Job = (NewOrder, oneshot::Sender<Result<(), String>>);
+/// Why an order's row was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersDbError {
+    #[error("orders database not migrated (run `fleet stack up`)")]
+    NotMigrated(#[source] tokio_postgres::Error),
+    #[error("orders database")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the orders writer stopped")]
+    WriterStopped,
+    /// The batch the order was written in failed (every order of the batch shares the error).
+    #[error(transparent)]
+    Batch(Arc<OrdersDbError>),
+}
+
+type Job = (NewOrder, oneshot::Sender<Result<(), Arc<OrdersDbError>>>);
 
 pub struct OrdersDb {
     /// Unbounded: the runtime's in-flight limit bounds what waits here.
@@ -42,12 +57,12 @@ pub struct OrdersDb {
 
 impl OrdersDb {
     /// Connects (checking the schema is there) and starts the writer task.
-    pub async fn open(url: &str) -> Result<Self, String> {
+    pub async fn open(url: &str) -> Result<Self, OrdersDbError> {
         let client = connect(url).await?;
         client
             .query_one("SELECT count(*) FROM orders", &[])
             .await
-            .map_err(|e| format!("orders database not migrated (run `fleet stack up`): {e}"))?;
+            .map_err(OrdersDbError::NotMigrated)?;
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer(url.to_string(), client, queue));
         Ok(Self { jobs })
@@ -55,21 +70,20 @@ impl OrdersDb {
 
     /// Queues the row of a placed order now (so the writer can group it with the orders
     /// handled after it); the future resolves once it is committed.
-    pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
+    pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), OrdersDbError>> {
         let (reply, done) = oneshot::channel();
         let queued = self.jobs.send((order, reply));
         Box::pin(async move {
-            queued.map_err(|_| "the orders writer stopped".to_string())?;
+            queued.map_err(|_| OrdersDbError::WriterStopped)?;
             done.await
-                .map_err(|_| "the orders writer stopped".to_string())?
+                .map_err(|_| OrdersDbError::WriterStopped)?
+                .map_err(OrdersDbError::Batch)
         })
     }
 }
 
-async fn connect(url: &str) -> Result<Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("orders database: {e}"))?;
+async fn connect(url: &str) -> Result<Client, OrdersDbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "orders database connection ended");
@@ -98,18 +112,23 @@ async fn writer(url: String, client: Client, mut queue: mpsc::UnboundedReceiver<
             .map(|(o, _)| o)
             .filter(|o| seen.insert(o.order_id.as_str()))
             .collect();
-        let mut outcome = Err(String::new());
+        let mut outcome = Ok(());
         for attempt in 1..=ATTEMPTS {
             if client.as_ref().is_none_or(Client::is_closed) {
-                client = connect(&url).await.ok();
+                client = None;
             }
-            outcome = match client.as_mut() {
+            let written = match client.as_mut() {
                 Some(c) => insert(c, &orders).await,
-                None => Err("orders database unreachable".into()),
+                None => match connect(&url).await {
+                    Ok(c) => insert(client.insert(c), &orders).await,
+                    Err(e) => Err(e),
+                },
             };
+            outcome = written.map_err(Arc::new);
             match &outcome {
                 Ok(()) => break,
                 Err(e) => {
+                    let e = runtime::error_chain(e.as_ref());
                     warn!(attempt, orders = orders.len(), error = %e, "orders write failed; retrying");
                     let wait = (100u64 << attempt.min(6)).min(5_000);
                     tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -122,7 +141,7 @@ async fn writer(url: String, client: Client, mut queue: mpsc::UnboundedReceiver<
     }
 }
 
-async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String> {
+async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), OrdersDbError> {
     let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
     let keys: Vec<&str> = orders.iter().map(|o| o.idempotency_key.as_str()).collect();
     let users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
@@ -130,10 +149,7 @@ async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String>
     let totals: Vec<i64> = orders.iter().map(|o| o.total_minor).collect();
     let payments: Vec<&str> = orders.iter().map(|o| o.payment_id.as_str()).collect();
     let lines: Vec<&serde_json::Value> = orders.iter().map(|o| &o.lines).collect();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| format!("orders database: {e}"))?;
+    let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO orders (order_id, idempotency_key, user_id, status, currency,
            total_minor, payment_id, lines)
@@ -144,9 +160,6 @@ async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String>
            WHERE orders.status <> 'placed'",
         &[&ids, &keys, &users, &currencies, &totals, &payments, &lines],
     )
-    .await
-    .map_err(|e| format!("orders database: {e}"))?;
-    tx.commit()
-        .await
-        .map_err(|e| format!("orders database: {e}"))
+    .await?;
+    Ok(tx.commit().await?)
 }
