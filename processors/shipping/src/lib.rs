@@ -41,7 +41,7 @@ impl Processor for Shipping {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let events = plan::plan_shipments(&order, &self.params, now)
-            .map_err(|rejection| HandlerError::Invalid(rejection.to_string()))?;
+            .map_err(|rejection| HandlerError::invalid(rejection.to_string()))?;
         for event in &events {
             out.send(&self.output, &event.order_id, event)?;
         }
