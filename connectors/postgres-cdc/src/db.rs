@@ -16,7 +16,7 @@ pub const SESSION_SETTINGS: &str =
 pub async fn connect(url: &str) -> Result<Client, CdcError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|e| CdcError::Postgres(format!("connect: {e}")))?;
+        .map_err(pg("connect"))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "postgres connection closed");
@@ -30,13 +30,7 @@ pub async fn connect(url: &str) -> Result<Client, CdcError> {
 }
 
 pub fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CdcError {
-    move |e| {
-        let detail = e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string());
-        CdcError::Postgres(format!("{what}: {detail}"))
-    }
+    move |source| CdcError::Postgres { what, source }
 }
 
 pub fn quote_ident(name: &str) -> String {
