@@ -274,11 +274,11 @@ async fn main() -> Result<()> {
         Command::Run {
             processor,
             instance,
-        } => wiring::run(&load()?, &processor, instance, shutdown_on_signals()).await,
+        } => Ok(wiring::run(&load()?, &processor, instance, shutdown_on_signals()).await?),
         Command::Connect {
             connector,
             resnapshot,
-        } => wiring::connect(&load()?, &connector, resnapshot, shutdown_on_signals()).await,
+        } => Ok(wiring::connect(&load()?, &connector, resnapshot, shutdown_on_signals()).await?),
         Command::Up {
             monitor,
             no_monitor,

@@ -1,9 +1,10 @@
 //! The one explicit list of processors and connectors: a `match` on the closed kind enum.
 //! Adding a processor kind means one arm here.
 
-use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
+
+use crate::{Result, WiringError};
 
 /// The output of `spec` whose name starts with `prefix` (outputs are renamed copies in
 /// isolated topologies, so they are found by their base name).
@@ -12,7 +13,10 @@ pub fn output(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
         .iter()
         .find(|o| o.starts_with(prefix))
         .cloned()
-        .with_context(|| format!("`{}` needs an output `{prefix}*`", spec.name))
+        .ok_or_else(|| WiringError::MissingPort {
+            processor: spec.name.clone(),
+            port: format!("an output `{prefix}*`"),
+        })
 }
 
 /// The input of `spec` whose topic starts with `prefix` (see [`output`]).
@@ -22,7 +26,10 @@ pub fn input(spec: &topology::ProcessorSpec, prefix: &str) -> Result<String> {
         .map(|i| &i.topic)
         .find(|t| t.starts_with(prefix))
         .cloned()
-        .with_context(|| format!("`{}` needs an input `{prefix}*`", spec.name))
+        .ok_or_else(|| WiringError::MissingPort {
+            processor: spec.name.clone(),
+            port: format!("an input `{prefix}*`"),
+        })
 }
 
 /// Runs instance `instance` of processor `name` until `shutdown`, on the stack the
@@ -35,7 +42,7 @@ pub async fn run(
 ) -> Result<()> {
     let (spec, _) = topology
         .processor(name)
-        .with_context(|| format!("no processor `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoProcessor(name.to_string()))?;
     let config = runtime::RuntimeConfig::from_spec(spec, instance, runtime::StackEnv::from_env()?)?;
     run_with(topology, name, config, shutdown).await
 }
@@ -50,7 +57,7 @@ pub async fn run_with(
 ) -> Result<()> {
     let (spec, params) = topology
         .processor(name)
-        .with_context(|| format!("no processor `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoProcessor(name.to_string()))?;
     match params {
         ProcessorParams::Shipping(p) => {
             let processor = shipping::Shipping::new(p.clone(), &spec.outputs);
@@ -65,7 +72,10 @@ pub async fn run_with(
                 .outputs
                 .first()
                 .cloned()
-                .context("inventory-stock-feed needs an output")?;
+                .ok_or_else(|| WiringError::MissingPort {
+                    processor: spec.name.clone(),
+                    port: "an output".into(),
+                })?;
             let processor = inventory::feed::StockFeed { output };
             runtime::run(config, topology, processor, shutdown).await?;
         }
@@ -77,9 +87,7 @@ pub async fn run_with(
                 transitions: output(spec, "checkout.saga-transitions")?,
             };
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
-            let processor = checkout::Checkout::new(p.clone(), topics, &database)
-                .await
-                .map_err(|e| anyhow::anyhow!("checkout: {e}"))?;
+            let processor = checkout::Checkout::new(p.clone(), topics, &database).await?;
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Payment(p) => {
@@ -98,8 +106,7 @@ pub async fn run_with(
                 &database,
                 &config.stack.gateway_url,
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
+            .await?;
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
         ProcessorParams::Storefront(p) => {
@@ -126,7 +133,7 @@ pub async fn connect(
         .connectors
         .iter()
         .find(|(c, _)| c.name == name)
-        .with_context(|| format!("no connector `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoConnector(name.to_string()))?;
     let stack = runtime::StackEnv::from_env()?;
     let admin = std::net::SocketAddr::new(stack.admin_host, spec.admin_port);
     match spec.kind {
@@ -154,9 +161,11 @@ pub fn spawn_processor(
     env: &runtime::StackEnv,
     token: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<()>>> {
-    let (spec, _) = t.processor(processor).context("processor")?;
+    let (spec, _) = t
+        .processor(processor)
+        .ok_or_else(|| WiringError::NoProcessor(processor.to_string()))?;
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
-    config.admin_addr = "127.0.0.1:0".parse()?;
+    config.admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let t = t.clone();
     let name = processor.to_string();
     let run = token.clone();
