@@ -56,7 +56,7 @@ pub enum WiringError {
     ReadTopic {
         topic: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Box<dlq::kafka::KafkaIoError>,
     },
     #[error("decoding a record of {topic}")]
     Decode {

@@ -46,13 +46,9 @@ pub async fn read_values_in<T: serde::de::DeserializeOwned>(
     Ok(values)
 }
 
-/// `dlq::kafka` reports with `anyhow` (it serves the `fleet dlq` commands); its chain is kept.
-fn unreadable(
-    topic: &str,
-    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> WiringError {
+fn unreadable(topic: &str, source: dlq::kafka::KafkaIoError) -> WiringError {
     WiringError::ReadTopic {
         topic: topic.to_string(),
-        source: error.into(),
+        source: Box::new(source),
     }
 }
