@@ -13,6 +13,12 @@ pub enum RuntimeError {
     Delivery { topic: String, reason: String },
     #[error("the handler asked to stop: {0}")]
     Fatal(String),
+    #[error("changelog record {at}")]
+    Changelog {
+        at: String,
+        #[source]
+        source: crate::state::ChangelogError,
+    },
     #[error("a deferred effect failed")]
     Effect(#[source] crate::processor::BoxError),
     #[error("admin server: {0}")]
