@@ -743,7 +743,7 @@ impl<P: StatefulProcessor> Driver<P> {
                 view.cancel_timer(&timer.key);
                 if let Err(e) = processor.on_timer(&timer, &mut view, &mut outputs).await {
                     view.rollback();
-                    warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
+                    warn!(partition, key = %timer.key, error = %crate::error_chain(&e), "timer handler failed; will retry");
                     self.metrics.failures.with_label_values(&["timer"]).inc();
                     break;
                 }
