@@ -275,11 +275,11 @@ async fn main() -> Result<()> {
         Command::Run {
             processor,
             instance,
-        } => wiring::run(&load()?, &processor, instance, shutdown_on_signals()).await,
+        } => Ok(wiring::run(&load()?, &processor, instance, shutdown_on_signals()).await?),
         Command::Connect {
             connector,
             resnapshot,
-        } => wiring::connect(&load()?, &connector, resnapshot, shutdown_on_signals()).await,
+        } => Ok(wiring::connect(&load()?, &connector, resnapshot, shutdown_on_signals()).await?),
         Command::Up {
             monitor,
             no_monitor,
@@ -347,7 +347,7 @@ async fn serve_monitor(
     if let Ok(address) = bound.await {
         info!(%address, "lag monitor: dashboard at http://{address}/");
     }
-    serving.await.context("monitor task")?
+    Ok(serving.await.context("monitor task")??)
 }
 
 async fn status(topology: &topology::Topology, monitor: Option<String>) -> Result<()> {
@@ -355,7 +355,7 @@ async fn status(topology: &topology::Topology, monitor: Option<String>) -> Resul
     let overview = match monitor::fetch_overview(&url).await {
         Ok(overview) => overview,
         Err(e) => {
-            eprintln!("no monitor at {url} ({e}); sampling once now");
+            eprintln!("no monitor at {url} ({}); sampling once now", e.chain());
             let config = monitor::MonitorConfig::new(
                 "127.0.0.1:0".parse()?,
                 &runtime::StackEnv::from_env()?,

@@ -41,7 +41,7 @@ impl StatefulProcessor for CountingShipping {
     ) -> Result<(), HandlerError> {
         let order: OrderPlaced = input.decode()?;
         if order.user_id == "poison" {
-            return Err(HandlerError::Fatal("poison order".into()));
+            return Err(HandlerError::fatal("poison order"));
         }
         let seen = state.get(&order.order_id).copied().unwrap_or(0);
         state.put(&order.order_id, seen + 1);

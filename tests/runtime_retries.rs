@@ -33,9 +33,10 @@ impl Processor for Flaky {
             .copied()
             .unwrap_or(0);
         if *attempt <= budget {
-            return Err(HandlerError::Transient(format!(
-                "dependency down (attempt {attempt})"
-            )));
+            return Err(HandlerError::transient(
+                "calling the dependency",
+                format!("dependency down (attempt {attempt})"),
+            ));
         }
         self.inner.handle(input, out).await
     }

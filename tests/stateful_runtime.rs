@@ -46,7 +46,7 @@ impl StatefulProcessor for Counter {
         let order: OrderPlaced = input.decode()?;
         let key = input
             .key_str()
-            .ok_or_else(|| HandlerError::Invalid("no key".into()))?;
+            .ok_or_else(|| HandlerError::invalid("no key"))?;
         let mut tally = state.get(key).cloned().unwrap_or_default();
         if tally.count == 0 {
             let at = input.timestamp_ms.unwrap_or(0) + self.timer_delay_ms;

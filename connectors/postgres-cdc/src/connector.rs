@@ -109,8 +109,10 @@ impl ConnectorConfig {
 }
 
 fn with_database(server_url: &str, database: &str) -> Result<String, CdcError> {
-    runtime::postgres_database_url(server_url, database)
-        .map_err(|e| CdcError::Config(e.to_string()))
+    runtime::postgres_database_url(server_url, database).map_err(|e| CdcError::Invalid {
+        what: format!("the URL of database {database}"),
+        source: e.into(),
+    })
 }
 
 /// A registered schema: its registry id and parsed form.
@@ -127,15 +129,20 @@ impl Codec {
     ) -> Result<Self, CdcError> {
         let text = schema.to_string();
         let id = registry.register(subject, &text).await?;
-        let schema = Schema::parse_str(&text)
-            .map_err(|e| CdcError::Config(format!("generated schema for {subject}: {e}")))?;
+        let schema = Schema::parse_str(&text).map_err(|e| CdcError::Invalid {
+            what: format!("generated schema for {subject}"),
+            source: e.into(),
+        })?;
         Ok(Self { id, schema })
     }
 
     fn encode(&self, value: Value) -> Result<Vec<u8>, CdcError> {
         #[allow(deprecated)]
-        let body = apache_avro::to_avro_datum(&self.schema, value)
-            .map_err(|e| CdcError::Config(format!("value does not fit its schema: {e}")))?;
+        let body =
+            apache_avro::to_avro_datum(&self.schema, value).map_err(|e| CdcError::Invalid {
+                what: "value does not fit its schema".into(),
+                source: e.into(),
+            })?;
         Ok(codec::frame(self.id, &body))
     }
 }
@@ -239,7 +246,10 @@ pub async fn run(config: ConnectorConfig, shutdown: CancellationToken) -> Result
         &tasks,
     )
     .await
-    .map_err(|e| CdcError::Config(format!("admin endpoint: {e}")))?;
+    .map_err(|e| CdcError::Invalid {
+        what: "admin endpoint".into(),
+        source: e.into(),
+    })?;
     info!(connector = %config.name, %admin, "admin endpoint up");
     let result = Connector::start(config, metrics, shutdown, phase, &tasks).await;
     tasks.drain(tasks::DRAIN_TIME).await;
@@ -302,7 +312,10 @@ impl Connector {
             );
         }
         let dlq_schema: serde_json::Value = serde_json::from_str(&config.dead_letter_schema)
-            .map_err(|e| CdcError::Config(format!("dead-letter schema: {e}")))?;
+            .map_err(|e| CdcError::Invalid {
+                what: "dead-letter schema".into(),
+                source: e.into(),
+            })?;
         let dead_letter = Codec::register(
             &registry,
             &format!("{}-value", params.dead_letter),
@@ -312,7 +325,10 @@ impl Connector {
         let producer: FutureProducer =
             runtime::producer_config(&config.bootstrap_servers, &config.name)
                 .create()
-                .map_err(|e| CdcError::Kafka(e.to_string()))?;
+                .map_err(|source| CdcError::Kafka {
+                    what: "creating the producer",
+                    source,
+                })?;
 
         let progress_path = progress::path(&config.state_dir, &config.name);
         if config.resnapshot {
@@ -374,7 +390,7 @@ impl Connector {
         let outcome = async {
             let SlotReady { snapshot, feedback } = ready_rx
                 .await
-                .map_err(|_| CdcError::Replication("replication thread ended".into()))??;
+                .map_err(|_| CdcError::Stream("replication thread ended".into()))??;
             self.initial_snapshot(snapshot.as_deref(), &shutdown)
                 .await?;
             if shutdown.is_cancelled() {
@@ -437,7 +453,7 @@ impl Connector {
             .map_err(pg("snapshot visibility"))?
             .get(0);
         let visibility = Visibility::parse(&visibility_text).ok_or_else(|| {
-            CdcError::Postgres(format!("unparsable snapshot `{visibility_text}`"))
+            CdcError::Unexpected(format!("unparsable snapshot `{visibility_text}`"))
         })?;
         if exported.is_some() {
             let lsn: Option<String> = txn
@@ -761,7 +777,7 @@ impl Connector {
                 }
                 event = events.recv() => {
                     let Some(event) = event else {
-                        break Err(CdcError::Replication("replication stream ended".into()));
+                        break Err(CdcError::Stream("replication stream ended".into()));
                     };
                     let result = match event {
                         Ok(event) => self.on_event(event, &mut txn, &mut relations, &ack_tx).await,
@@ -774,9 +790,7 @@ impl Connector {
             }
         };
         drop(ack_tx);
-        let acked = acker
-            .await
-            .unwrap_or_else(|e| Err(CdcError::Kafka(format!("acker failed: {e}"))));
+        let acked = acker.await.unwrap_or_else(|e| Err(CdcError::AckerTask(e)));
         outcome.and(acked)
     }
 
@@ -791,7 +805,7 @@ impl Connector {
                 self.metrics.retained_wal_bytes.set(state.retained_bytes);
                 Ok(())
             }
-            None => Err(CdcError::Replication(format!("slot `{slot}` was dropped"))),
+            None => Err(CdcError::Stream(format!("slot `{slot}` was dropped"))),
         }
     }
 
@@ -947,7 +961,7 @@ impl Connector {
                 ..
             } => {
                 let Some(open) = txn.take() else {
-                    return Err(CdcError::Replication("commit without begin".into()));
+                    return Err(CdcError::Stream("commit without begin".into()));
                 };
                 self.last_commit_lsn = commit_lsn.value();
                 ack.send(Committed {
@@ -956,7 +970,7 @@ impl Connector {
                     deliveries: open.deliveries,
                 })
                 .await
-                .map_err(|_| CdcError::Kafka("acker stopped".into()))?;
+                .map_err(|_| CdcError::Acker("acker stopped".into()))?;
                 if !self.progress.fences.is_empty() && self.progress.expire_fences(end_lsn.value())
                 {
                     progress::save(&self.progress_path, &self.progress)?;
@@ -1027,10 +1041,10 @@ impl Connector {
         let qualified = relations
             .get(&oid)
             .cloned()
-            .ok_or_else(|| CdcError::Replication(format!("change for unknown relation {oid}")))?;
+            .ok_or_else(|| CdcError::Stream(format!("change for unknown relation {oid}")))?;
         let t = txn
             .as_mut()
-            .ok_or_else(|| CdcError::Replication("change outside a transaction".into()))?;
+            .ok_or_else(|| CdcError::Stream("change outside a transaction".into()))?;
         Ok((qualified, t))
     }
 
@@ -1152,7 +1166,12 @@ async fn send(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((e, _)) => return Err(CdcError::Kafka(e.to_string())),
+            Err((source, _)) => {
+                return Err(CdcError::Kafka {
+                    what: "producing",
+                    source,
+                })
+            }
         }
     }
 }
@@ -1161,8 +1180,13 @@ async fn await_all(deliveries: Vec<DeliveryFuture>) -> Result<(), CdcError> {
     for d in deliveries {
         match d.await {
             Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(CdcError::Kafka(format!("delivery failed: {e}"))),
-            Err(_) => return Err(CdcError::Kafka("producer dropped a delivery".into())),
+            Ok(Err((source, _))) => {
+                return Err(CdcError::Kafka {
+                    what: "delivery failed",
+                    source,
+                })
+            }
+            Err(_) => return Err(CdcError::Acker("producer dropped a delivery".into())),
         }
     }
     Ok(())

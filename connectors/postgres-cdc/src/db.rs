@@ -17,7 +17,7 @@ pub const SESSION_SETTINGS: &str =
 pub async fn connect(url: &str, tasks: &Tasks) -> Result<Client, CdcError> {
     let client = ::pg::connect(url, "captured", tasks)
         .await
-        .map_err(|e| CdcError::Postgres(format!("connect: {e}")))?;
+        .map_err(pg("connect"))?;
     client
         .batch_execute(SESSION_SETTINGS)
         .await
@@ -26,13 +26,7 @@ pub async fn connect(url: &str, tasks: &Tasks) -> Result<Client, CdcError> {
 }
 
 pub fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CdcError {
-    move |e| {
-        let detail = e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string());
-        CdcError::Postgres(format!("{what}: {detail}"))
-    }
+    move |source| CdcError::Postgres { what, source }
 }
 
 pub fn quote_ident(name: &str) -> String {

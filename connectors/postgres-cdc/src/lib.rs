@@ -56,10 +56,26 @@ pub use connector::{run, ConnectorConfig};
 pub enum CdcError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("configuration: {what}")]
+    Invalid {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("postgres: {what}")]
+    Postgres {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("postgres: {0}")]
-    Postgres(String),
+    Unexpected(String),
+    #[error("replication")]
+    Replication(#[source] pg_walstream::ReplicationError),
     #[error("replication: {0}")]
-    Replication(String),
+    Stream(String),
+    #[error("replication: starting its runtime")]
+    ReplicationRuntime(#[source] std::io::Error),
     #[error(
         "replication slot `{0}` was invalidated: the WAL it needed was removed (max_slot_wal_keep_size exceeded). \
          Changes since its last position are lost to it; recover with `fleet connect <name> --resnapshot` \
@@ -70,8 +86,26 @@ pub enum CdcError {
     IncompatibleSchema { table: String, detail: String },
     #[error("schema registry: {0}")]
     Registry(#[from] codec::CodecError),
+    #[error("kafka: {what}")]
+    Kafka {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("state: {0}")]
-    State(String),
+    Acker(String),
+    #[error("kafka: the acker failed")]
+    AckerTask(#[source] tokio::task::JoinError),
+    #[error("state: {path}")]
+    State {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state: {path}")]
+    StateFormat {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }

@@ -81,17 +81,28 @@ pub fn path(state_dir: &Path, connector: &str) -> PathBuf {
 
 pub fn load(path: &Path) -> Result<Option<Progress>, CdcError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| CdcError::State(format!("{}: {e}", path.display()))),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| CdcError::StateFormat {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CdcError::State(format!("{}: {e}", path.display()))),
+        Err(source) => Err(CdcError::State {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 pub fn save(path: &Path, progress: &Progress) -> Result<(), CdcError> {
     use std::io::Write;
-    let fail = |e: std::io::Error| CdcError::State(format!("{}: {e}", path.display()));
+    let fail = |source| CdcError::State {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
@@ -108,7 +119,10 @@ pub fn remove(path: &Path) -> Result<(), CdcError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CdcError::State(format!("{}: {e}", path.display()))),
+        Err(source) => Err(CdcError::State {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

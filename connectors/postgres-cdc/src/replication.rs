@@ -62,7 +62,7 @@ pub fn spawn(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = ready.send(Err(CdcError::Replication(e.to_string())));
+                    let _ = ready.send(Err(CdcError::ReplicationRuntime(e)));
                     return;
                 }
             };
@@ -72,7 +72,7 @@ pub fn spawn(
 }
 
 fn repl(e: pg_walstream::ReplicationError) -> CdcError {
-    CdcError::Replication(e.to_string())
+    CdcError::Replication(e)
 }
 
 async fn stream(

@@ -76,5 +76,5 @@ pub async fn private_database(
     suffix: &str,
 ) -> Result<(String, String)> {
     let migrations = stack::migrations_dir(topology).join(prefix);
-    wiring::private_database(&env.postgres_url, &migrations, prefix, suffix).await
+    Ok(wiring::private_database(&env.postgres_url, &migrations, prefix, suffix).await?)
 }

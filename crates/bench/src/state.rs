@@ -54,7 +54,7 @@ impl StatefulProcessor for Counter {
         let order: OrderPlaced = input.decode()?;
         let key = input
             .key_str()
-            .ok_or_else(|| HandlerError::Invalid("no key".into()))?;
+            .ok_or_else(|| HandlerError::invalid("no key"))?;
         let mut tally = state.get(key).cloned().unwrap_or_default();
         tally.count += 1;
         tally.sum += order.total_minor;

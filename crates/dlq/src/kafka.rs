@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,6 +23,56 @@ use crate::redrive_log::{self, RedriveHistory};
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// A read that makes no progress for this long fails instead of hanging.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a read, a watermark query or the redrive log's creation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaIoError {
+    #[error("creating a Kafka {client}")]
+    Client {
+        client: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading topic metadata from {bootstrap}")]
+    Metadata {
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading watermarks of {topic}/{partition}")]
+    Watermarks {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("topic `{topic}` does not exist on the broker at {bootstrap}")]
+    NoTopic { topic: String, bootstrap: String },
+    #[error("assigning the partitions of {topic}")]
+    Assign {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading {topic} stalled; partitions not finished: {pending:?}")]
+    Stalled {
+        topic: String,
+        pending: BTreeSet<i32>,
+    },
+    #[error("creating the redrive log")]
+    CreateLog(#[source] KafkaError),
+    #[error("creating the redrive log {name}: {code}")]
+    LogRefused {
+        name: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("the Kafka reading task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn client(client: &'static str) -> impl FnOnce(KafkaError) -> KafkaIoError {
+    move |source| KafkaIoError::Client { client, source }
+}
 
 /// One record as read, bytes verbatim.
 #[derive(Debug, Clone)]
@@ -77,7 +126,7 @@ impl Watermarks {
     }
 }
 
-fn consumer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
+fn consumer(bootstrap: &str) -> Result<BaseConsumer, KafkaIoError> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "fleet-dlq")
@@ -93,7 +142,7 @@ fn consumer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .create()
-        .context("creating a Kafka consumer")
+        .map_err(client("consumer"))
 }
 
 /// Watermarks of every partition of each topic; `None` for a topic the broker lacks. One
@@ -101,13 +150,16 @@ fn consumer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
 pub async fn watermarks(
     bootstrap: &str,
     topics: Vec<String>,
-) -> anyhow::Result<BTreeMap<String, Option<Vec<Watermarks>>>> {
+) -> Result<BTreeMap<String, Option<Vec<Watermarks>>>, KafkaIoError> {
     let bootstrap = bootstrap.to_string();
     tokio::task::spawn_blocking(move || {
         let consumer = consumer(&bootstrap)?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
-            .with_context(|| format!("reading topic metadata from {bootstrap}"))?;
+            .map_err(|source| KafkaIoError::Metadata {
+                bootstrap: bootstrap.clone(),
+                source,
+            })?;
         let mut out = BTreeMap::new();
         for topic in topics {
             let partitions: Option<Vec<i32>> = metadata
@@ -122,8 +174,10 @@ pub async fn watermarks(
                         .map(|partition| {
                             let (low, high) = consumer
                                 .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
-                                .with_context(|| {
-                                    format!("reading watermarks of {topic}/{partition}")
+                                .map_err(|source| KafkaIoError::Watermarks {
+                                    topic: topic.clone(),
+                                    partition,
+                                    source,
                                 })?;
                             Ok(Watermarks {
                                 partition,
@@ -131,7 +185,7 @@ pub async fn watermarks(
                                 high,
                             })
                         })
-                        .collect::<anyhow::Result<Vec<_>>>()?,
+                        .collect::<Result<Vec<_>, KafkaIoError>>()?,
                 ),
             };
             out.insert(topic, marks);
@@ -142,13 +196,19 @@ pub async fn watermarks(
 }
 
 /// Watermarks of one topic, which must exist.
-pub async fn topic_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Watermarks>> {
+pub async fn topic_watermarks(
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Vec<Watermarks>, KafkaIoError> {
     match watermarks(bootstrap, vec![topic.to_string()])
         .await?
         .remove(topic)
     {
         Some(Some(marks)) => Ok(marks),
-        _ => bail!("topic `{topic}` does not exist on the broker at {bootstrap}"),
+        _ => Err(KafkaIoError::NoTopic {
+            topic: topic.to_string(),
+            bootstrap: bootstrap.to_string(),
+        }),
     }
 }
 
@@ -158,7 +218,7 @@ pub async fn read(
     bootstrap: &str,
     topic: &str,
     ranges: Vec<PartitionRange>,
-) -> anyhow::Result<Vec<RawRecord>> {
+) -> Result<Vec<RawRecord>, KafkaIoError> {
     let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, &ranges)).await?
@@ -168,7 +228,7 @@ fn read_blocking(
     bootstrap: &str,
     topic: &str,
     ranges: &[PartitionRange],
-) -> anyhow::Result<Vec<RawRecord>> {
+) -> Result<Vec<RawRecord>, KafkaIoError> {
     let ranges: BTreeMap<i32, PartitionRange> = ranges
         .iter()
         .filter(|r| r.start < r.end)
@@ -179,11 +239,17 @@ fn read_blocking(
         return Ok(out);
     }
     let consumer = consumer(bootstrap)?;
+    let unassigned = |source| KafkaIoError::Assign {
+        topic: topic.to_string(),
+        source,
+    };
     let mut assignment = TopicPartitionList::new();
     for range in ranges.values() {
-        assignment.add_partition_offset(topic, range.partition, Offset::Offset(range.start))?;
+        assignment
+            .add_partition_offset(topic, range.partition, Offset::Offset(range.start))
+            .map_err(unassigned)?;
     }
-    consumer.assign(&assignment)?;
+    consumer.assign(&assignment).map_err(unassigned)?;
     let mut pending: BTreeSet<i32> = ranges.keys().copied().collect();
     let mut last_progress = Instant::now();
     while !pending.is_empty() {
@@ -213,7 +279,10 @@ fn read_blocking(
             }
             Some(Err(error)) => warn!(topic, %error, "consumer error while reading"),
             None if last_progress.elapsed() > STALL_TIMEOUT => {
-                bail!("reading {topic} stalled; partitions not finished: {pending:?}")
+                return Err(KafkaIoError::Stalled {
+                    topic: topic.to_string(),
+                    pending,
+                })
             }
             None => {}
         }
@@ -223,7 +292,7 @@ fn read_blocking(
 }
 
 /// The redrive log folded, or an empty history when the log topic does not exist yet.
-pub async fn read_history(bootstrap: &str) -> anyhow::Result<RedriveHistory> {
+pub async fn read_history(bootstrap: &str) -> Result<RedriveHistory, KafkaIoError> {
     let marks = watermarks(bootstrap, vec![redrive_log::TOPIC.to_string()])
         .await?
         .remove(redrive_log::TOPIC)
@@ -258,7 +327,7 @@ pub async fn read_history(bootstrap: &str) -> anyhow::Result<RedriveHistory> {
 
 /// Creates the redrive log if it is missing, shaped as the topology declares it or, when it
 /// does not, with one partition, cleanup delete and 30 days' retention.
-pub async fn ensure_log_topic(bootstrap: &str, topology: &Topology) -> anyhow::Result<()> {
+pub async fn ensure_log_topic(bootstrap: &str, topology: &Topology) -> Result<(), KafkaIoError> {
     let declared = topology.topic(redrive_log::TOPIC);
     let partitions = declared.map_or(redrive_log::DEFAULT_PARTITIONS, |t| {
         i32::try_from(t.partitions).unwrap_or(redrive_log::DEFAULT_PARTITIONS)
@@ -270,25 +339,29 @@ pub async fn ensure_log_topic(bootstrap: &str, topology: &Topology) -> anyhow::R
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
-        .context("creating a Kafka admin client")?;
+        .map_err(client("admin client"))?;
     let topic = NewTopic::new(redrive_log::TOPIC, partitions, TopicReplication::Fixed(1))
         .set("cleanup.policy", cleanup)
         .set("retention.ms", &retention);
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics([&topic], &options).await? {
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(KafkaIoError::CreateLog)?;
+    for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("creating the redrive log {name}: {code}"),
+            Err((name, code)) => return Err(KafkaIoError::LogRefused { name, code }),
         }
     }
     Ok(())
 }
 
 /// The fleet's idempotent, acks=all producer.
-pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+pub fn producer(bootstrap: &str) -> Result<FutureProducer, KafkaIoError> {
     runtime::producer_config(bootstrap, "fleet-dlq")
         .create()
-        .context("creating a Kafka producer")
+        .map_err(client("producer"))
 }
 
 #[cfg(test)]

@@ -52,6 +52,14 @@ pub enum MonitorError {
     },
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
+    #[error("building an HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("{url} answered {status}: {body}")]
+    Answered {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
     #[error("asking {url}")]
     Http {
         url: String,

@@ -73,7 +73,6 @@ mod status;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
 
@@ -95,7 +94,7 @@ pub async fn serve(
     topology: Topology,
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> anyhow::Result<()> {
+) -> Result<(), MonitorError> {
     let sampler = Sampler::new(&config, &topology)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -131,7 +130,10 @@ pub async fn serve(
 /// are exact; rates, trends and the window rules (WARN, STALLED) need more than one sample,
 /// so a lagging group with consumers reads OK ("too few samples"), one without reads
 /// STOPPED.
-pub async fn snapshot(config: &MonitorConfig, topology: &Topology) -> anyhow::Result<Overview> {
+pub async fn snapshot(
+    config: &MonitorConfig,
+    topology: &Topology,
+) -> Result<Overview, MonitorError> {
     let mut sampler = Sampler::new(config, topology)?;
     let (frame, _) = sampler.sample().await;
     sampler.close().await;
@@ -140,13 +142,13 @@ pub async fn snapshot(config: &MonitorConfig, topology: &Topology) -> anyhow::Re
 
 /// The overview from a running monitor (`fleet status --monitor URL`), e.g.
 /// `http://127.0.0.1:9090`.
-pub async fn fetch_overview(monitor_url: &str) -> anyhow::Result<Overview> {
+pub async fn fetch_overview(monitor_url: &str) -> Result<Overview, MonitorError> {
     let url = format!("{}/api/overview", monitor_url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .no_proxy()
         .build()
-        .context("building an HTTP client")?;
+        .map_err(MonitorError::HttpClient)?;
     let response = client
         .get(&url)
         .send()
@@ -158,10 +160,10 @@ pub async fn fetch_overview(monitor_url: &str) -> anyhow::Result<Overview> {
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        anyhow::bail!("{url} answered {status}: {body}");
+        return Err(MonitorError::Answered { url, status, body });
     }
     response
         .json::<Overview>()
         .await
-        .map_err(|source| MonitorError::Http { url, source }.into())
+        .map_err(|source| MonitorError::Http { url, source })
 }

@@ -80,3 +80,66 @@ impl DeadLetter {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    use super::*;
+    use crate::policy::{decide, Action, Failure};
+    use crate::{HandlerError, RuntimeConfig, StackEnv};
+
+    fn config() -> RuntimeConfig {
+        let spec: topology::ProcessorSpec = serde_json::from_value(serde_json::json!({
+            "name": "shipping",
+            "kind": "shipping",
+            "group": "shipping",
+            "inputs": {"placed": {"topic": "orders.placed.v1", "dead_letter": "orders.placed.v1.dlq"}},
+            "admin_port": 9000,
+        }))
+        .expect("a processor spec");
+        let stack = StackEnv {
+            bootstrap_servers: StackEnv::DEFAULT_BOOTSTRAP.into(),
+            registry_url: StackEnv::DEFAULT_REGISTRY.into(),
+            admin_host: std::net::IpAddr::from([127, 0, 0, 1]),
+            state_dir: std::env::temp_dir(),
+            postgres_url: StackEnv::DEFAULT_POSTGRES.into(),
+            gateway_url: StackEnv::DEFAULT_GATEWAY.into(),
+            redis_url: StackEnv::DEFAULT_REDIS.into(),
+        };
+        RuntimeConfig::from_spec(&spec, 0, stack).expect("a runtime config")
+    }
+
+    #[test]
+    fn a_dead_letter_reason_carries_the_cause_chain() {
+        let config = config();
+        let message = OwnedMessage::new(
+            Some(b"not avro".to_vec()),
+            Some(b"order-1".to_vec()),
+            "orders.placed.v1".into(),
+            Timestamp::CreateTime(1_700_000_000_000),
+            2,
+            41,
+            None,
+        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let failure = Failure::Handler(HandlerError::transient("writing the order row", refused));
+        let attempts = config.retry.max_attempts;
+        let Action::DeadLetter(kind) = decide(&failure, attempts, &config.retry) else {
+            panic!("a transient failure out of retries is dead-lettered");
+        };
+        let letter = crate::driver::dead_letter(&config, &message, kind, &failure, attempts);
+        assert_eq!(letter.error_kind, DeadLetterErrorKind::RetriesExhausted);
+        assert_eq!(
+            letter.reason,
+            "handler: transient failure: writing the order row: refused"
+        );
+        let reason_header = letter
+            .headers()
+            .into_iter()
+            .find(|(name, _)| *name == header::REASON)
+            .map(|(_, value)| value);
+        assert_eq!(reason_header.as_deref(), Some(letter.reason.as_str()));
+        assert_eq!((letter.source_partition, letter.source_offset), (2, 41));
+    }
+}

@@ -96,9 +96,10 @@ pub use driver::state_io::{
     ensure_changelog_at as ensure_changelog, restore as restore_partition, Restored,
 };
 pub use driver::{run, run_pipelined, run_stateful};
-pub use error::RuntimeError;
+pub use error::{error_chain, RuntimeError};
 pub use kafka::{consumer_config, producer_config};
 pub use metrics::{Metrics, Registrar};
+pub use processor::BoxError;
 pub use processor::{
     ConcurrentProcessor, Effect, HandlerError, Input, OutRecord, Outputs, Processor,
     StatefulProcessor, Stateless,

@@ -5,10 +5,12 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::dead_letter::DeadLetterErrorKind;
+use crate::error::error_chain;
 use crate::processor::HandlerError;
 use crate::RetryPolicy;
 
-/// Something went wrong with one input record.
+/// Something went wrong with one input record. Its `Display` is one line with every cause:
+/// the reason a dead letter carries.
 #[derive(Debug)]
 pub enum Failure {
     /// The bytes could not be turned into the topic's type.
@@ -22,9 +24,9 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Decode(e) => write!(f, "decode: {e}"),
-            Failure::Handler(e) => write!(f, "handler: {e}"),
-            Failure::Encode(e) => write!(f, "encode output: {e}"),
+            Failure::Decode(e) => write!(f, "decode: {}", error_chain(e)),
+            Failure::Handler(e) => write!(f, "handler: {}", error_chain(e)),
+            Failure::Encode(e) => write!(f, "encode output: {}", error_chain(e)),
         }
     }
 }
@@ -35,9 +37,9 @@ impl Failure {
         match self {
             Failure::Decode(e) if e.is_transient() => "registry_unavailable",
             Failure::Decode(_) => "decode",
-            Failure::Handler(HandlerError::Invalid(_)) => "invalid",
-            Failure::Handler(HandlerError::Transient(_)) => "transient",
-            Failure::Handler(HandlerError::Fatal(_)) => "fatal",
+            Failure::Handler(HandlerError::Invalid { .. }) => "invalid",
+            Failure::Handler(HandlerError::Transient { .. }) => "transient",
+            Failure::Handler(HandlerError::Fatal { .. }) => "fatal",
             Failure::Encode(_) => "encode",
         }
     }
@@ -66,16 +68,16 @@ pub fn decide(failure: &Failure, attempt: u32, retry: &RetryPolicy) -> Action {
             Action::DeadLetter(DeadLetterErrorKind::Schema)
         }
         Failure::Decode(_) => Action::DeadLetter(DeadLetterErrorKind::Decode),
-        Failure::Handler(HandlerError::Invalid(_)) => {
+        Failure::Handler(HandlerError::Invalid { .. }) => {
             Action::DeadLetter(DeadLetterErrorKind::Validation)
         }
-        Failure::Handler(HandlerError::Transient(_)) if attempt < retry.max_attempts => {
+        Failure::Handler(HandlerError::Transient { .. }) if attempt < retry.max_attempts => {
             Action::Retry(backoff(attempt, retry))
         }
-        Failure::Handler(HandlerError::Transient(_)) => {
+        Failure::Handler(HandlerError::Transient { .. }) => {
             Action::DeadLetter(DeadLetterErrorKind::RetriesExhausted)
         }
-        Failure::Handler(HandlerError::Fatal(_)) => Action::Stop,
+        Failure::Handler(HandlerError::Fatal { .. }) => Action::Stop,
         Failure::Encode(_) => Action::DeadLetter(DeadLetterErrorKind::Processing),
     }
 }
@@ -114,7 +116,7 @@ mod tests {
             decide(&unknown, 1, &retry()),
             Action::DeadLetter(DeadLetterErrorKind::Schema)
         );
-        let invalid = Failure::Handler(HandlerError::Invalid("qty 0".into()));
+        let invalid = Failure::Handler(HandlerError::invalid("qty 0"));
         assert_eq!(
             decide(&invalid, 1, &retry()),
             Action::DeadLetter(DeadLetterErrorKind::Validation)
@@ -123,14 +125,14 @@ mod tests {
 
     #[test]
     fn transient_failures_retry_then_dead_letter_and_fatal_stops() {
-        let t = Failure::Handler(HandlerError::Transient("db down".into()));
+        let t = Failure::Handler(HandlerError::transient("writing the order", "db down"));
         assert!(matches!(decide(&t, 1, &retry()), Action::Retry(_)));
         assert!(matches!(decide(&t, 2, &retry()), Action::Retry(_)));
         assert_eq!(
             decide(&t, 3, &retry()),
             Action::DeadLetter(DeadLetterErrorKind::RetriesExhausted)
         );
-        let fatal = Failure::Handler(HandlerError::Fatal("bug".into()));
+        let fatal = Failure::Handler(HandlerError::fatal("bug"));
         assert_eq!(decide(&fatal, 1, &retry()), Action::Stop);
     }
 

@@ -11,18 +11,82 @@ use thiserror::Error;
 
 use crate::topic::Topic;
 
+/// Any error kept as the cause of another (the `#[source]` of [`HandlerError`], a deferred
+/// [`Effect`]'s failure).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// How a handler failed; [`crate::policy::decide`] turns it into retry, dead-letter or stop.
+/// Each kind has a message saying what was being done and, when something else failed, that
+/// error as its source: [`crate::error_chain`] renders both as one line (the dead letter's
+/// reason).
 #[derive(Debug, Error)]
 pub enum HandlerError {
     /// The record breaks the domain's rules: retrying cannot help (dead-lettered).
-    #[error("invalid record: {0}")]
-    Invalid(String),
+    #[error("invalid record: {message}")]
+    Invalid {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A dependency failed; the same record may succeed later (retried with backoff).
-    #[error("transient failure: {0}")]
-    Transient(String),
+    #[error("transient failure: {message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Continuing would be wrong (a broken invariant, a bug): the processor stops.
-    #[error("fatal: {0}")]
-    Fatal(String),
+    #[error("fatal: {message}")]
+    Fatal {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl HandlerError {
+    /// The record itself is wrong: `message` says how.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        HandlerError::Invalid {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `cause` failed while doing `context` (e.g. "reading the orders table"); worth a retry.
+    pub fn transient(context: impl Into<String>, cause: impl Into<BoxError>) -> Self {
+        HandlerError::Transient {
+            message: context.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// The processor must stop: `message` says why.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        HandlerError::Fatal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same failure, with `cause` kept as its source.
+    pub fn caused_by(self, cause: impl Into<BoxError>) -> Self {
+        let cause = Some(cause.into());
+        match self {
+            HandlerError::Invalid { message, .. } => HandlerError::Invalid {
+                message,
+                source: cause,
+            },
+            HandlerError::Transient { message, .. } => HandlerError::Transient {
+                message,
+                source: cause,
+            },
+            HandlerError::Fatal { message, .. } => HandlerError::Fatal {
+                message,
+                source: cause,
+            },
+        }
+    }
 }
 
 /// One decoded input record.
@@ -52,8 +116,8 @@ impl Input {
         let value = self
             .value
             .as_ref()
-            .ok_or_else(|| HandlerError::Invalid("tombstone where a value was expected".into()))?;
-        codec::from_value(value).map_err(|e| HandlerError::Invalid(format!("value shape: {e}")))
+            .ok_or_else(|| HandlerError::invalid("tombstone where a value was expected"))?;
+        codec::from_value(value).map_err(|e| HandlerError::invalid("value shape").caused_by(e))
     }
 
     /// The value of header `name`, if present.
@@ -85,7 +149,7 @@ pub struct OutRecord {
 /// caused it is committed. It must be idempotent (a record can be handled again) and retry
 /// transient failures itself; an `Err` stops the processor (the restart handles the record
 /// again).
-pub type Effect = futures::future::BoxFuture<'static, Result<(), String>>;
+pub type Effect = futures::future::BoxFuture<'static, Result<(), BoxError>>;
 
 /// The outputs of one handled record. Encoding happens here, at `send`, so a value that does
 /// not fit its topic's schema is reported against the input that produced it.
@@ -113,12 +177,13 @@ impl<'a> Outputs<'a> {
     ) -> Result<(), HandlerError> {
         let topic = topic.name();
         let codec = self.codecs.get(topic).ok_or_else(|| {
-            HandlerError::Fatal(format!(
+            HandlerError::fatal(format!(
                 "`{topic}` is not a declared Avro output of this processor"
             ))
         })?;
         let payload = codec.encode(value).map_err(|e| {
-            HandlerError::Fatal(format!("output for `{topic}` does not fit its schema: {e}"))
+            HandlerError::fatal(format!("output for `{topic}` does not fit its schema"))
+                .caused_by(e)
         })?;
         self.records.push(OutRecord {
             topic: topic.to_string(),
@@ -139,10 +204,10 @@ impl<'a> Outputs<'a> {
     ) -> Result<Vec<u8>, HandlerError> {
         let topic = topic.name();
         let codec = self.codecs.get(topic).ok_or_else(|| {
-            HandlerError::Fatal(format!("`{topic}` has no Avro codec in this processor"))
+            HandlerError::fatal(format!("`{topic}` has no Avro codec in this processor"))
         })?;
         codec.encode(value).map_err(|e| {
-            HandlerError::Fatal(format!("value for `{topic}` does not fit its schema: {e}"))
+            HandlerError::fatal(format!("value for `{topic}` does not fit its schema")).caused_by(e)
         })
     }
 
@@ -155,7 +220,7 @@ impl<'a> Outputs<'a> {
         headers: Vec<(String, String)>,
     ) -> Result<(), HandlerError> {
         if !self.codecs.contains_key(topic) {
-            return Err(HandlerError::Fatal(format!(
+            return Err(HandlerError::fatal(format!(
                 "`{topic}` is not a declared output of this processor"
             )));
         }

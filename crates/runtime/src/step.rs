@@ -114,7 +114,7 @@ mod tests {
             state.put(&key, seen);
             state.set_timer(&key, 10, "t");
             if key == "bad" {
-                return Err(HandlerError::Invalid("bad key".into()));
+                return Err(HandlerError::invalid("bad key"));
             }
             Ok(())
         }
@@ -128,7 +128,7 @@ mod tests {
             let seen = state.get(&timer.key).copied().unwrap_or(0);
             state.put(&timer.key, 100);
             if seen % 2 == 1 {
-                return Err(HandlerError::Transient("odd".into()));
+                return Err(HandlerError::transient("odd", "odd"));
             }
             Ok(())
         }

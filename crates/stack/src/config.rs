@@ -1,4 +1,31 @@
+use std::num::ParseIntError;
 use std::path::PathBuf;
+
+/// A stack setting in the environment that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("working directory")]
+    WorkingDirectory(#[source] std::io::Error),
+    #[error("set STOREFLEET_CACHE or HOME")]
+    NoCacheDir,
+    #[error("{name}={value:?} is not a port number")]
+    Port {
+        name: String,
+        value: String,
+        #[source]
+        source: ParseIntError,
+    },
+    #[error("stack ports must differ: {0:?}")]
+    SamePorts([u16; 5]),
+    #[error("STOREFLEET_SLOT_WAL_KEEP_MB={value:?} is not a number of MB")]
+    SlotWalKeep {
+        value: String,
+        #[source]
+        source: ParseIntError,
+    },
+    #[error("STOREFLEET_BROKER_STORAGE={0:?}: expected sqlite (durable, the default) or memory")]
+    BrokerStorage(String),
+}
 
 /// Ports and folders of the local stack. Defaults suit a developer's `fleet demo`; the test
 /// command uses other ports and a separate folder so both can run side by side.
@@ -39,13 +66,11 @@ pub enum BrokerStorage {
 }
 
 impl BrokerStorage {
-    fn from_env() -> Result<Self, String> {
+    fn from_env() -> Result<Self, ConfigError> {
         match std::env::var("STOREFLEET_BROKER_STORAGE").as_deref() {
             Err(_) | Ok("sqlite") => Ok(Self::Sqlite),
             Ok("memory") => Ok(Self::Memory),
-            Ok(other) => Err(format!(
-                "STOREFLEET_BROKER_STORAGE={other:?}: expected sqlite (durable, the default) or memory"
-            )),
+            Ok(other) => Err(ConfigError::BrokerStorage(other.to_string())),
         }
     }
 
@@ -58,19 +83,21 @@ impl BrokerStorage {
     }
 }
 
-fn env_port(name: &str, default: u16) -> Result<u16, String> {
+fn env_port(name: &str, default: u16) -> Result<u16, ConfigError> {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a port number")),
+        Ok(value) => value.parse().map_err(|source| ConfigError::Port {
+            name: name.to_string(),
+            value,
+            source,
+        }),
         Err(_) => Ok(default),
     }
 }
 
 impl StackConfig {
     /// Reads the environment, validating every value before anything starts.
-    pub fn from_env(registry_command: Vec<String>) -> Result<Self, String> {
-        let cwd = std::env::current_dir().map_err(|e| format!("working directory: {e}"))?;
+    pub fn from_env(registry_command: Vec<String>) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir().map_err(ConfigError::WorkingDirectory)?;
         let data_dir = std::env::var_os("STOREFLEET_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".storefleet"));
@@ -84,7 +111,7 @@ impl StackConfig {
             .or_else(|| {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/storefleet"))
             })
-            .ok_or("set STOREFLEET_CACHE or HOME")?;
+            .ok_or(ConfigError::NoCacheDir)?;
         let ports = [
             env_port("STOREFLEET_BROKER_PORT", 19092)?,
             env_port("STOREFLEET_REGISTRY_PORT", 18081)?,
@@ -96,7 +123,7 @@ impl StackConfig {
         unique.sort_unstable();
         unique.dedup();
         if unique.len() != ports.len() {
-            return Err(format!("stack ports must differ: {ports:?}"));
+            return Err(ConfigError::SamePorts(ports));
         }
         Ok(Self {
             data_dir,
@@ -107,9 +134,9 @@ impl StackConfig {
             redis_port: ports[3],
             gateway_port: ports[4],
             slot_wal_keep_mb: match std::env::var("STOREFLEET_SLOT_WAL_KEEP_MB") {
-                Ok(v) => v.parse().map_err(|_| {
-                    format!("STOREFLEET_SLOT_WAL_KEEP_MB={v:?} is not a number of MB")
-                })?,
+                Ok(value) => value
+                    .parse()
+                    .map_err(|source| ConfigError::SlotWalKeep { value, source })?,
                 Err(_) => 1024,
             },
             registry_command,

@@ -39,7 +39,7 @@ pub use broker::{
     broker_binary, broker_binary_in, broker_command, free_port, postgres_storage, PrivateBroker,
     BROKER_VERSION, SQLITE_STORAGE,
 };
-pub use config::{BrokerStorage, StackConfig};
+pub use config::{BrokerStorage, ConfigError, StackConfig};
 pub use databases::{
     apply_migrations, connect as connect_postgres, create_database, drop_database, migration_files,
     migrations_dir, prepare as prepare_databases, DATABASES,

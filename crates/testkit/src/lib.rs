@@ -68,8 +68,8 @@ pub enum TestkitError {
     #[error("handler failed: {0}")]
     Handler(#[source] HandlerError),
     /// A deferred side effect (`Outputs::defer`) failed.
-    #[error("deferred effect failed: {0}")]
-    Effect(String),
+    #[error("deferred effect failed")]
+    Effect(#[source] runtime::BoxError),
     /// [`Testkit::redeliver`] of a record the kit never sent.
     #[error("no record was sent to {topic} partition {partition} at offset {offset}")]
     NotSent {

@@ -1,18 +1,22 @@
 //! The one explicit list of processors and connectors: a `match` on the closed kind enum.
 //! Adding a processor kind means one arm here.
 
-use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
+
+use crate::{Result, WiringError};
 
 /// The topic processor `name` of `topology` binds to its output port `port`.
 pub fn output(topology: &Topology, name: &str, port: &str) -> Result<String> {
     let (spec, _) = topology
         .processor(name)
-        .with_context(|| format!("no processor `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoProcessor(name.to_string()))?;
     spec.output(port)
         .map(str::to_string)
-        .with_context(|| format!("`{name}` binds no topic to its output port `{port}`"))
+        .ok_or_else(|| WiringError::MissingPort {
+            processor: name.to_string(),
+            port: format!("a topic bound to its output port `{port}`"),
+        })
 }
 
 /// Runs instance `instance` of processor `name` until `shutdown`, on the stack the
@@ -25,7 +29,7 @@ pub async fn run(
 ) -> Result<()> {
     let (spec, _) = topology
         .processor(name)
-        .with_context(|| format!("no processor `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoProcessor(name.to_string()))?;
     let config = runtime::RuntimeConfig::from_spec(spec, instance, runtime::StackEnv::from_env()?)?;
     run_with(topology, name, config, shutdown).await
 }
@@ -55,7 +59,7 @@ async fn run_processor(
 ) -> Result<()> {
     let (spec, params) = topology
         .processor(name)
-        .with_context(|| format!("no processor `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoProcessor(name.to_string()))?;
     match params {
         ProcessorParams::Shipping(p) => {
             let processor = shipping::Shipping::from_spec(p.clone(), spec)?;
@@ -72,9 +76,7 @@ async fn run_processor(
         ProcessorParams::Checkout(p) => {
             let topics = checkout::Topics::from_spec(spec)?;
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
-            let processor = checkout::Checkout::new(p.clone(), topics, &database, tasks)
-                .await
-                .map_err(|e| anyhow::anyhow!("checkout: {e}"))?;
+            let processor = checkout::Checkout::new(p.clone(), topics, &database, tasks).await?;
             runtime::run_stateful(config, topology, processor, shutdown).await?;
         }
         ProcessorParams::Payment(p) => {
@@ -82,7 +84,7 @@ async fn run_processor(
             let database = runtime::postgres_database_url(&config.stack.postgres_url, &p.database)?;
             let store = payment::store::Store::open(&database, tasks)
                 .await
-                .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
+                .map_err(payment::processor::SetupError::from)?;
             let processor = payment::Payments::new(
                 p.clone(),
                 topics,
@@ -92,8 +94,7 @@ async fn run_processor(
                 store,
                 &config.stack.gateway_url,
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("payment: {e}"))?;
+            .await?;
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
         ProcessorParams::Storefront(p) => {
@@ -115,7 +116,7 @@ pub async fn connect(
         .connectors
         .iter()
         .find(|(c, _)| c.name == name)
-        .with_context(|| format!("no connector `{name}` in the topology"))?;
+        .ok_or_else(|| WiringError::NoConnector(name.to_string()))?;
     let stack = runtime::StackEnv::from_env()?;
     let admin = std::net::SocketAddr::new(stack.admin_host, spec.admin_port);
     match spec.kind {
@@ -143,9 +144,11 @@ pub fn spawn_processor(
     env: &runtime::StackEnv,
     token: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<()>>> {
-    let (spec, _) = t.processor(processor).context("processor")?;
+    let (spec, _) = t
+        .processor(processor)
+        .ok_or_else(|| WiringError::NoProcessor(processor.to_string()))?;
     let mut config = runtime::RuntimeConfig::from_spec(spec, 0, env.clone())?;
-    config.admin_addr = "127.0.0.1:0".parse()?;
+    config.admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let t = t.clone();
     let name = processor.to_string();
     let run = token.clone();

@@ -8,6 +8,7 @@
 //! one transaction. The runtime awaits each order's future before it commits the record that
 //! placed it (`Outputs::defer`), so a crash can only make a write happen again, never lose it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -34,7 +35,21 @@ pub struct NewOrder {
     pub lines: serde_json::Value,
 }
 
-type Job = (NewOrder, oneshot::Sender<Result<(), String>>);
+/// Why an order's row was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersDbError {
+    #[error("orders database not migrated (run `fleet stack up`)")]
+    NotMigrated(#[source] tokio_postgres::Error),
+    #[error("orders database")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the orders writer stopped")]
+    WriterStopped,
+    /// The batch the order was written in failed (every order of the batch shares the error).
+    #[error(transparent)]
+    Batch(Arc<OrdersDbError>),
+}
+
+type Job = (NewOrder, oneshot::Sender<Result<(), Arc<OrdersDbError>>>);
 
 pub struct OrdersDb {
     /// Unbounded: the runtime's in-flight limit bounds what waits here.
@@ -45,11 +60,11 @@ pub struct OrdersDb {
 /// test anything that records them. The future resolves once the row is durable; the runtime
 /// awaits it before committing the record that placed the order.
 pub trait PlaceOrders: Send + Sync {
-    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>>;
+    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), OrdersDbError>>;
 }
 
 impl PlaceOrders for OrdersDb {
-    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
+    fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), OrdersDbError>> {
         OrdersDb::place(self, order)
     }
 }
@@ -58,16 +73,13 @@ impl OrdersDb {
     /// Connects (checking the schema is there) and starts the writer task on `tasks`, with
     /// its connection. The writer does not stop on cancellation: it ends once every order
     /// queued before this `OrdersDb` was dropped is answered (the runtime awaits them).
-    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, String> {
+    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, OrdersDbError> {
         let pool = pg::Pool::new(url, "orders", tasks);
-        let client = pool
-            .get()
-            .await
-            .map_err(|e| format!("orders database: {e}"))?;
+        let client = pool.get().await?;
         client
             .query_one("SELECT count(*) FROM orders", &[])
             .await
-            .map_err(|e| format!("orders database not migrated (run `fleet stack up`): {e}"))?;
+            .map_err(OrdersDbError::NotMigrated)?;
         pool.put(client);
         let (jobs, queue) = mpsc::unbounded_channel();
         tasks.spawn("orders writer", writer(pool, queue));
@@ -76,13 +88,14 @@ impl OrdersDb {
 
     /// Queues the row of a placed order now (so the writer can group it with the orders
     /// handled after it); the future resolves once it is committed.
-    pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), String>> {
+    pub fn place(&self, order: NewOrder) -> BoxFuture<'static, Result<(), OrdersDbError>> {
         let (reply, done) = oneshot::channel();
         let queued = self.jobs.send((order, reply));
         Box::pin(async move {
-            queued.map_err(|_| "the orders writer stopped".to_string())?;
+            queued.map_err(|_| OrdersDbError::WriterStopped)?;
             done.await
-                .map_err(|_| "the orders writer stopped".to_string())?
+                .map_err(|_| OrdersDbError::WriterStopped)?
+                .map_err(OrdersDbError::Batch)
         })
     }
 }
@@ -107,19 +120,21 @@ async fn writer(pool: pg::Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
             .map(|(o, _)| o)
             .filter(|o| seen.insert(o.order_id.as_str()))
             .collect();
-        let mut outcome = Err(String::new());
+        let mut outcome = Ok(());
         for attempt in 1..=ATTEMPTS {
-            outcome = match pool.get().await {
+            let written = match pool.get().await {
                 Ok(mut client) => {
                     let written = insert(&mut client, &orders).await;
                     pool.put(client);
                     written
                 }
-                Err(_) => Err("orders database unreachable".into()),
+                Err(e) => Err(OrdersDbError::Database(e)),
             };
+            outcome = written.map_err(Arc::new);
             match &outcome {
                 Ok(()) => break,
                 Err(e) => {
+                    let e = runtime::error_chain(e.as_ref());
                     warn!(attempt, orders = orders.len(), error = %e, "orders write failed; retrying");
                     let wait = (100u64 << attempt.min(6)).min(5_000);
                     tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -132,7 +147,7 @@ async fn writer(pool: pg::Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String> {
+async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), OrdersDbError> {
     let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
     let keys: Vec<&str> = orders.iter().map(|o| o.idempotency_key.as_str()).collect();
     let users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
@@ -140,10 +155,7 @@ async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String>
     let totals: Vec<i64> = orders.iter().map(|o| o.total_minor).collect();
     let payments: Vec<&str> = orders.iter().map(|o| o.payment_id.as_str()).collect();
     let lines: Vec<&serde_json::Value> = orders.iter().map(|o| &o.lines).collect();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| format!("orders database: {e}"))?;
+    let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO orders (order_id, idempotency_key, user_id, status, currency,
            total_minor, payment_id, lines)
@@ -154,9 +166,6 @@ async fn insert(client: &mut Client, orders: &[&NewOrder]) -> Result<(), String>
            WHERE orders.status <> 'placed'",
         &[&ids, &keys, &users, &currencies, &totals, &payments, &lines],
     )
-    .await
-    .map_err(|e| format!("orders database: {e}"))?;
-    tx.commit()
-        .await
-        .map_err(|e| format!("orders database: {e}"))
+    .await?;
+    Ok(tx.commit().await?)
 }

@@ -26,6 +26,7 @@ use events::inventory::{
 };
 use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
+use futures::TryFutureExt;
 use prometheus::{IntCounter, IntCounterVec};
 use runtime::state::{State, Timer};
 use runtime::{ids, Clock, HandlerError, Input, Outputs, RuntimeError, StatefulProcessor, Topic};
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use topology::{CheckoutParams, ProcessorSpec};
 use tracing::warn;
 
-use crate::orders_db::{NewOrder, OrdersDb, PlaceOrders};
+use crate::orders_db::{NewOrder, OrdersDb, OrdersDbError, PlaceOrders};
 use crate::saga::{Effect, Event, FailureCode, Saga, SagaState, Start};
 
 /// Support keeps this many transitions per saga (the full log is the transitions topic).
@@ -246,6 +247,15 @@ fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandL
     by
 }
 
+/// Why the checkout processor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("step_timeout_ms and retain_ms must be positive")]
+    Timeouts,
+    #[error(transparent)]
+    OrdersDb(#[from] OrdersDbError),
+}
+
 impl Checkout {
     /// The saga writing placed orders to the `orders` database at `orders_url`, on the
     /// system clock. `tasks`: where the orders writer and its connection run (the caller
@@ -255,7 +265,7 @@ impl Checkout {
         topics: Topics,
         orders_url: &str,
         tasks: &tasks::Tasks,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Self::check(&params)?;
         let orders = OrdersDb::open(orders_url, tasks).await?;
         Self::with_orders(params, topics, orders)
@@ -266,7 +276,7 @@ impl Checkout {
         params: CheckoutParams,
         topics: Topics,
         orders: impl PlaceOrders + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Self::check(&params)?;
         Ok(Self {
             params,
@@ -283,9 +293,9 @@ impl Checkout {
         self
     }
 
-    fn check(params: &CheckoutParams) -> Result<(), String> {
+    fn check(params: &CheckoutParams) -> Result<(), SetupError> {
         if params.step_timeout_ms <= 0 || params.retain_ms <= 0 {
-            return Err("step_timeout_ms and retain_ms must be positive".into());
+            return Err(SetupError::Timeouts);
         }
         Ok(())
     }
@@ -302,7 +312,7 @@ impl Checkout {
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
         if input.key_str() != Some(request.order_id.as_str()) {
-            return Err(HandlerError::Invalid(format!(
+            return Err(HandlerError::invalid(format!(
                 "checkout request for order {} under key {:?}: requests are keyed by order id",
                 request.order_id,
                 input.key_str()
@@ -379,7 +389,7 @@ impl Checkout {
             Start::Duplicate => Ok(()),
             Start::Conflict => {
                 self.metrics.conflicts.inc();
-                Err(HandlerError::Invalid(format!(
+                Err(HandlerError::invalid(format!(
                     "order {order}: idempotency key {:?} was already used with another cart (or the order id with another key); refused",
                     request.idempotency_key
                 )))
@@ -424,7 +434,7 @@ impl Checkout {
             // The ledgers answer holds only.
             StockResultKind::Released | StockResultKind::Committed => return Ok(()),
             StockResultKind::Unknown => {
-                return Err(HandlerError::Invalid("stock result of unknown kind".into()))
+                return Err(HandlerError::invalid("stock result of unknown kind"))
             }
         };
         let effects = record.saga.on(event, self.clock.now_ms());
@@ -474,7 +484,7 @@ impl Checkout {
             // A refund that failed is retried on the step timer, then leaves the saga STUCK.
             (C::Refund | C::Void, R::Failed) => return Ok(()),
             (kind, outcome) => {
-                return Err(HandlerError::Invalid(format!(
+                return Err(HandlerError::invalid(format!(
                     "payment result {outcome:?} for a {kind:?} command"
                 )))
             }
@@ -575,8 +585,8 @@ impl Checkout {
                 Effect::CreateOrder => {
                     let r = &record.request;
                     let lines = serde_json::to_value(&r.lines)
-                        .map_err(|e| HandlerError::Fatal(format!("order lines: {e}")))?;
-                    out.defer(self.orders.place(NewOrder {
+                        .map_err(|e| HandlerError::fatal("order lines").caused_by(e))?;
+                    let placed = self.orders.place(NewOrder {
                         order_id: order.clone(),
                         idempotency_key: r.idempotency_key.clone(),
                         user_id: r.user_id.clone(),
@@ -584,7 +594,8 @@ impl Checkout {
                         total_minor: r.total_minor,
                         payment_id: Self::payment_id(&order),
                         lines,
-                    }));
+                    });
+                    out.defer(Box::pin(placed.err_into()));
                 }
                 Effect::PublishOrderPlaced => {
                     let placed = self.order_placed(&record, id, cause, now);
@@ -765,7 +776,7 @@ impl StatefulProcessor for Checkout {
         } else if let Some(result) = self.topics.payment_results.decode(input) {
             self.on_payment(input, result?, state, out)
         } else {
-            Err(HandlerError::Fatal(format!(
+            Err(HandlerError::fatal(format!(
                 "checkout does not read `{}`",
                 input.topic
             )))

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use checkout::orders_db::{NewOrder, PlaceOrders};
+use checkout::orders_db::{NewOrder, OrdersDbError, PlaceOrders};
 use checkout::saga::SagaState;
 use checkout::{Checkout, SagaRecord, Topics};
 use events::checkout::{
@@ -33,7 +33,10 @@ const TRANSITIONS: &str = "checkout.saga-transitions.v1";
 struct Placed(Arc<Mutex<Vec<NewOrder>>>);
 
 impl PlaceOrders for Placed {
-    fn place(&self, order: NewOrder) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    fn place(
+        &self,
+        order: NewOrder,
+    ) -> futures::future::BoxFuture<'static, Result<(), OrdersDbError>> {
         self.0.lock().unwrap().push(order);
         Box::pin(async { Ok(()) })
     }

@@ -60,7 +60,7 @@ impl StatefulProcessor for Counter {
         let increment: Increment = input.decode()?;
         let key = input
             .key_str()
-            .ok_or_else(|| HandlerError::Invalid("an increment needs a UTF-8 key".into()))?;
+            .ok_or_else(|| HandlerError::invalid("an increment needs a UTF-8 key"))?;
         let mut window = match state.get(key) {
             Some(open) => open.clone(),
             None => {

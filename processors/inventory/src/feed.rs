@@ -57,7 +57,7 @@ impl Processor for StockFeed {
                 (after, on_hand)
             }
             (op, _, _) => {
-                return Err(HandlerError::Invalid(format!(
+                return Err(HandlerError::invalid(format!(
                     "stock change `{op}` without a row"
                 )))
             }

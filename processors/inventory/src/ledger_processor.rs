@@ -251,9 +251,9 @@ impl Ledger {
         let item = cmd
             .return_item
             .as_ref()
-            .ok_or_else(|| HandlerError::Invalid(format!("{:?} without return_item", cmd.kind)))?;
+            .ok_or_else(|| HandlerError::invalid(format!("{:?} without return_item", cmd.kind)))?;
         if item.quantity <= 0 {
-            return Err(HandlerError::Invalid(format!(
+            return Err(HandlerError::invalid(format!(
                 "return {} of {} units",
                 item.return_id, item.quantity
             )));
@@ -277,7 +277,7 @@ impl Ledger {
         let inspect = cmd.kind == StockCommandKind::RecordInspection;
         if inspect && stage != Some(ReturnStage::Inspected) {
             let restockable = item.restockable.ok_or_else(|| {
-                HandlerError::Invalid(format!(
+                HandlerError::invalid(format!(
                     "inspection of {} without an outcome",
                     item.return_id
                 ))
@@ -340,7 +340,7 @@ impl StatefulProcessor for Ledger {
         let cmd: StockCommand = input.decode()?;
         let product = cmd.product_id.as_str();
         if input.key_str() != Some(product) {
-            return Err(HandlerError::Invalid(format!(
+            return Err(HandlerError::invalid(format!(
                 "stock command for {product} under key {:?}: the ledger is partitioned by product id",
                 input.key_str()
             )));
@@ -350,7 +350,7 @@ impl StatefulProcessor for Ledger {
         let needs_order = || {
             order
                 .clone()
-                .ok_or_else(|| HandlerError::Invalid(format!("{:?} without order_id", cmd.kind)))
+                .ok_or_else(|| HandlerError::invalid(format!("{:?} without order_id", cmd.kind)))
         };
         let mut stock = load(state, product, order.as_deref());
         let before = stock.available();
@@ -400,9 +400,9 @@ impl StatefulProcessor for Ledger {
                 let level = cmd
                     .level
                     .as_ref()
-                    .ok_or_else(|| HandlerError::Invalid("SET_LEVEL without level".into()))?;
+                    .ok_or_else(|| HandlerError::invalid("SET_LEVEL without level"))?;
                 let bucket = Bucket::parse(&level.status).ok_or_else(|| {
-                    HandlerError::Invalid(format!("unknown warehouse status `{}`", level.status))
+                    HandlerError::invalid(format!("unknown warehouse status `{}`", level.status))
                 })?;
                 let change =
                     stock.set_level(&level.fulfillment_center, bucket, i64::from(level.on_hand));
@@ -438,9 +438,7 @@ impl StatefulProcessor for Ledger {
                 self.on_return(&cmd, state, &mut stock, out, now)?;
             }
             StockCommandKind::Unknown => {
-                return Err(HandlerError::Invalid(
-                    "stock command of unknown kind".into(),
-                ))
+                return Err(HandlerError::invalid("stock command of unknown kind"))
             }
         }
         let available = stock.available();

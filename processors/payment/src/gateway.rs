@@ -62,6 +62,11 @@ struct AuthorizeBody<'a> {
     capture: bool,
 }
 
+/// The gateway's HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("building the gateway's HTTP client")]
+pub struct ClientError(#[source] reqwest::Error);
+
 #[derive(Clone)]
 pub struct Gateway {
     http: reqwest::Client,
@@ -70,13 +75,13 @@ pub struct Gateway {
 
 impl Gateway {
     /// `timeout` bounds each call end to end: after it the outcome is unknown.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(256)
             .build()
-            .map_err(|e| format!("gateway client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_string(),

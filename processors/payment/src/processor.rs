@@ -28,9 +28,20 @@ use topology::{PaymentParams, ProcessorSpec};
 use tracing::warn;
 
 use crate::breaker::Breaker;
-use crate::gateway::{CallError, Gateway, Reply};
+use crate::gateway::{CallError, ClientError, Gateway, Reply};
 use crate::plan::{plan, Plan, Status, MAX_STEPS};
-use crate::store::{Attempt, PaymentRow, Session, Store};
+use crate::store::{Attempt, PaymentRow, Session, Store, StoreError};
+
+/// Why the payment processor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("payment parameters: {0}")]
+    Params(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Gateway(#[from] ClientError),
+}
 
 /// The topics this processor writes, by port (topology.yaml binds them). Its input is
 /// either port `commands` (the saga's) or `retries` (its own, the same topic as the output
@@ -133,8 +144,8 @@ impl Payments {
         instances: u16,
         store: Store,
         gateway_url: &str,
-    ) -> Result<Self, String> {
-        params.validate()?;
+    ) -> Result<Self, SetupError> {
+        params.validate().map_err(SetupError::Params)?;
         let gateway = Gateway::new(gateway_url, Duration::from_millis(params.call_timeout_ms))?;
         let limiter = (params.gateway_rate_per_sec > 0).then(|| {
             let share = (params.gateway_rate_per_sec / u32::from(instances.max(1))).max(1);
@@ -180,7 +191,7 @@ impl Payments {
         session: &Session<'_>,
         mut row: PaymentRow,
     ) -> Result<Outcome, HandlerError> {
-        let transient = HandlerError::Transient;
+        let unrecorded = |e| HandlerError::transient("recording a gateway call", e);
         for _ in 0..MAX_STEPS {
             let op = match plan(cmd.kind, cmd.capture_immediately, Some(row.status)) {
                 Plan::Answer(kind) => {
@@ -222,7 +233,7 @@ impl Payments {
                 self.metrics.breaker_rejections.inc();
                 audit(op.as_str(), "breaker_open", None, None, 0)
                     .await
-                    .map_err(transient)?;
+                    .map_err(unrecorded)?;
                 return Ok(Outcome::Retry(CallError {
                     kind: PaymentErrorKind::GatewayUnavailable,
                     detail: "circuit breaker open: gateway failing, call deferred".into(),
@@ -258,7 +269,7 @@ impl Payments {
                         .inc();
                     audit(op.as_str(), outcome, None, Some(&e.detail), ms)
                         .await
-                        .map_err(transient)?;
+                        .map_err(unrecorded)?;
                     return Ok(Outcome::Retry(e));
                 }
             };
@@ -277,7 +288,7 @@ impl Payments {
                         .inc();
                     audit(op.as_str(), label, None, None, ms)
                         .await
-                        .map_err(transient)?;
+                        .map_err(unrecorded)?;
                     match self.gateway.lookup(&cmd.payment_id).await {
                         Ok(Reply::Payment(p)) => Some(p),
                         Ok(_) => None,
@@ -319,8 +330,8 @@ impl Payments {
                     payment.decline_reason.as_deref(),
                 )
             );
-            audited.map_err(transient)?;
-            stored.map_err(transient)?;
+            audited.map_err(unrecorded)?;
+            stored.map_err(|e| HandlerError::transient("recording the payment's status", e))?;
             row.status = status;
             row.gateway_reference = payment.gateway_ref.or(row.gateway_reference);
             row.decline_code = payment.decline_reason.or(row.decline_code);
@@ -391,7 +402,7 @@ impl Payments {
 }
 
 fn validate(cmd: &PaymentCommand, key: Option<&str>) -> Result<(), HandlerError> {
-    let invalid = |why: String| Err(HandlerError::Invalid(why));
+    let invalid = |why: String| Err(HandlerError::invalid(why));
     if key != Some(cmd.order_id.as_str()) {
         return invalid(format!(
             "payment command for order {} under key {key:?}: commands are keyed by order id",
@@ -446,7 +457,7 @@ impl ConcurrentProcessor for Payments {
                 &cmd.currency,
             )
             .await
-            .map_err(HandlerError::Transient)?;
+            .map_err(|e| HandlerError::transient("locking the payment", e))?;
         let past_deadline = cmd.deadline.is_some_and(|d| now > d);
         let outcome = if past_deadline && attempt > 1 {
             Outcome::Answer {
@@ -467,11 +478,14 @@ impl ConcurrentProcessor for Payments {
             _ => session
                 .history(&cmd.command_id)
                 .await
-                .map_err(HandlerError::Transient)?,
+                .map_err(|e| HandlerError::transient("reading the command's gateway calls", e))?,
         };
         // Only what the gateway said is recorded before anything is emitted: a crash after
         // the commit re-reads it; a crash before makes the calls again, under the same key.
-        session.commit().await.map_err(HandlerError::Transient)?;
+        session
+            .commit()
+            .await
+            .map_err(|e| HandlerError::transient("committing the payment", e))?;
         match outcome {
             Outcome::Answer { kind, row, error } => {
                 self.emit_result(input, &cmd, kind, &row, calls, error, out)

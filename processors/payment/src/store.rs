@@ -11,6 +11,17 @@ use tokio_postgres::{Client, Statement};
 
 use crate::plan::Status;
 
+/// Why the payments database did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("payments database not migrated (run `fleet stack up`)")]
+    NotMigrated(#[source] tokio_postgres::Error),
+    #[error("payments database")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("payment {payment_id} has unknown status {status:?}")]
+    UnknownStatus { payment_id: String, status: String },
+}
+
 /// A payment row as locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRow {
@@ -79,14 +90,12 @@ pub struct Session<'a> {
 
 impl Store {
     /// Checks the database is reachable and migrated. The connections' tasks run on `tasks`.
-    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, String> {
-        let client = pg::connect(url, "payments", tasks)
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+    pub async fn open(url: &str, tasks: &Tasks) -> Result<Self, StoreError> {
+        let client = pg::connect(url, "payments", tasks).await?;
         client
             .query_one("SELECT count(*) FROM payments", &[])
             .await
-            .map_err(|e| format!("payments database not migrated (run `fleet stack up`): {e}"))?;
+            .map_err(StoreError::NotMigrated)?;
         Ok(Self {
             pool: pg::Pool::with_setup(url, "payments", tasks, prepare),
         })
@@ -104,19 +113,14 @@ impl Store {
         order_id: &str,
         amount_minor: i64,
         currency: &str,
-    ) -> Result<(Session<'_>, PaymentRow), String> {
-        let conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+    ) -> Result<(Session<'_>, PaymentRow), StoreError> {
+        let conn = self.pool.get().await?;
         let session = Session {
             store: self,
             conn: Some(conn),
             calls: std::sync::atomic::AtomicI32::new(0),
         };
         let c = session.conn();
-        let db = |e: tokio_postgres::Error| format!("payments database: {e}");
         // BEGIN and the insert share a round trip (the server runs them in the order they
         // were sent). The select is sent after the insert's answer: it must see the row.
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
@@ -125,17 +129,15 @@ impl Store {
             c.client.batch_execute("BEGIN"),
             c.client.execute(&c.insert, &params)
         );
-        begun.map_err(db)?;
-        inserted.map_err(db)?;
-        let row = c
-            .client
-            .query_one(&c.lock, &[&payment_id])
-            .await
-            .map_err(db)?;
+        begun?;
+        inserted?;
+        let row = c.client.query_one(&c.lock, &[&payment_id]).await?;
         let status: String = row.get(0);
         let row = PaymentRow {
-            status: Status::parse(&status)
-                .ok_or_else(|| format!("payment {payment_id} has unknown status {status:?}"))?,
+            status: Status::parse(&status).ok_or_else(|| StoreError::UnknownStatus {
+                payment_id: payment_id.to_string(),
+                status: status.clone(),
+            })?,
             amount_minor: row.get(1),
             currency: row.get(2),
             gateway_reference: row.get(3),
@@ -184,7 +186,7 @@ impl Session<'_> {
         status: Status,
         gateway_reference: Option<&str>,
         decline_code: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         self.client()
             .execute(
                 &self.conn().status,
@@ -197,10 +199,10 @@ impl Session<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("payments database: {e}"))
+            .map_err(StoreError::from)
     }
 
-    pub async fn audit(&self, a: Attempt<'_>) -> Result<(), String> {
+    pub async fn audit(&self, a: Attempt<'_>) -> Result<(), StoreError> {
         if a.outcome != "breaker_open" {
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -222,7 +224,7 @@ impl Session<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("payments database: {e}"))
+            .map_err(StoreError::from)
     }
 
     /// Gateway calls recorded by this session (this attempt of the command).
@@ -231,7 +233,7 @@ impl Session<'_> {
     }
 
     /// Gateway calls made for `command_id` so far, and a one-line history of them.
-    pub async fn history(&self, command_id: &str) -> Result<(i32, String), String> {
+    pub async fn history(&self, command_id: &str) -> Result<(i32, String), StoreError> {
         let rows = self
             .client()
             .query(
@@ -240,8 +242,7 @@ impl Session<'_> {
                  FROM payment_attempts WHERE command_id = $1 ORDER BY id",
                 &[&command_id],
             )
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+            .await?;
         let calls = rows
             .iter()
             .filter(|r| r.get::<_, String>(2) != "breaker_open")
@@ -263,12 +264,9 @@ impl Session<'_> {
         Ok((i32::try_from(calls).unwrap_or(i32::MAX), history))
     }
 
-    pub async fn commit(mut self) -> Result<(), String> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         let conn = self.conn.take().expect("session has its connection");
-        conn.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| format!("payments database: {e}"))?;
+        conn.client.batch_execute("COMMIT").await?;
         self.store.release(conn);
         Ok(())
     }

@@ -51,7 +51,7 @@ impl Processor for Shipping {
     async fn handle(&mut self, input: &Input, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
         let order: OrderPlaced = input.decode()?;
         let events = plan::plan_shipments(&order, &self.params, self.clock.now_ms())
-            .map_err(|rejection| HandlerError::Invalid(rejection.to_string()))?;
+            .map_err(|rejection| HandlerError::invalid(rejection.to_string()))?;
         for event in &events {
             out.send(&self.shipments, &event.order_id, event)?;
         }

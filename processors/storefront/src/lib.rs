@@ -87,8 +87,34 @@ use tracing::info;
 pub enum StorefrontError {
     #[error("storefront configuration: {0}")]
     Config(String),
-    #[error("storefront could not start: {0}")]
-    Start(String),
+    #[error("storefront configuration: a database URL")]
+    DatabaseUrl(#[source] runtime::RuntimeError),
+    #[error("storefront could not start: registering `{topic}`")]
+    Register {
+        topic: String,
+        #[source]
+        source: codec::CodecError,
+    },
+    #[error("storefront could not start: redis at {url}")]
+    Redis {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("storefront could not start: API keys")]
+    Keys(#[source] tokio_postgres::Error),
+    #[error("storefront could not start: producer")]
+    Producer(#[source] rdkafka::error::KafkaError),
+    #[error("storefront could not start: HTTP listener on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storefront HTTP server")]
+    Serve(#[source] std::io::Error),
+    #[error("storefront HTTP server task")]
+    ServerTask(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
 }
@@ -105,7 +131,10 @@ async fn codec_for(
         .ok_or_else(|| StorefrontError::Config(format!("`{topic}` has no Avro schema")))?;
     TopicCodec::register(registry, &format!("{topic}-value"), text)
         .await
-        .map_err(|e| StorefrontError::Start(format!("registering `{topic}`: {e}")))
+        .map_err(|source| StorefrontError::Register {
+            topic: topic.to_string(),
+            source,
+        })
 }
 
 /// The topics of one storefront, by port (topology.yaml binds them).
@@ -174,14 +203,17 @@ async fn serve(
     let stack = &config.stack;
     let database = |name: &str| {
         runtime::postgres_database_url(&stack.postgres_url, name)
-            .map_err(|e| StorefrontError::Config(e.to_string()))
+            .map_err(StorefrontError::DatabaseUrl)
     };
     let store = redis_store::Store::connect(&stack.redis_url)
         .await
-        .map_err(|e| StorefrontError::Start(format!("redis at {}: {e}", stack.redis_url)))?;
+        .map_err(|source| StorefrontError::Redis {
+            url: stack.redis_url.clone(),
+            source,
+        })?;
     let keys = keys::KeyRing::load(&database(&params.database)?, tasks)
         .await
-        .map_err(|e| StorefrontError::Start(format!("API keys: {e}")))?;
+        .map_err(StorefrontError::Keys)?;
     let registry = RegistryClient::new(&stack.registry_url);
     let checkout_codec = codec_for(topology, &registry, &topics.checkout).await?;
     let interactions_codec = codec_for(topology, &registry, &topics.interactions).await?;
@@ -190,7 +222,7 @@ async fn serve(
         &format!("storefront-{}", config.instance),
     )
     .create()
-    .map_err(|e| StorefrontError::Start(format!("producer: {e}")))?;
+    .map_err(StorefrontError::Producer)?;
     let (key_limiter, ip_limiter) = api::limiters(&params);
     let port = params
         .http_port
@@ -224,7 +256,7 @@ async fn serve(
 
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|e| StorefrontError::Start(format!("HTTP listener on {address}: {e}")))?;
+        .map_err(|source| StorefrontError::Listen { address, source })?;
     info!(%address, "storefront API listening");
     let server_shutdown = shutdown.clone();
     let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -268,7 +300,7 @@ async fn serve(
     consumed?;
     match served {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(StorefrontError::Start(format!("HTTP server: {e}"))),
-        Err(e) => Err(StorefrontError::Start(format!("HTTP server task: {e}"))),
+        Ok(Err(e)) => Err(StorefrontError::Serve(e)),
+        Err(e) => Err(StorefrontError::ServerTask(e)),
     }
 }

@@ -90,7 +90,7 @@ pub struct Projections {
 }
 
 fn transient(e: redis::RedisError) -> HandlerError {
-    HandlerError::Transient(format!("redis: {e}"))
+    HandlerError::transient("writing the projection to redis", e)
 }
 
 impl Processor for Projections {
@@ -107,7 +107,7 @@ impl Processor for Projections {
                 return Ok(());
             }
             let doc = serde_json::to_string(&OrderView::from_transition(&transition))
-                .map_err(|e| HandlerError::Fatal(format!("order view: {e}")))?;
+                .map_err(|e| HandlerError::fatal("order view").caused_by(e))?;
             self.store
                 .project(&order_key(&transition.order_id), transition.sequence, &doc)
                 .await
@@ -120,13 +120,13 @@ impl Processor for Projections {
                 updated_at: a.occurred_at,
             };
             let doc = serde_json::to_string(&view)
-                .map_err(|e| HandlerError::Fatal(format!("availability view: {e}")))?;
+                .map_err(|e| HandlerError::fatal("availability view").caused_by(e))?;
             self.store
                 .project(&availability_key(&a.product_id), a.sequence, &doc)
                 .await
                 .map_err(transient)?;
         } else {
-            return Err(HandlerError::Invalid(format!(
+            return Err(HandlerError::invalid(format!(
                 "storefront does not read `{}`",
                 input.topic
             )));

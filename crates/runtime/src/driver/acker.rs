@@ -142,9 +142,7 @@ impl Acker {
                         self.metrics.records_out.with_label_values(&[&topic]).inc();
                     }
                     for effect in effects {
-                        effect.await.map_err(|e| {
-                            RuntimeError::Fatal(format!("a deferred effect failed: {e}"))
-                        })?;
+                        effect.await.map_err(RuntimeError::Effect)?;
                     }
                     Acked::Record { source, awaits }
                 }

@@ -546,7 +546,7 @@ impl<P: StatefulProcessor> Driver<P> {
                 produce(&self.producer, record).await?;
             }
             for effect in effects {
-                effect.await.map_err(RuntimeError::Fatal)?;
+                effect.await.map_err(RuntimeError::Effect)?;
             }
             if let Some(source) = source {
                 txn.record(&source.topic, source.partition, source.offset);
@@ -778,7 +778,7 @@ impl<P: StatefulProcessor> Driver<P> {
                 } = match step::fire(processor, store, codecs, &timer).await {
                     Ok(applied) => applied,
                     Err(e) => {
-                        warn!(partition, key = %timer.key, error = %e, "timer handler failed; will retry");
+                        warn!(partition, key = %timer.key, error = %crate::error_chain(&e), "timer handler failed; will retry");
                         self.metrics.failures.with_label_values(&["timer"]).inc();
                         break;
                     }

@@ -112,7 +112,7 @@ mod tests {
     }
 
     fn transient() -> Failure {
-        Failure::Handler(HandlerError::Transient("db down".into()))
+        Failure::Handler(HandlerError::transient("database", "db down"))
     }
 
     /// The dead-letter path ends in building the record for `orders.dlq`; with no codec for
@@ -142,10 +142,10 @@ mod tests {
     fn an_invalid_record_is_dead_lettered_at_once_and_a_fatal_one_stops() {
         let (config, metrics, message) = (config(5), Metrics::new("shipping", 0), message());
         let codecs = HashMap::new();
-        let invalid = Failure::Handler(HandlerError::Invalid("qty 0".into()));
+        let invalid = Failure::Handler(HandlerError::invalid("qty 0"));
         let outcome = Attempts::new(&message).failed(invalid, &config, &codecs, &metrics);
         assert!(is_dead_letter_attempt(&outcome), "{outcome:?}");
-        let fatal = Failure::Handler(HandlerError::Fatal("bug".into()));
+        let fatal = Failure::Handler(HandlerError::fatal("bug"));
         let outcome = Attempts::new(&message).failed(fatal, &config, &codecs, &metrics);
         assert!(matches!(outcome, Err(RuntimeError::Fatal(m)) if m.contains("bug")));
         assert_eq!(metrics.failures.with_label_values(&["invalid"]).get(), 1);

@@ -144,12 +144,7 @@ pub fn restore<V: DeserializeOwned>(
                 Some(Ok(m)) => {
                     idle = Instant::now();
                     last = m.offset();
-                    restorer.push(parse_record(&m)?, m.offset()).map_err(|e| {
-                        RuntimeError::Fatal(format!(
-                            "changelog {topic}/{partition}@{}: {e}",
-                            m.offset()
-                        ))
-                    })?;
+                    restorer.push(parse_record(&m)?, m.offset());
                 }
                 Some(Err(e)) => return Err(e.into()),
                 None if idle.elapsed() > Duration::from_secs(30) => {
@@ -191,12 +186,8 @@ fn parse_record<M: Message, V: DeserializeOwned>(m: &M) -> Result<Decoded<V>, Ru
                 .map(str::to_string)
         })
     };
-    decode_changelog(key, m.payload(), header).map_err(|e| {
-        RuntimeError::Fatal(format!(
-            "changelog record {}/{}@{}: {e}",
-            m.topic(),
-            m.partition(),
-            m.offset()
-        ))
+    decode_changelog(key, m.payload(), header).map_err(|source| RuntimeError::Changelog {
+        at: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
+        source,
     })
 }

@@ -24,6 +24,41 @@ pub const PART_HEADER: &str = "sf.part";
 /// The key of a batch that carries applied offsets only.
 pub const MARKER_KEY: &str = "m/";
 
+/// A changelog record that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("entry {key}")]
+    Entry {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unknown changelog key {0:?}")]
+    UnknownKey(String),
+    #[error("entry {key}: part {index}/{count}")]
+    Part { key: String, index: u32, count: u32 },
+    #[error("tombstone {0} without batch headers")]
+    HeaderlessTombstone(String),
+    #[error("value {key}")]
+    Value {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("timer {key}")]
+    Timer {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("applied marker {topic}")]
+    AppliedMarker {
+        topic: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+}
+
 /// A record to produce to the changelog (the store's partition).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangelogRecord {
@@ -193,7 +228,7 @@ pub fn decode<V: DeserializeOwned>(
     key: &str,
     payload: Option<&[u8]>,
     header: impl Fn(&str) -> Option<String>,
-) -> Result<Decoded<V>, String> {
+) -> Result<Decoded<V>, ChangelogError> {
     let positioned = header(BATCH_HEADER).zip(
         header(PART_HEADER)
             .as_deref()
@@ -202,7 +237,10 @@ pub fn decode<V: DeserializeOwned>(
     match (positioned, payload) {
         (None, Some(bytes)) => {
             let entry: EntryIn<V> =
-                serde_json::from_slice(bytes).map_err(|e| format!("entry {key}: {e}"))?;
+                serde_json::from_slice(bytes).map_err(|source| ChangelogError::Entry {
+                    key: key.to_string(),
+                    source,
+                })?;
             let change = match key.strip_prefix("v/") {
                 Some(k) => Change::Entry {
                     key: k.to_string(),
@@ -216,10 +254,14 @@ pub fn decode<V: DeserializeOwned>(
                     timer: None,
                     applied: entry.a,
                 },
-                None => return Err(format!("unknown changelog key {key:?}")),
+                None => return Err(ChangelogError::UnknownKey(key.to_string())),
             };
             if entry.i >= entry.n {
-                return Err(format!("entry {key}: part {}/{}", entry.i, entry.n));
+                return Err(ChangelogError::Part {
+                    key: key.to_string(),
+                    index: entry.i,
+                    count: entry.n,
+                });
             }
             Ok(Decoded {
                 batch: entry.b,
@@ -228,7 +270,7 @@ pub fn decode<V: DeserializeOwned>(
                 change,
             })
         }
-        (None, None) => Err(format!("tombstone {key} without batch headers")),
+        (None, None) => Err(ChangelogError::HeaderlessTombstone(key.to_string())),
         (Some((batch, (index, count))), payload) => {
             let change = decode_first_format(key, payload)?;
             Ok(Decoded {
@@ -244,19 +286,27 @@ pub fn decode<V: DeserializeOwned>(
 fn decode_first_format<V: DeserializeOwned>(
     key: &str,
     payload: Option<&[u8]>,
-) -> Result<Change<V>, String> {
+) -> Result<Change<V>, ChangelogError> {
     if let Some(k) = key.strip_prefix("v/") {
         return match payload {
             None => Ok(Change::Deleted(k.to_string())),
             Some(bytes) => {
-                let v = serde_json::from_slice(bytes).map_err(|e| format!("value {k}: {e}"))?;
+                let v = serde_json::from_slice(bytes).map_err(|source| ChangelogError::Value {
+                    key: k.to_string(),
+                    source,
+                })?;
                 Ok(Change::Value(k.to_string(), Some(v)))
             }
         };
     }
     if let Some(k) = key.strip_prefix("t/") {
         let timer = payload
-            .map(|bytes| serde_json::from_slice(bytes).map_err(|e| format!("timer {k}: {e}")))
+            .map(|bytes| {
+                serde_json::from_slice(bytes).map_err(|source| ChangelogError::Timer {
+                    key: k.to_string(),
+                    source,
+                })
+            })
             .transpose()?;
         return Ok(Change::Timer(k.to_string(), timer));
     }
@@ -264,10 +314,13 @@ fn decode_first_format<V: DeserializeOwned>(
         let text = payload.map(String::from_utf8_lossy).unwrap_or_default();
         let offset = text
             .parse::<i64>()
-            .map_err(|e| format!("applied marker {topic}: {e}"))?;
+            .map_err(|source| ChangelogError::AppliedMarker {
+                topic: topic.to_string(),
+                source,
+            })?;
         return Ok(Change::Applied(topic.to_string(), offset));
     }
-    Err(format!("unknown changelog key {key:?}"))
+    Err(ChangelogError::UnknownKey(key.to_string()))
 }
 
 /// Applies one decoded change to a store.

@@ -26,7 +26,7 @@ mod store;
 
 pub use changelog::{
     batch as changelog_batch, decode as decode_changelog, entry as changelog_entry, Change,
-    ChangelogRecord, Decoded, BATCH_HEADER, MARKER_KEY, PART_HEADER,
+    ChangelogError, ChangelogRecord, Decoded, BATCH_HEADER, MARKER_KEY, PART_HEADER,
 };
 pub use restore::Restorer;
 pub use snapshot::{read_snapshot, write_snapshot};

@@ -25,10 +25,10 @@ impl<V> Restorer<V> {
         }
     }
 
-    pub fn push(&mut self, record: Decoded<V>, offset: i64) -> Result<(), String> {
+    pub fn push(&mut self, record: Decoded<V>, offset: i64) {
         if let Some((first, _)) = self.open.first() {
             if first.batch != record.batch {
-                self.apply_open()?;
+                self.apply_open();
             } else if record.index == 0 {
                 self.open.clear();
             }
@@ -36,18 +36,16 @@ impl<V> Restorer<V> {
         let complete = record.index + 1 == record.count;
         self.open.push((record, offset));
         if complete {
-            self.apply_open()?;
+            self.apply_open();
         }
-        Ok(())
     }
 
-    fn apply_open(&mut self) -> Result<(), String> {
+    fn apply_open(&mut self) {
         for (record, offset) in self.open.drain(..) {
             apply(&mut self.store, record.change);
             self.store.changelog_next = offset + 1;
             self.applied_records += 1;
         }
-        Ok(())
     }
 
     /// The restored store. `changelog_next` points after the last applied batch, so a
@@ -95,7 +93,7 @@ mod tests {
     fn restore(log: &[ChangelogRecord]) -> PartitionStore<i64> {
         let mut r = Restorer::new(PartitionStore::default());
         for (offset, record) in log.iter().enumerate() {
-            r.push(decoded(record), offset as i64).unwrap();
+            r.push(decoded(record), offset as i64);
         }
         r.finish()
     }
