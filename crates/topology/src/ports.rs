@@ -5,7 +5,7 @@
 //! look their topics up by port name, never by a topic name's prefix. Renaming a topic (an
 //! isolated copy for a test) changes the binding, not the code.
 
-use crate::model::ProcessorKind;
+use crate::model::{ProcessorKind, ProcessorSpec};
 
 /// One port: its name in topology.yaml and the Avro record its topic's values must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,4 +124,66 @@ impl ProcessorKind {
             ProcessorKind::Storefront => STOREFRONT,
         }
     }
+}
+
+/// What is wrong with `p`'s port bindings, as (path under the processor, message): a required
+/// port left unbound, a port its kind does not have, a topic whose values (`record` gives a
+/// topic's record name, if it has one) are not the record the port takes.
+pub(crate) fn check(
+    p: &ProcessorSpec,
+    record: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let ports = p.kind.ports();
+    let inputs: Vec<(&str, &str)> = p
+        .inputs
+        .iter()
+        .map(|(port, i)| (port.as_str(), i.topic.as_str()))
+        .collect();
+    let outputs: Vec<(&str, &str)> = p
+        .outputs
+        .iter()
+        .map(|(port, topic)| (port.as_str(), topic.as_str()))
+        .collect();
+    for (side, declared, bound) in [
+        ("inputs", ports.inputs, inputs),
+        ("outputs", ports.outputs, outputs),
+    ] {
+        for port in declared.iter().filter(|port| port.required) {
+            if !bound.iter().any(|(name, _)| *name == port.name) {
+                problems.push((
+                    side.to_string(),
+                    format!(
+                        "port `{}` of kind {} is not bound to a topic",
+                        port.name,
+                        p.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        for (name, topic) in bound {
+            let Some(port) = declared.iter().find(|port| port.name == name) else {
+                let known: Vec<&str> = declared.iter().map(|port| port.name).collect();
+                problems.push((
+                    format!("{side}.{name}"),
+                    format!(
+                        "kind {} has no {side} port `{name}` (its ports: {})",
+                        p.kind.as_str(),
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            if let Some(found) = record(topic).filter(|r| r != port.record) {
+                problems.push((
+                    format!("{side}.{name}"),
+                    format!(
+                        "`{topic}` carries {found} but port `{name}` takes {}",
+                        port.record
+                    ),
+                ));
+            }
+        }
+    }
+    problems
 }

@@ -592,66 +592,11 @@ impl Validator {
         out
     }
 
-    /// The processor binds exactly its kind's ports (every required one, no unknown one, at
-    /// least one input), and each bound topic carries the record its port expects.
+    /// The processor binds exactly its kind's ports (see [`crate::ports::check`]).
     fn check_ports(&mut self, at: &str, p: &ProcessorSpec, values: &HashMap<String, Schema>) {
-        let ports = p.kind.ports();
-        let sides = [
-            (
-                "inputs",
-                ports.inputs,
-                p.inputs
-                    .iter()
-                    .map(|(port, i)| (port.as_str(), i.topic.as_str()))
-                    .collect::<Vec<_>>(),
-            ),
-            (
-                "outputs",
-                ports.outputs,
-                p.outputs
-                    .iter()
-                    .map(|(port, topic)| (port.as_str(), topic.as_str()))
-                    .collect(),
-            ),
-        ];
-        for (side, declared, bound) in sides {
-            for port in declared.iter().filter(|port| port.required) {
-                if !bound.iter().any(|(name, _)| *name == port.name) {
-                    self.problem(
-                        format!("{at}.{side}"),
-                        format!(
-                            "port `{}` of kind {} is not bound to a topic",
-                            port.name,
-                            p.kind.as_str()
-                        ),
-                    );
-                }
-            }
-            for (name, topic) in bound {
-                let Some(port) = declared.iter().find(|port| port.name == name) else {
-                    let known: Vec<&str> = declared.iter().map(|port| port.name).collect();
-                    self.problem(
-                        format!("{at}.{side}.{name}"),
-                        format!(
-                            "kind {} has no {side} port `{name}` (its ports: {})",
-                            p.kind.as_str(),
-                            known.join(", ")
-                        ),
-                    );
-                    continue;
-                };
-                let record = values.get(topic).and_then(record_name);
-                if record.as_deref().is_some_and(|r| r != port.record) {
-                    self.problem(
-                        format!("{at}.{side}.{name}"),
-                        format!(
-                            "`{topic}` carries {} but port `{name}` takes {}",
-                            record.unwrap_or_default(),
-                            port.record
-                        ),
-                    );
-                }
-            }
+        let record = |topic: &str| values.get(topic).and_then(record_name);
+        for (path, message) in crate::ports::check(p, record) {
+            self.problem(format!("{at}.{path}"), message);
         }
     }
 
