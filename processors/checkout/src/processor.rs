@@ -14,17 +14,12 @@
 //! database write. An ended saga is kept `retain_ms`, so a repeated request is recognised,
 //! then forgotten.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 
-use events::checkout::{
-    CheckoutRequested, FailureCode as WireFailure, OrderStatusCode, SagaState as WireState,
-    SagaTransition, SagaTrigger,
-};
-use events::inventory::{
-    StockCommand, StockCommandKind, StockCommandLine, StockResult, StockResultKind,
-};
-use events::orders::{OrderLine, OrderPlaced, PaymentStatus};
+use events::checkout::{CheckoutRequested, SagaTransition, SagaTrigger};
+use events::inventory::{StockCommand, StockCommandKind, StockResult, StockResultKind};
+use events::orders::OrderPlaced;
 use events::payments::{PaymentCommand, PaymentCommandKind, PaymentResult, PaymentResultKind};
 use futures::TryFutureExt;
 use prometheus::{IntCounter, IntCounterVec};
@@ -36,6 +31,7 @@ use tracing::warn;
 
 use crate::orders_db::{NewOrder, OrdersDb, OrdersDbError, PlaceOrders};
 use crate::saga::{Effect, Event, FailureCode, Saga, SagaState, Start};
+use crate::wire;
 
 /// Support keeps this many transitions per saga (the full log is the transitions topic).
 const HISTORY: usize = 64;
@@ -139,114 +135,6 @@ fn metrics() -> &'static CheckoutMetrics {
     })
 }
 
-pub fn wire_state(s: SagaState) -> WireState {
-    match s {
-        SagaState::ReservingInventory => WireState::ReservingInventory,
-        SagaState::ChargingPayment => WireState::AuthorizingPayment,
-        SagaState::CreatingOrder => WireState::CreatingOrder,
-        SagaState::CommittingInventory => WireState::CommittingInventory,
-        SagaState::Placed => WireState::Placed,
-        SagaState::RefundingPayment => WireState::RefundingPayment,
-        SagaState::ReleasingInventory => WireState::ReleasingInventory,
-        SagaState::Failed => WireState::Failed,
-        SagaState::Stuck => WireState::Stuck,
-    }
-}
-
-fn wire_failure(f: FailureCode) -> WireFailure {
-    match f {
-        FailureCode::OutOfStock => WireFailure::OutOfStock,
-        FailureCode::InvalidRequest => WireFailure::InvalidRequest,
-        FailureCode::ReservationExpired => WireFailure::ReservationExpired,
-        FailureCode::PaymentDeclined => WireFailure::PaymentDeclined,
-        FailureCode::PaymentFailed => WireFailure::PaymentFailed,
-        FailureCode::OrderCreationFailed => WireFailure::OrderCreationFailed,
-        FailureCode::StepTimedOut => WireFailure::StepTimedOut,
-    }
-}
-
-fn status_code(s: SagaState) -> OrderStatusCode {
-    match s {
-        SagaState::ReservingInventory
-        | SagaState::ChargingPayment
-        | SagaState::CreatingOrder
-        | SagaState::CommittingInventory => OrderStatusCode::Processing,
-        SagaState::Placed => OrderStatusCode::Placed,
-        SagaState::RefundingPayment | SagaState::ReleasingInventory => {
-            OrderStatusCode::Compensating
-        }
-        SagaState::Failed => OrderStatusCode::Failed,
-        SagaState::Stuck => OrderStatusCode::Stuck,
-    }
-}
-
-/// What must be the same for a repeated request to be the same checkout.
-fn cart_fingerprint(r: &CheckoutRequested) -> String {
-    let mut lines: Vec<String> = r
-        .lines
-        .iter()
-        .map(|l| {
-            format!(
-                "{}:{}:{}:{}",
-                l.line_number, l.product_id, l.quantity, l.unit_price_minor
-            )
-        })
-        .collect();
-    lines.sort();
-    format!("{}|{}|{}", r.currency, r.total_minor, lines.join(","))
-}
-
-/// Business checks on a request; the reason if it cannot be a saga.
-fn invalid(r: &CheckoutRequested) -> Option<String> {
-    if r.lines.is_empty() {
-        return Some("no lines".into());
-    }
-    if let Some(l) = r.lines.iter().find(|l| l.quantity <= 0) {
-        return Some(format!(
-            "line {} has quantity {}",
-            l.line_number, l.quantity
-        ));
-    }
-    let mut numbers: Vec<i32> = r.lines.iter().map(|l| l.line_number).collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    if numbers.len() != r.lines.len() {
-        return Some("duplicate line numbers".into());
-    }
-    let subtotal: i64 = r
-        .lines
-        .iter()
-        .map(|l| l.unit_price_minor.saturating_mul(i64::from(l.quantity)))
-        .sum();
-    if subtotal != r.subtotal_minor
-        || r.subtotal_minor + r.shipping_fee_minor + r.tax_minor != r.total_minor
-    {
-        return Some(format!(
-            "amounts do not add up: lines {subtotal}, subtotal {}, total {}",
-            r.subtotal_minor, r.total_minor
-        ));
-    }
-    if r.total_minor <= 0 {
-        return Some(format!("total {} is not positive", r.total_minor));
-    }
-    None
-}
-
-/// The request's lines grouped by product (one HOLD per product, with all its lines).
-fn lines_by_product(r: &CheckoutRequested) -> BTreeMap<String, Vec<StockCommandLine>> {
-    let mut by: BTreeMap<String, Vec<StockCommandLine>> = BTreeMap::new();
-    for l in &r.lines {
-        by.entry(l.product_id.clone())
-            .or_default()
-            .push(StockCommandLine {
-                line_number: l.line_number,
-                quantity: l.quantity,
-                fulfillment_center: None,
-            });
-    }
-    by
-}
-
 /// Why the checkout processor could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -301,7 +189,7 @@ impl Checkout {
     }
 
     pub fn payment_id(order: &str) -> String {
-        format!("pay-{order}")
+        wire::payment_id(order)
     }
 
     async fn on_request(
@@ -322,39 +210,19 @@ impl Checkout {
         let now = self.clock.now_ms();
         let existing = state.get(&order).cloned();
         if existing.is_none() {
-            if let Some(why) = invalid(&request) {
+            if let Some(why) = wire::invalid(&request) {
                 // Never a saga: one FAILED transition, so the storefront's poll ends.
                 self.metrics
                     .ended
                     .with_label_values(&["invalid_request"])
                     .inc();
-                let transition = SagaTransition {
-                    event_id: ids::derived(&[&input.coordinates(), "invalid"]),
-                    occurred_at: now,
-                    correlation_id: order.clone(),
-                    causation_id: Some(request.event_id.clone()),
-                    order_id: order.clone(),
-                    sequence: 1,
-                    from_state: None,
-                    to_state: WireState::Failed,
-                    trigger: SagaTrigger::CheckoutRequested,
-                    compensating: false,
-                    attempt: 1,
-                    step_deadline: None,
-                    failure_code: Some(WireFailure::InvalidRequest),
-                    reason: Some(why),
-                    status: Some(OrderStatusCode::Failed),
-                    user_id: Some(request.user_id.clone()),
-                    currency: Some(request.currency.clone()),
-                    total_minor: Some(request.total_minor),
-                    created_at: Some(now),
-                    placed_at: None,
-                };
+                let id = ids::derived(&[&input.coordinates(), "invalid"]);
+                let transition = wire::refused(&request, id, why, now);
                 return out.send(&self.topics.transitions, &order, &transition);
             }
         }
-        let fingerprint = cart_fingerprint(&request);
-        let products: Vec<String> = lines_by_product(&request).into_keys().collect();
+        let fingerprint = wire::cart_fingerprint(&request);
+        let products: Vec<String> = wire::lines_by_product(&request).into_keys().collect();
         match Saga::start(
             existing.as_ref().map(|r| &r.saga),
             &request.idempotency_key,
@@ -598,7 +466,7 @@ impl Checkout {
                     out.defer(Box::pin(placed.err_into()));
                 }
                 Effect::PublishOrderPlaced => {
-                    let placed = self.order_placed(&record, id, cause, now);
+                    let placed = wire::order_placed(&record, id, cause, now);
                     out.send(&self.topics.placed, &order, &placed)?;
                 }
             }
@@ -618,30 +486,21 @@ impl Checkout {
         cause: &str,
         out: &mut Outputs<'_>,
     ) -> Result<(), HandlerError> {
-        let order = &record.request.order_id;
-        let mut lines = lines_by_product(&record.request);
+        let mut lines = wire::lines_by_product(&record.request);
         for product in products {
-            let command = StockCommand {
-                event_id: ids::derived(&[id, product]),
-                occurred_at: self.clock.now_ms(),
-                correlation_id: order.clone(),
-                causation_id: Some(cause.to_string()),
-                kind,
-                product_id: product.clone(),
-                order_id: Some(order.clone()),
-                // One hold per order and product: the same id whatever the attempt.
-                command_id: Some(ids::derived(&[order, "hold"])),
-                lines: if kind == StockCommandKind::Hold {
-                    lines.remove(product).unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-                level: None,
-                hold_ms: 0,
-                reason: (kind == StockCommandKind::Release)
-                    .then(|| format!("{:?}", record.saga.failure)),
-                return_item: None,
+            let held = if kind == StockCommandKind::Hold {
+                lines.remove(product).unwrap_or_default()
+            } else {
+                Vec::new()
             };
+            let command = wire::stock_command(
+                record,
+                product,
+                kind,
+                held,
+                &wire::Cause { id, cause },
+                self.clock.now_ms(),
+            );
             out.send(&self.topics.stock, product, &command)?;
         }
         Ok(())
@@ -690,72 +549,20 @@ impl Checkout {
         if record.history.len() > HISTORY {
             record.history.remove(0);
         }
-        let deadline = (!to.is_terminal() && to != SagaState::Stuck)
-            .then_some(now + self.params.step_timeout_ms);
-        let r = &record.request;
-        let transition = SagaTransition {
-            event_id: id.to_string(),
-            occurred_at: now,
-            correlation_id: order.clone(),
-            causation_id: Some(cause.to_string()),
-            order_id: order.clone(),
-            sequence: record.sequence,
-            from_state: from.map(wire_state),
-            to_state: wire_state(to),
-            trigger,
-            compensating: record.saga.failure.is_some(),
-            attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
-            step_deadline: deadline,
-            failure_code: failure.map(wire_failure),
-            reason: (to == SagaState::Stuck).then(|| {
-                "refund unanswered after its attempts; check payment, then redrive".to_string()
-            }),
-            status: Some(status_code(to)),
-            user_id: Some(r.user_id.clone()),
-            currency: Some(r.currency.clone()),
-            total_minor: Some(r.total_minor),
-            created_at: Some(record.created_at),
-            placed_at: record.placed_at,
-        };
+        let transition = wire::transition(
+            record,
+            wire::Step {
+                from,
+                to,
+                attempt,
+                failure,
+                trigger,
+            },
+            &wire::Cause { id, cause },
+            now,
+            self.params.step_timeout_ms,
+        );
         out.send(&self.topics.transitions, &order, &transition)
-    }
-
-    fn order_placed(&self, record: &SagaRecord, id: String, cause: &str, now: i64) -> OrderPlaced {
-        let r = &record.request;
-        OrderPlaced {
-            event_id: id,
-            occurred_at: now,
-            correlation_id: r.order_id.clone(),
-            causation_id: Some(cause.to_string()),
-            order_id: r.order_id.clone(),
-            user_id: r.user_id.clone(),
-            lines: r
-                .lines
-                .iter()
-                .map(|l| OrderLine {
-                    line_number: l.line_number,
-                    product_id: l.product_id.clone(),
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                    unit_price_minor: l.unit_price_minor,
-                    fulfillment_center: record
-                        .reserved
-                        .iter()
-                        .find(|(n, _)| *n == l.line_number)
-                        .and_then(|(_, fc)| fc.clone()),
-                })
-                .collect(),
-            currency: r.currency.clone(),
-            subtotal_minor: r.subtotal_minor,
-            shipping_fee_minor: r.shipping_fee_minor,
-            tax_minor: r.tax_minor,
-            total_minor: r.total_minor,
-            shipping_address: r.shipping_address.clone(),
-            shipping_speed: r.shipping_speed,
-            payment_id: Self::payment_id(&r.order_id),
-            payment_status: PaymentStatus::Captured,
-            gateway_reference: record.gateway_reference.clone(),
-        }
     }
 }
 
@@ -808,81 +615,5 @@ impl StatefulProcessor for Checkout {
             state,
             out,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request() -> CheckoutRequested {
-        serde_json::from_value(serde_json::json!({
-            "event_id": "e", "occurred_at": 0, "correlation_id": "o1", "causation_id": null,
-            "idempotency_key": "k1", "order_id": "o1", "user_id": "u1", "cart_id": null,
-            "lines": [
-                {"line_number": 1, "product_id": "p1", "sku": "s1", "quantity": 2, "unit_price_minor": 500},
-                {"line_number": 2, "product_id": "p2", "sku": "s2", "quantity": 1, "unit_price_minor": 250}
-            ],
-            "currency": "USD", "subtotal_minor": 1250, "shipping_fee_minor": 100, "tax_minor": 50,
-            "total_minor": 1400,
-            "shipping_address": {"recipient_name": "A", "line1": "1 St", "line2": null, "city": "C",
-                "region": null, "postal_code": "1", "country_code": "US", "phone": null},
-            "shipping_speed": "STANDARD",
-            "payment_method": {"kind": "CARD", "token": "tok", "last4": null}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_well_formed_request_is_valid() {
-        assert_eq!(invalid(&request()), None);
-    }
-
-    #[test]
-    fn requests_that_cannot_be_sagas_say_why() {
-        let mut r = request();
-        r.total_minor = 1;
-        assert!(invalid(&r).unwrap().contains("do not add up"));
-        let mut r = request();
-        r.lines[1].line_number = 1;
-        assert!(invalid(&r).unwrap().contains("duplicate"));
-        let mut r = request();
-        r.lines[0].quantity = 0;
-        assert!(invalid(&r).unwrap().contains("quantity"));
-        let mut r = request();
-        r.lines.clear();
-        assert!(invalid(&r).is_some());
-    }
-
-    #[test]
-    fn the_cart_fingerprint_ignores_line_order_but_not_content() {
-        let a = request();
-        let mut b = request();
-        b.lines.reverse();
-        assert_eq!(cart_fingerprint(&a), cart_fingerprint(&b));
-        b.lines[0].quantity += 1;
-        assert_ne!(cart_fingerprint(&a), cart_fingerprint(&b));
-    }
-
-    #[test]
-    fn every_saga_state_maps_to_a_status() {
-        for s in [
-            SagaState::ReservingInventory,
-            SagaState::ChargingPayment,
-            SagaState::CreatingOrder,
-            SagaState::CommittingInventory,
-            SagaState::Placed,
-            SagaState::RefundingPayment,
-            SagaState::ReleasingInventory,
-            SagaState::Failed,
-            SagaState::Stuck,
-        ] {
-            let code = status_code(s);
-            assert_ne!(code, OrderStatusCode::Unknown);
-            assert_eq!(
-                s.is_terminal(),
-                matches!(code, OrderStatusCode::Placed | OrderStatusCode::Failed)
-            );
-        }
     }
 }

@@ -15,6 +15,7 @@
 //! | `POST /v1/checkout` (`Idempotency-Key` header) | place the cart as an order: 202 with the order id |
 //! | `GET /v1/orders/{id}?user_id=` | the order's status, for its user |
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -38,10 +39,11 @@ use topology::StorefrontParams;
 use tracing::{error, warn};
 
 use crate::catalog::Catalog;
-use crate::domain::{self, CheckoutBody, HotTracker, PricedLine, Product, Rejection, SetLine};
+use crate::checkout;
+use crate::domain::{self, CartLine, CheckoutBody, HotTracker, Product, Rejection, SetLine};
 use crate::keys::{Client, KeyRing};
 use crate::metrics::Metrics;
-use crate::projections::{availability_key, order_key, OrderView};
+use crate::projections::{availability_key, order_key};
 use crate::redis_store::{LineChange, Store};
 
 /// Topics the storefront writes.
@@ -683,7 +685,7 @@ async fn checkout(
         })?;
     domain::check_token("Idempotency-Key", idempotency_key).map_err(bad)?;
     let (address, payment, speed) = body.validate().map_err(bad)?;
-    let remembered_key = format!("checkout:{}:{idempotency_key}", client.name);
+    let remembered_key = checkout::remembered_key(&client.name, idempotency_key);
 
     let existing = app
         .store
@@ -698,25 +700,15 @@ async fn checkout(
                 .cart(&body.user_id)
                 .await
                 .map_err(|e| ApiError::unavailable("the cart", e))?;
-            let mut priced = Vec::with_capacity(read.len());
+            let mut products = HashMap::with_capacity(read.len());
             for (line, _) in &read {
-                let product = app.product(&line.product_id).await?.ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "unknown_product",
-                        format!(
-                            "product {} is no longer sold; remove it from the cart",
-                            line.product_id
-                        ),
-                    )
-                })?;
-                priced.push(PricedLine {
-                    product_id: line.product_id.clone(),
-                    sku: product.sku.clone(),
-                    quantity: line.quantity,
-                    unit_price_minor: product.price_minor,
-                });
+                if let Some(product) = app.product(&line.product_id).await? {
+                    products.insert(line.product_id.clone(), Product::clone(&product));
+                }
             }
+            let cart: Vec<CartLine> = read.iter().map(|(line, _)| line.clone()).collect();
+            let priced = checkout::price(&cart, &products)
+                .map_err(|r| ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, r))?;
             let request_id = uuid::Uuid::new_v4().to_string();
             let ctx = domain::CheckoutContext {
                 client: &client.name,
@@ -736,19 +728,14 @@ async fn checkout(
                 .remember_checkout(&remembered_key, &text, app.params.idempotency_ttl_secs)
                 .await
                 .map_err(|e| ApiError::unavailable("checkout", e))?;
-            let replay = stored != text;
+            let replay = checkout::is_replay(&stored, &text);
             (stored, replay, if replay { Vec::new() } else { read })
         }
     };
     let request: events::checkout::CheckoutRequested =
         serde_json::from_str(&request).map_err(|e| ApiError::unavailable("checkout", e))?;
-    if request.user_id != body.user_id {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for another user's checkout",
-        ));
-    }
+    checkout::check_owner(&request, &body.user_id)
+        .map_err(|r| ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, r))?;
     let payload = app
         .checkout_codec
         .encode(&request)
@@ -763,18 +750,7 @@ async fn checkout(
             .inc();
         return Err(ApiError::unavailable("checkout", format!("publish: {e}")));
     }
-    let accepted = OrderView {
-        order_id: request.order_id.clone(),
-        user_id: request.user_id.clone(),
-        status: "ACCEPTED".into(),
-        saga_state: None,
-        failure: None,
-        currency: request.currency.clone(),
-        total_minor: request.total_minor,
-        created_at: request.occurred_at,
-        placed_at: None,
-        updated_at: request.occurred_at,
-    };
+    let accepted = checkout::accepted_view(&request);
     if let Ok(doc) = serde_json::to_string(&accepted) {
         if let Err(e) = app
             .store
@@ -811,17 +787,7 @@ async fn checkout(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((
-        status,
-        Json(json!({
-            "order_id": request.order_id,
-            "status_url": format!("/v1/orders/{}", request.order_id),
-            "total_minor": request.total_minor,
-            "currency": request.currency,
-            "replayed": replay,
-        })),
-    )
-        .into_response())
+    Ok((status, Json(checkout::answer(&request, replay))).into_response())
 }
 
 /// An order's status, for the user who placed it: `user_id` must match, and another user's

@@ -66,6 +66,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod checkout;
 pub mod domain;
 pub mod keys;
 mod metrics;
