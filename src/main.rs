@@ -258,7 +258,7 @@ async fn main() -> Result<()> {
         Command::Keys { action } => keys(&load()?, action).await,
         Command::Dlq { action } => {
             let topology = load()?;
-            dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await
+            Ok(dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await?)
         }
         Command::Schemas {
             action: SchemasAction::Push,
@@ -308,7 +308,7 @@ async fn main() -> Result<()> {
         }
         Command::Load(args) => shoppers(&load()?, args).await,
         Command::Seed => seed_stack(&cli.topology).await,
-        Command::Bench { what } => bench::run(&cli.topology, what).await,
+        Command::Bench { what } => Ok(bench::run(&cli.topology, what).await?),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use apache_avro::types::Value;
 use codec::RegistryClient;
 use loadgen::kafka::{drain, reader};
@@ -12,7 +11,9 @@ use loadgen::percentile;
 use tasks::Tasks;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{check, missing};
 use crate::harness::{broker_label, private_broker, Engine};
+use crate::{Error, Result};
 
 const CONNECTOR: &str = "catalog-cdc";
 
@@ -59,7 +60,7 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
     let tasks = Tasks::new(CancellationToken::new());
     let admin = pg::connect(&server, "postgres", &tasks)
         .await
-        .context("the stack's PostgreSQL (is it up? `fleet stack up`)")?;
+        .map_err(Error::StackPostgres)?;
     for statement in [
         format!("DROP DATABASE IF EXISTS {database}"),
         format!("CREATE DATABASE {database}"),
@@ -80,13 +81,13 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
 
     let t = topology
         .isolated_connector(CONNECTOR, &suffix, &database)
-        .context("no catalog-cdc connector in the topology")?;
+        .ok_or_else(missing("no catalog-cdc connector in the topology"))?;
     stack::create_topics_at(&bootstrap, &t).await?;
     let (spec, params) = t
         .connectors
         .iter()
         .find(|(c, _)| c.name == CONNECTOR)
-        .context("isolated connector")?;
+        .ok_or_else(missing("isolated connector"))?;
     let topic = params.tables[0].topic.clone();
     let slot = params.slot.clone();
     let mut stack_env = runtime::StackEnv::from_env()?;
@@ -142,7 +143,7 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
                     tokio::time::sleep_until((began + due).into()).await;
                 }
             }
-            anyhow::Ok(())
+            Ok::<_, Error>(())
         })
     };
     let streamed_at = Instant::now();
@@ -209,7 +210,7 @@ async fn count(
             Duration::from_secs(60),
         )
         .await;
-        anyhow::ensure!(
+        check!(
             !seen.is_empty(),
             "no records for 60 s ({read} of {want} read)"
         );

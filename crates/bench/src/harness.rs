@@ -1,9 +1,11 @@
 //! What the benchmarks share, and nothing else of the crate: the private broker's storage
 //! engine, how figures name the broker, scratch databases and topic codecs.
 
-use anyhow::{Context, Result};
 use codec::{RegistryClient, TopicCodec};
 use topology::Topology;
+
+use crate::error::missing;
+use crate::Result;
 
 /// A storage engine for a private benchmark broker.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -64,7 +66,7 @@ pub async fn codec(
         .topic(topic)
         .and_then(|s| s.value_schema.as_deref())
         .and_then(|p| t.schema_text(p))
-        .with_context(|| format!("schema of {topic}"))?;
+        .ok_or_else(missing(format!("schema of {topic}")))?;
     Ok(TopicCodec::register(registry, &format!("{base}-value"), text).await?)
 }
 

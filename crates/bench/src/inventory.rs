@@ -14,7 +14,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use codec::RegistryClient;
 use events::inventory::{
     StockCommand, StockCommandKind, StockCommandLine, StockLevel, StockResult, StockResultKind,
@@ -25,7 +24,9 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::Topology;
 
+use crate::error::{check, missing};
 use crate::harness::{broker_label, codec, private_broker, Engine};
+use crate::{Error, Result};
 
 /// Units of the hot product (product 0); every other product has plenty.
 const HOT_STOCK: i32 = 1_000;
@@ -48,10 +49,11 @@ pub async fn inventory(topology: &Topology, args: Args) -> Result<()> {
         products,
         engine,
     } = args;
-    anyhow::ensure!(
-        products >= 2,
-        "--products must be at least 2 (one hot product and the rest)"
-    );
+    if products < 2 {
+        return Err(Error::Invalid(
+            "--products must be at least 2 (one hot product and the rest)".into(),
+        ));
+    }
     let mut env = runtime::StackEnv::from_env()?;
     let private = private_broker(engine).await?;
     if let Some(broker) = &private {
@@ -96,7 +98,7 @@ async fn run_phase(
     );
     let t = topology
         .isolated_all(&["inventory"], &suffix)
-        .context("no inventory processor")?;
+        .ok_or_else(missing("no inventory processor"))?;
     stack::create_topics_at(&env.bootstrap_servers, &t).await?;
     let name = |base: &str| format!("{base}.{suffix}");
     let registry = RegistryClient::new(&env.registry_url);
@@ -217,7 +219,7 @@ async fn run_phase(
     // per partition) is not counted as decision time.
     let mut stocked = HashSet::new();
     while stocked.len() < products {
-        anyhow::ensure!(
+        check!(
             spawned.elapsed() < Duration::from_secs(120),
             "the ledger applied {} of {products} levels in 120 s",
             stocked.len()
@@ -260,7 +262,7 @@ async fn run_phase(
         // loop ends as soon as the last order is decided.
         let seen = drain(&answers, 5_000, Duration::from_millis(200)).await;
         if seen.is_empty() {
-            anyhow::ensure!(
+            check!(
                 progress.elapsed() < Duration::from_secs(30),
                 "no answers for 30 s ({decided} of {orders} orders decided, {answered} of {hold_count} holds answered)"
             );

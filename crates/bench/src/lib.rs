@@ -3,11 +3,13 @@
 //! `clap::Args` struct); [`Command`] lists them for the binary and [`run`] runs one.
 //!
 //! [`harness`] holds what the benches share (private brokers and databases, topic codecs) and
-//! depends on nothing else of the crate. Processors are started through `wiring`, the fleet's
-//! one processor list. The errors are `anyhow`'s, as in the binary.
+//! depends on nothing else of the crate but [`Error`]. Processors are started through
+//! `wiring`, the fleet's one processor list. Errors are this crate's [`Error`], which keeps
+//! each cause; the binary wraps them in `anyhow`.
 
 pub mod cdc;
 pub mod checkout;
+mod error;
 pub mod harness;
 pub mod inventory;
 pub mod payment;
@@ -18,8 +20,7 @@ pub mod storefront;
 
 use std::path::Path;
 
-use anyhow::Result;
-
+pub use error::{Error, Result};
 pub use harness::Engine;
 
 /// The benchmarks, as `fleet bench <what>` names them.

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use codec::RegistryClient;
 use events::payments::{
     PaymentCommand, PaymentCommandKind, PaymentMethod, PaymentMethodType, PaymentResult,
@@ -26,7 +25,9 @@ use loadgen::percentile;
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
+use crate::error::{check, missing};
 use crate::harness::{broker_label, codec, private_broker, private_database, Engine};
+use crate::Result;
 
 /// `fleet bench payment`.
 #[derive(clap::Args)]
@@ -101,7 +102,7 @@ async fn run_phase(
     );
     let mut t = topology
         .isolated_all(&["payment", "payment-retry"], &suffix)
-        .context("no payment processors")?;
+        .ok_or_else(missing("no payment processors"))?;
     let (database, _) = private_database(topology, env, "payments", &suffix).await?;
     for (_, params) in &mut t.processors {
         if let ProcessorParams::Payment(p) = params {
@@ -179,7 +180,7 @@ async fn run_phase(
     let mut last = started;
     while answered.len() < bench.payments {
         let seen = drain(&answers, 20_000, Duration::from_secs(30)).await;
-        anyhow::ensure!(
+        check!(
             !seen.is_empty(),
             "no answers for 30 s ({} of {})",
             answered.len(),

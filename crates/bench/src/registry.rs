@@ -10,11 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use crate::error::check;
+use crate::{Error, Result};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -38,20 +40,19 @@ pub async fn registry(args: Args) -> Result<()> {
         lookups,
         concurrency,
     } = args;
-    ensure!(
-        schemas > 0 && concurrency > 0,
-        "--schemas and --concurrency must be positive"
-    );
+    if schemas == 0 || concurrency == 0 {
+        return Err(Error::Invalid(
+            "--schemas and --concurrency must be positive".into(),
+        ));
+    }
     let env = runtime::StackEnv::from_env()?;
     println!(
         "workload: {schemas} distinct schemas (one subject each), {lookups} id lookups, at most {concurrency} requests in flight, HTTP/1.1 keep-alive on loopback"
     );
     let stack = Bench::new(&env.registry_url);
-    stack.probe().await.with_context(|| {
-        format!(
-            "no schema registry at {} (run `fleet stack up`)",
-            env.registry_url
-        )
+    stack.probe().await.map_err(|source| Error::NoRegistry {
+        url: env.registry_url.clone(),
+        source: Box::new(source),
     })?;
     println!(
         "\nregistry of the running stack, {}: Kafka-backed (state in the `_schemas` topic on broker {}, nisshi SQLite as `fleet stack up` starts it; its own process, from the build that started the stack)",
@@ -122,7 +123,7 @@ impl Bench {
             .get(format!("{}/subjects", self.base))
             .send()
             .await?;
-        ensure!(
+        check!(
             response.status().is_success(),
             "GET /subjects: {}",
             response.status()
@@ -144,7 +145,7 @@ impl Bench {
         let (mut phase, ids) = self.register_all(&work, concurrency).await?;
         phase.print("registrations (new schemas)");
         let (mut phase, again) = self.register_all(&work, concurrency).await?;
-        ensure!(again == ids, "re-registration returned other ids");
+        check!(again == ids, "re-registration returned other ids");
         phase.print("re-registrations (idempotent)");
         let mut phase = self.lookup_all(&ids, lookups, concurrency).await?;
         phase.print("id lookups GET /schemas/ids/{id}");
@@ -208,7 +209,9 @@ impl Bench {
         let latency = started.elapsed();
         match body["id"].as_u64().and_then(|id| u32::try_from(id).ok()) {
             Some(id) if status.is_success() => Ok((id, latency)),
-            _ => bail!("registering under {subject}: HTTP {status} {body}"),
+            _ => Err(Error::Check(format!(
+                "registering under {subject}: HTTP {status} {body}"
+            ))),
         }
     }
 
@@ -239,7 +242,7 @@ impl Bench {
             .await?;
         let status = response.status();
         let body = response.bytes().await?;
-        ensure!(
+        check!(
             status.is_success() && body.starts_with(b"{\"schema\""),
             "GET /schemas/ids/{id}: HTTP {status} {}",
             String::from_utf8_lossy(&body)
@@ -291,6 +294,6 @@ async fn in_process_memory_registry() -> Result<(
             tracing::warn!(%error, "in-process registry stopped");
         }
     });
-    let address = bound.await.context("in-process registry did not start")?;
+    let address = bound.await.map_err(Error::RegistryDidNotStart)?;
     Ok((address, shutdown, server))
 }

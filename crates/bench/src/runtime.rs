@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use codec::{RegistryClient, TopicCodec};
 use loadgen::kafka::{drain, produce_all, producer, reader};
 use loadgen::orders::{shipments_of, OrderGenerator};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
+use crate::error::missing;
 use crate::harness::{broker_label, private_broker, Engine};
 use crate::state::{stateful_phase, Tally};
+use crate::Result;
 
 /// `fleet bench runtime`.
 #[derive(clap::Args)]
@@ -49,19 +50,19 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
 
     let (spec, params) = proc_topology
         .processor("shipping")
-        .context("no shipping processor")?;
+        .ok_or_else(missing("no shipping processor"))?;
     let input = spec
         .input("placed")
-        .context("shipping reads no orders")?
+        .ok_or_else(missing("shipping reads no orders"))?
         .to_string();
     let output = spec
         .output("shipments")
-        .context("shipping writes no shipments")?
+        .ok_or_else(missing("shipping writes no shipments"))?
         .to_string();
     let raw_input = raw
         .processor("shipping")
         .and_then(|(spec, _)| spec.input("placed"))
-        .context("no shipping")?
+        .ok_or_else(missing("no shipping"))?
         .to_string();
 
     let registry = RegistryClient::new(&env.registry_url);
@@ -69,7 +70,7 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
         .topic("orders.order-placed.v1")
         .and_then(|t| t.value_schema.as_deref())
         .and_then(|p| topology.schema_text(p))
-        .context("order-placed schema")?;
+        .ok_or_else(missing("order-placed schema"))?;
     let codec = TopicCodec::register(&registry, "orders.order-placed.v1-value", schema).await?;
     let mut generator = OrderGenerator::new(&stamp.to_string(), 42, 2_000);
     let mut payloads = Vec::with_capacity(records as usize);
@@ -174,7 +175,7 @@ pub async fn run(topology: &Topology, args: Args) -> Result<()> {
 fn isolated(topology: &Topology, suffix: &str, partitions: i32) -> Result<Topology> {
     let mut copy = topology
         .isolated("shipping", suffix)
-        .context("no shipping processor")?;
+        .ok_or_else(missing("no shipping processor"))?;
     for topic in &mut copy.topics {
         if topic.name.ends_with(suffix) {
             topic.partitions = u32::try_from(partitions)?;

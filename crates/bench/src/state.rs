@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
 use events::orders::OrderPlaced;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -25,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorSpec, Topology};
 
+use crate::error::{check, missing};
 use crate::harness::{start_private_broker, Engine};
+use crate::{Error, Result};
 
 /// The input topic the restore benchmark's applied offsets name.
 const INPUT: &str = "orders.order-placed.v1";
@@ -112,16 +113,23 @@ async fn write_batches(
                 Err((e, _)) => {
                     // Queue full: make room by awaiting a delivery.
                     let Some(result) = deliveries.next().await else {
-                        bail!("produce to {topic}: {e}");
+                        return Err(Error::Produce {
+                            topic: topic.to_string(),
+                            source: e,
+                        });
                     };
-                    result.context("delivery canceled")?.map_err(|(e, _)| e)?;
+                    result
+                        .map_err(Error::DeliveryCanceled)?
+                        .map_err(|(e, _)| e)?;
                 }
             }
         }
         written += 1;
     }
     while let Some(result) = deliveries.next().await {
-        result.context("delivery canceled")?.map_err(|(e, _)| e)?;
+        result
+            .map_err(Error::DeliveryCanceled)?
+            .map_err(|(e, _)| e)?;
     }
     Ok(written)
 }
@@ -157,12 +165,12 @@ fn verify(
     must: &[u64],
 ) -> Result<usize> {
     let n = model.len() as u64;
-    ensure!(
+    check!(
         store.len() as u64 == n,
         "restored {} keys, wrote {n}",
         store.len()
     );
-    ensure!(
+    check!(
         store.already_applied(INPUT, i64::try_from(last_offset)?)
             && !store.already_applied(INPUT, i64::try_from(last_offset + 1)?),
         "the applied marker is not {last_offset}"
@@ -176,7 +184,7 @@ fn verify(
     for i in &sample {
         let key = key_of(*i);
         let want = &model[*i as usize];
-        ensure!(
+        check!(
             store.get(&key) == Some(want),
             "key {key}: restored {:?}, wrote {want:?}",
             store.get(&key)
@@ -206,7 +214,9 @@ pub struct Args {
 /// `fleet bench state-restore`.
 pub async fn state_restore(args: Args) -> Result<()> {
     let Args { keys, tail, engine } = args;
-    ensure!(keys > 0, "--keys must be at least 1");
+    if keys == 0 {
+        return Err(Error::Invalid("--keys must be at least 1".into()));
+    }
     let tag = engine.label();
     let broker = start_private_broker(engine).await?;
     let bootstrap = broker.bootstrap.clone();
@@ -220,7 +230,10 @@ pub async fn state_restore(args: Args) -> Result<()> {
     let producer: FutureProducer = runtime::producer_config(&bootstrap, "bench-state")
         .set("linger.ms", "5")
         .create()
-        .context("creating producer")?;
+        .map_err(|source| Error::KafkaStep {
+            what: "creating producer",
+            source,
+        })?;
 
     // 1. The changelog of N handled inputs, one new key each.
     let mut model: Vec<Tally> = (0..keys)
@@ -307,7 +320,7 @@ pub async fn state_restore(args: Args) -> Result<()> {
         runtime::state::read_snapshot::<Tally>(&snapshot_path, end)
     })
     .await?
-    .context("the snapshot was refused")?;
+    .ok_or(Error::SnapshotRefused)?;
     let read_secs = read_started.elapsed().as_secs_f64();
     let from = base.changelog_next;
     let tail_started = Instant::now();
@@ -330,7 +343,7 @@ pub async fn state_restore(args: Args) -> Result<()> {
         restored.store.len(),
         keys + tail - 1
     );
-    ensure!(
+    check!(
         restored.records == tail_written,
         "the tail restore read {} records, {tail_written} were appended",
         restored.records
@@ -451,7 +464,7 @@ pub async fn stateful_phase(
     let group = config.group.clone();
     let input = spec
         .input("placed")
-        .context("shipping reads no orders")?
+        .ok_or_else(missing("shipping reads no orders"))?
         .to_string();
 
     let token = CancellationToken::new();
@@ -474,20 +487,22 @@ pub async fn stateful_phase(
         p = watcher => p??,
         result = &mut task => {
             result??;
-            bail!("the stateful processor stopped before consuming its input");
+            return Err(Error::Check(
+                "the stateful processor stopped before consuming its input".into(),
+            ));
         }
     };
 
     let (Some(first), Some(committed_at)) = (progress.first_write, progress.all_committed) else {
         token.cancel();
         let _ = task.await;
-        bail!(
+        return Err(Error::Check(format!(
             "stateful run stalled: {} changelog records written, {} of {records} inputs \
              committed (last query error: {})",
             progress.written,
             progress.committed,
             progress.error.as_deref().unwrap_or("none")
-        );
+        )));
     };
     println!(
         "stateful     consume+process+changelog: {:>9.0} input records/s from start to all {records} \
@@ -507,7 +522,7 @@ pub async fn stateful_phase(
     let mut checked = 0;
     for key in keys.iter().step_by(step) {
         let got = query(admin_port, key).await?;
-        ensure!(
+        check!(
             got.as_ref() == expected.get(*key),
             "stateful state of {key}: {got:?}, expected {:?}",
             expected.get(*key)

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use loadgen::orders::Zipf;
 use loadgen::percentile;
 use rand::rngs::StdRng;
@@ -21,7 +20,9 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use topology::{ProcessorParams, Topology};
 
+use crate::error::{check, missing};
 use crate::harness::private_database;
+use crate::Result;
 
 /// `fleet bench storefront`.
 #[derive(clap::Args)]
@@ -58,7 +59,7 @@ pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
     let suffix = format!("bench-sf-{}", runtime::now_ms());
     let mut t = topology
         .isolated_all(&["storefront"], &suffix)
-        .context("no storefront processor")?;
+        .ok_or_else(missing("no storefront processor"))?;
     let (keys_db, keys_url) = private_database(topology, &env, "storefront", &suffix).await?;
     let port = stack::free_port()?;
     for (_, params) in &mut t.processors {
@@ -81,7 +82,7 @@ pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    anyhow::ensure!(
+    check!(
         !products.is_empty(),
         "the catalog is empty: run `fleet seed` first"
     );
@@ -100,7 +101,7 @@ pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
         .await
         .is_ok_and(|r| r.status().is_success())
     {
-        anyhow::ensure!(Instant::now() < deadline, "the storefront did not start");
+        check!(Instant::now() < deadline, "the storefront did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(

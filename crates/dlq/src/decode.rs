@@ -30,7 +30,7 @@ impl Decoder {
     pub async fn dead_letter(
         &self,
         value: Option<&[u8]>,
-    ) -> anyhow::Result<Result<DeadLetter, String>> {
+    ) -> crate::Result<Result<DeadLetter, String>> {
         let Some(value) = value else {
             return Ok(Err("the record has no value".into()));
         };
@@ -41,10 +41,11 @@ impl Decoder {
         let writer = match self.registry.schema_by_id(id).await {
             Ok(schema) => schema,
             Err(error) if registry_failed(&error) => {
-                return Err(anyhow::Error::new(error).context(format!(
-                    "fetching schema {id} from the registry at {}",
-                    self.registry.base_url()
-                )))
+                return Err(crate::Error::Registry {
+                    id,
+                    url: self.registry.base_url().to_string(),
+                    source: error,
+                })
             }
             Err(error) => return Ok(Err(error.to_string())),
         };

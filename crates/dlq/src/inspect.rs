@@ -1,13 +1,12 @@
 //! `fleet dlq inspect TOPIC PARTITION OFFSET`.
 
-use anyhow::{anyhow, bail};
 use runtime::StackEnv;
 use topology::Topology;
 
 use crate::decode::Decoder;
 use crate::kafka::{self, PartitionRange, RawRecord};
 use crate::request::{check_dead_letter_topic, check_position};
-use crate::{render, Coordinates};
+use crate::{render, Coordinates, Error, Result};
 
 pub async fn run(
     env: &StackEnv,
@@ -15,16 +14,19 @@ pub async fn run(
     topic: &str,
     partition: i32,
     offset: i64,
-) -> anyhow::Result<()> {
-    check_dead_letter_topic(topology, topic).map_err(anyhow::Error::msg)?;
-    check_position(topology, topic, partition, offset).map_err(anyhow::Error::msg)?;
+) -> Result<()> {
+    check_dead_letter_topic(topology, topic).map_err(Error::Invalid)?;
+    check_position(topology, topic, partition, offset).map_err(Error::Invalid)?;
     let at = Coordinates::new(topic, partition, offset);
     let record = read_one(env, &at).await?;
     let decoder = Decoder::new(&env.registry_url, topology.value_schema(topic));
     let letter = decoder
         .dead_letter(record.value.as_deref())
         .await?
-        .map_err(|reason| anyhow!("{at} is not a readable dead letter: {reason}"))?;
+        .map_err(|reason| Error::NotADeadLetter {
+            at: at.clone(),
+            reason,
+        })?;
     let key = decoder.original(letter.original_key.as_deref()).await;
     let value = decoder.original(letter.original_value.as_deref()).await;
     let history = kafka::read_history(&env.bootstrap_servers).await?;
@@ -34,22 +36,20 @@ pub async fn run(
 }
 
 /// The record at exactly `at`, or why there is none.
-pub async fn read_one(env: &StackEnv, at: &Coordinates) -> anyhow::Result<RawRecord> {
+pub async fn read_one(env: &StackEnv, at: &Coordinates) -> Result<RawRecord> {
     let marks = kafka::topic_watermarks(&env.bootstrap_servers, &at.topic).await?;
     let Some(m) = marks.iter().find(|m| m.partition == at.partition) else {
-        bail!(
-            "{} has no partition {} on the broker",
-            at.topic,
-            at.partition
-        );
+        return Err(Error::NoPartition {
+            topic: at.topic.clone(),
+            partition: at.partition,
+        });
     };
     if !(m.low..m.high).contains(&at.offset) {
-        bail!(
-            "no record at {at}: partition {} holds offsets {}..{}",
-            at.partition,
-            m.low,
-            m.high
-        );
+        return Err(Error::OutOfRange {
+            at: at.clone(),
+            low: m.low,
+            high: m.high,
+        });
     }
     let range = PartitionRange {
         partition: at.partition,
@@ -60,5 +60,5 @@ pub async fn read_one(env: &StackEnv, at: &Coordinates) -> anyhow::Result<RawRec
         .await?
         .into_iter()
         .find(|r| r.offset == at.offset)
-        .ok_or_else(|| anyhow!("no record at {at} (compacted away, or a transaction marker)"))
+        .ok_or_else(|| Error::NoRecord(at.clone()))
 }

@@ -21,6 +21,7 @@ pub mod backoff;
 mod cli;
 mod coordinates;
 pub mod decode;
+mod error;
 mod inspect;
 pub mod kafka;
 pub mod letter;
@@ -33,13 +34,14 @@ pub mod request;
 
 pub use cli::{parse_error_kind, DlqAction};
 pub use coordinates::Coordinates;
+pub use error::{Error, Result};
 pub use request::{RedriveRequest, RequestError};
 
 use runtime::StackEnv;
 use topology::Topology;
 
 /// Runs one `fleet dlq` action against the stack at `env`, checked against `topology`.
-pub async fn run(action: DlqAction, env: &StackEnv, topology: &Topology) -> anyhow::Result<()> {
+pub async fn run(action: DlqAction, env: &StackEnv, topology: &Topology) -> Result<()> {
     match action {
         DlqAction::List { topic: None, .. } => list::every_topic(env, topology).await,
         DlqAction::List {

@@ -9,7 +9,7 @@ use crate::request::{check_dead_letter_topic, dead_letter_topics};
 use crate::{kafka, Coordinates};
 
 /// Every dead-letter topic of the topology with its record and redrive counts.
-pub async fn every_topic(env: &StackEnv, topology: &Topology) -> anyhow::Result<()> {
+pub async fn every_topic(env: &StackEnv, topology: &Topology) -> crate::Result<()> {
     let topics: Vec<String> = dead_letter_topics(topology)
         .into_iter()
         .map(String::from)
@@ -36,8 +36,8 @@ pub async fn one_topic(
     topology: &Topology,
     topic: &str,
     limit: usize,
-) -> anyhow::Result<()> {
-    check_dead_letter_topic(topology, topic).map_err(anyhow::Error::msg)?;
+) -> crate::Result<()> {
+    check_dead_letter_topic(topology, topic).map_err(crate::Error::Invalid)?;
     let marks = kafka::topic_watermarks(&env.bootstrap_servers, topic).await?;
     let history = kafka::read_history(&env.bootstrap_servers).await?;
     // The newest `limit` overall are among the newest `limit` of each partition.

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -17,18 +16,19 @@ use runtime::{DeadLetter, StackEnv};
 use topology::Topology;
 
 use crate::decode::Decoder;
+use crate::error::chain;
 use crate::inspect::read_one;
 use crate::plan::{self, PlannedRedrive, Target};
 use crate::redrive_log::{self, RedriveEntry};
 use crate::render::{self, Summary};
 use crate::request::{check_targets, RedriveRequest};
-use crate::{kafka, Coordinates};
+use crate::{kafka, Coordinates, Error};
 
 pub async fn run(
     request: RedriveRequest,
     env: &StackEnv,
     topology: &Topology,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let bootstrap = &env.bootstrap_servers;
     let topic = &request.dlq_topic;
     let records = read_letters(&request, env, topology).await?;
@@ -37,7 +37,10 @@ pub async fn run(
     if let (Target::One { .. }, Some((at, reason))) =
         (request.selection.target, plan.undecodable.first())
     {
-        bail!("{at} is not a readable dead letter: {reason}");
+        return Err(Error::NotADeadLetter {
+            at: at.clone(),
+            reason: reason.clone(),
+        });
     }
     check_targets(&plan, topology)?;
 
@@ -81,7 +84,10 @@ pub async fn run(
     }
     println!("{}", render::summary(&summary));
     if summary.failed > 0 {
-        bail!("{} of {} redrive(s) failed", summary.failed, deferred.len());
+        return Err(Error::RedrivesFailed {
+            failed: summary.failed,
+            total: deferred.len(),
+        });
     }
     Ok(())
 }
@@ -91,7 +97,7 @@ async fn read_letters(
     request: &RedriveRequest,
     env: &StackEnv,
     topology: &Topology,
-) -> anyhow::Result<Vec<(Coordinates, Result<DeadLetter, String>)>> {
+) -> crate::Result<Vec<(Coordinates, Result<DeadLetter, String>)>> {
     let topic = &request.dlq_topic;
     let raw = match request.selection.target {
         Target::One { partition, offset } => {
@@ -133,7 +139,7 @@ async fn produce_all(
     for ((r, not_before), delivery) in deferred.iter().zip(deliveries) {
         if let Err(error) = acknowledged(delivery).await {
             summary.failed += 1;
-            eprintln!("failed to redrive {} to {}: {error:#}", r.at, r.to);
+            eprintln!("failed to redrive {} to {}: {}", r.at, r.to, chain(&error));
             continue;
         }
         summary.redriven += 1;
@@ -158,8 +164,9 @@ async fn produce_all(
     for (at, delivery) in logged {
         if let Err(error) = acknowledged(delivery).await {
             eprintln!(
-                "redrove {at} but could not log it to {}: {error:#}; a later redrive will not know",
-                redrive_log::TOPIC
+                "redrove {at} but could not log it to {}: {}; a later redrive will not know",
+                redrive_log::TOPIC,
+                chain(&error)
             );
         }
     }
@@ -195,7 +202,7 @@ fn owned_headers(headers: &[(String, Option<Vec<u8>>)]) -> OwnedHeaders {
 async fn enqueue(
     producer: &FutureProducer,
     mut record: FutureRecord<'_, [u8], [u8]>,
-) -> anyhow::Result<DeliveryFuture> {
+) -> crate::Result<DeliveryFuture> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
@@ -208,12 +215,10 @@ async fn enqueue(
     }
 }
 
-async fn acknowledged(delivery: anyhow::Result<DeliveryFuture>) -> anyhow::Result<()> {
+async fn acknowledged(delivery: crate::Result<DeliveryFuture>) -> crate::Result<()> {
     match delivery?.await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _))) => Err(error.into()),
-        Err(_) => Err(anyhow!(
-            "the producer was dropped before the delivery report"
-        )),
+        Err(_) => Err(Error::ProducerDropped),
     }
 }

@@ -125,7 +125,7 @@ impl Stack {
         }
     }
 
-    async fn run(&self, args: &[&str]) -> anyhow::Result<()> {
+    async fn run(&self, args: &[&str]) -> dlq::Result<()> {
         #[derive(Parser)]
         struct Cli {
             #[command(subcommand)]

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use topology::Topology;
 
 use crate::kafka::drain;
 use crate::shoppers::{self, Report};
+use crate::{Error, Result};
 
 /// What the demo's shoppers do.
 pub struct Workload {
@@ -89,10 +89,11 @@ async fn wait_for_stock(config: &stack::StackConfig, bootstrap: &str) -> Result<
             println!("   inventory knows the stock of {stocked} products");
             return Ok(());
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "inventory has {records} availability records for {stocked} stocked products after 3 minutes"
-        );
+        if Instant::now() >= deadline {
+            return Err(Error::Failed(format!(
+                "inventory has {records} availability records for {stocked} stocked products after 3 minutes"
+            )));
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -133,7 +134,9 @@ async fn wait_until_healthy(topology: &Topology) -> Result<()> {
             if assigned > 0 {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "{health} did not become healthy");
+            if Instant::now() >= deadline {
+                return Err(Error::Failed(format!("{health} did not become healthy")));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

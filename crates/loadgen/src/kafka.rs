@@ -3,18 +3,23 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+use crate::{Error, Result};
+
+fn step(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
+    move |source| Error::KafkaStep { what, source }
+}
+
 pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
     runtime::producer_config(bootstrap, "loadgen")
         .set("linger.ms", "5")
         .create()
-        .context("creating producer")
+        .map_err(step("creating producer"))
 }
 
 /// Sends (key, payload) pairs without waiting per record; returns once all are acknowledged.
@@ -33,11 +38,16 @@ where
                 }
                 Err((e, _)) => {
                     if deliveries.is_empty() {
-                        anyhow::bail!("produce to {topic}: {e}");
+                        return Err(Error::Produce {
+                            topic: topic.to_string(),
+                            source: e,
+                        });
                     }
                     // Queue full: make room by awaiting some deliveries.
                     if let Some(result) = deliveries.next().await {
-                        result.context("delivery canceled")?.map_err(|(e, _)| e)?;
+                        result
+                            .map_err(Error::DeliveryCanceled)?
+                            .map_err(|(e, _)| e)?;
                     }
                 }
             }
@@ -45,7 +55,9 @@ where
         count += 1;
     }
     while let Some(result) = deliveries.next().await {
-        result.context("delivery canceled")?.map_err(|(e, _)| e)?;
+        result
+            .map_err(Error::DeliveryCanceled)?
+            .map_err(|(e, _)| e)?;
     }
     Ok(count)
 }
@@ -72,8 +84,8 @@ pub fn reader(bootstrap: &str, topic: &str, group: &str) -> Result<StreamConsume
         .set("fetch.wait.max.ms", "20")
         .set("session.timeout.ms", "10000")
         .create()
-        .context("creating reader")?;
-    consumer.subscribe(&[topic]).context("subscribing")?;
+        .map_err(step("creating reader"))?;
+    consumer.subscribe(&[topic]).map_err(step("subscribing"))?;
     Ok(consumer)
 }
 
@@ -121,19 +133,19 @@ pub fn reader_from_end(bootstrap: &str, topic: &str) -> Result<StreamConsumer> {
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "20")
         .create()
-        .context("creating reader")?;
+        .map_err(step("creating reader"))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context("topic metadata")?;
+        .map_err(step("topic metadata"))?;
     let mut assignment = TopicPartitionList::new();
     for t in metadata.topics() {
         for p in t.partitions() {
             let (_, high) = consumer
                 .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .context("watermarks")?;
+                .map_err(step("watermarks"))?;
             assignment.add_partition_offset(topic, p.id(), Offset::Offset(high))?;
         }
     }
-    consumer.assign(&assignment).context("assigning")?;
+    consumer.assign(&assignment).map_err(step("assigning"))?;
     Ok(consumer)
 }

@@ -5,9 +5,12 @@
 
 pub mod checkouts;
 pub mod demo;
+mod error;
 pub mod kafka;
 pub mod orders;
 pub mod shoppers;
+
+pub use error::{Error, Result};
 
 /// The value at fraction `p` (0..=1) of `sorted`; 0 when empty.
 pub fn percentile(sorted: &[i64], p: f64) -> i64 {

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use tokio::process::{Child, Command};
 use topology::Topology;
+
+use crate::error::{check, missing};
+use crate::{Error, Result};
 
 /// One process of the run, named for the report.
 pub struct Proc {
@@ -62,10 +64,13 @@ pub async fn start(
                 .stderr(log)
                 .kill_on_drop(true)
                 .spawn()
-                .with_context(|| format!("starting {label}"))?;
+                .map_err(|source| Error::Io {
+                    what: format!("starting {label}"),
+                    source,
+                })?;
             procs.push(Proc {
                 label,
-                pid: child.id().context("child pid")?,
+                pid: child.id().ok_or_else(missing("child pid"))?,
                 admin: Some(format!("127.0.0.1:{}", spec.admin_port + i)),
                 child: Some(child),
             });
@@ -88,8 +93,11 @@ pub fn gateway(dir: &Path, latency_ms: u64) -> Result<(Proc, String)> {
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .context("starting the gateway simulator")?;
-    let pid = child.id().context("child pid")?;
+        .map_err(|source| Error::Io {
+            what: "starting the gateway simulator".into(),
+            source,
+        })?;
+    let pid = child.id().ok_or_else(missing("child pid"))?;
     Ok((
         Proc {
             label: "gateway-sim".into(),
@@ -112,7 +120,10 @@ pub async fn wait_healthy(procs: &mut [Proc], within: Duration) -> Result<()> {
         loop {
             if let Some(child) = proc.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    anyhow::bail!("{} exited with {status} before it was healthy", proc.label);
+                    return Err(Error::Check(format!(
+                        "{} exited with {status} before it was healthy",
+                        proc.label
+                    )));
                 }
             }
             let ok = client
@@ -124,7 +135,7 @@ pub async fn wait_healthy(procs: &mut [Proc], within: Duration) -> Result<()> {
             if ok {
                 break;
             }
-            anyhow::ensure!(
+            check!(
                 Instant::now() < deadline,
                 "{} not healthy within {within:?}",
                 proc.label

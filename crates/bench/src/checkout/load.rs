@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use codec::TopicCodec;
 use events::checkout::{CheckoutLine, CheckoutRequested, SagaState, SagaTransition};
 use loadgen::kafka::produce_all;
 use rand::Rng;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::Message;
+
+use crate::{Error, Result};
 
 /// Products the bench stocks (plenty of each: no order fails for stock).
 pub const PRODUCTS: usize = 500;
@@ -188,7 +189,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprint!("\r\x1b[2K");
-    let map = settled.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let map = settled.lock().map_err(|_| Error::Poisoned)?;
     let mut phase = Phase {
         label: label.to_string(),
 

@@ -20,14 +20,15 @@ mod report;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use codec::RegistryClient;
 use events::inventory::{StockCommand, StockCommandKind, StockLevel};
 use loadgen::kafka::{produce_all, producer, reader};
 use rand::SeedableRng;
 use topology::{ProcessorParams, Topology};
 
+use crate::error::missing;
 use crate::harness::{broker_label, codec, private_broker, private_database, Engine};
+use crate::Result;
 use fleet::Snapshot;
 
 /// The processors of the order path, each run as its own process.
@@ -77,7 +78,7 @@ pub async fn checkout(topology: &Topology, bench: Args) -> Result<()> {
     let suffix = format!("bc{}", runtime::now_ms());
     let mut t = topology
         .isolated_all(&ORDER_PATH, &suffix)
-        .context("no order-path processors")?;
+        .ok_or_else(missing("no order-path processors"))?;
     t.processors
         .retain(|(p, _)| ORDER_PATH.contains(&p.name.as_str()));
     t.connectors.clear();

@@ -4,13 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use loadgen::kafka::{drain, produce_all, reader, reader_from_end};
 use loadgen::percentile;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+
+use crate::error::check;
+use crate::{Error, Result};
 
 pub struct Raw {
     pub rtt_p50: i64,
@@ -32,7 +34,7 @@ pub async fn measure(bootstrap: &str, producer: &FutureProducer, topic: &str) ->
         )
         .await?;
     for result in results {
-        result.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+        result.map_err(|(topic, code)| Error::CreateTopic { topic, code })?;
     }
     let rtt = round_trips(bootstrap, producer, topic, 200).await?;
     // Produce+consume: as many records as a 20,000-checkout burst writes to its busiest
@@ -86,7 +88,7 @@ async fn round_trips(
             .map_err(|(e, _)| e)?;
         loop {
             let seen = drain(&consumer, 1, Duration::from_secs(5)).await;
-            anyhow::ensure!(!seen.is_empty(), "round trip {i}: nothing read back in 5 s");
+            check!(!seen.is_empty(), "round trip {i}: nothing read back in 5 s");
             if seen[0].key.as_deref() == Some(key.as_bytes()) {
                 break;
             }

@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use events::checkout::SagaState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +22,7 @@ use serde_json::Value;
 use topology::Topology;
 
 use crate::orders::Zipf;
-use crate::percentile;
+use crate::{percentile, Error, Result};
 
 mod session;
 mod settle;
@@ -128,10 +127,11 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
             &[],
         )
         .await?;
-    anyhow::ensure!(
-        !rows.is_empty(),
-        "the catalog is empty: run `fleet seed` first"
-    );
+    if rows.is_empty() {
+        return Err(Error::Failed(
+            "the catalog is empty: run `fleet seed` first".into(),
+        ));
+    }
     let mut products: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut rng = StdRng::seed_from_u64(options.seed);
     // Popularity is a random order of the catalog (seeded), not its SKU order.

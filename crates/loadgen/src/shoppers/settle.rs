@@ -4,8 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use events::checkout::{SagaState, SagaTransition};
+
+use crate::Result;
 
 pub(super) async fn dead_letters(
     env: &runtime::StackEnv,
