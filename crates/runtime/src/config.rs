@@ -184,3 +184,29 @@ impl RuntimeConfig {
             .map(|i| i.dead_letter.as_str())
     }
 }
+
+#[cfg(test)]
+impl RuntimeConfig {
+    /// A config for unit tests: a shipping processor reading `input` (dead letters to
+    /// `<input>.dlq`) on the default stack addresses, whatever the environment says.
+    pub(crate) fn for_tests(input: &str) -> Self {
+        let spec: ProcessorSpec = serde_json::from_value(serde_json::json!({
+            "name": "shipping",
+            "kind": "shipping",
+            "group": "shipping",
+            "inputs": {"placed": {"topic": input, "dead_letter": format!("{input}.dlq")}},
+            "admin_port": 9000,
+        }))
+        .expect("a processor spec");
+        let stack = StackEnv {
+            bootstrap_servers: StackEnv::DEFAULT_BOOTSTRAP.into(),
+            registry_url: StackEnv::DEFAULT_REGISTRY.into(),
+            admin_host: std::net::IpAddr::from([127, 0, 0, 1]),
+            state_dir: std::env::temp_dir(),
+            postgres_url: StackEnv::DEFAULT_POSTGRES.into(),
+            gateway_url: StackEnv::DEFAULT_GATEWAY.into(),
+            redis_url: StackEnv::DEFAULT_REDIS.into(),
+        };
+        Self::from_spec(&spec, 0, stack).expect("a runtime config")
+    }
+}

@@ -87,32 +87,11 @@ mod tests {
 
     use super::*;
     use crate::policy::{decide, Action, Failure};
-    use crate::{HandlerError, RuntimeConfig, StackEnv};
-
-    fn config() -> RuntimeConfig {
-        let spec: topology::ProcessorSpec = serde_json::from_value(serde_json::json!({
-            "name": "shipping",
-            "kind": "shipping",
-            "group": "shipping",
-            "inputs": {"placed": {"topic": "orders.placed.v1", "dead_letter": "orders.placed.v1.dlq"}},
-            "admin_port": 9000,
-        }))
-        .expect("a processor spec");
-        let stack = StackEnv {
-            bootstrap_servers: StackEnv::DEFAULT_BOOTSTRAP.into(),
-            registry_url: StackEnv::DEFAULT_REGISTRY.into(),
-            admin_host: std::net::IpAddr::from([127, 0, 0, 1]),
-            state_dir: std::env::temp_dir(),
-            postgres_url: StackEnv::DEFAULT_POSTGRES.into(),
-            gateway_url: StackEnv::DEFAULT_GATEWAY.into(),
-            redis_url: StackEnv::DEFAULT_REDIS.into(),
-        };
-        RuntimeConfig::from_spec(&spec, 0, stack).expect("a runtime config")
-    }
+    use crate::{HandlerError, RuntimeConfig};
 
     #[test]
     fn a_dead_letter_reason_carries_the_cause_chain() {
-        let config = config();
+        let config = RuntimeConfig::for_tests("orders.placed.v1");
         let message = OwnedMessage::new(
             Some(b"not avro".to_vec()),
             Some(b"order-1".to_vec()),

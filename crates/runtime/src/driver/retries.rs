@@ -78,19 +78,10 @@ mod tests {
     use rdkafka::Timestamp;
 
     use super::*;
-    use crate::{HandlerError, RetryPolicy, StackEnv};
+    use crate::{HandlerError, RetryPolicy};
 
     fn config(max_attempts: u32) -> RuntimeConfig {
-        let spec: topology::ProcessorSpec = serde_json::from_value(serde_json::json!({
-            "name": "shipping",
-            "kind": "shipping",
-            "group": "shipping",
-            "inputs": {"placed": {"topic": "orders", "dead_letter": "orders.dlq"}},
-            "admin_port": 9000,
-        }))
-        .unwrap();
-        let stack = StackEnv::from_env().unwrap();
-        let mut config = RuntimeConfig::from_spec(&spec, 0, stack).unwrap();
+        let mut config = RuntimeConfig::for_tests("orders");
         config.retry = RetryPolicy {
             max_attempts,
             base_delay: Duration::from_millis(10),
