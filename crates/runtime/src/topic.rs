@@ -86,9 +86,3 @@ impl<T> fmt::Display for Topic<T> {
         f.write_str(&self.name)
     }
 }
-
-impl<T> PartialEq<str> for Topic<T> {
-    fn eq(&self, other: &str) -> bool {
-        self.name == other
-    }
-}
