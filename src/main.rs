@@ -118,6 +118,12 @@ enum Command {
         #[command(subcommand)]
         action: OrdersAction,
     },
+    /// Search: rebuild every replica's index from the compacted topics (one at a time, no
+    /// downtime), or run a query against one.
+    Search {
+        #[command(subcommand)]
+        action: SearchAction,
+    },
     /// Storefront API keys: create one (shown once), list, revoke.
     Keys {
         #[command(subcommand)]
@@ -144,6 +150,25 @@ enum OrdersAction {
     Status { order: String },
     /// Every order whose latest status is STUCK (its compensation ran out of attempts).
     Stuck,
+}
+
+#[derive(Subcommand)]
+enum SearchAction {
+    /// Reindex from the compacted topics into a fresh index on each instance and swap it in
+    /// once it has caught up; the old index answers until then.
+    Rebuild {
+        /// Give up on an instance after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// Print one query's answer (JSON) from the first instance.
+    Query {
+        /// Query text.
+        q: String,
+        /// More parameters, NAME=VALUE (category=Furniture, sort=price_asc, in_stock=true…).
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -256,6 +281,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Keys { action } => keys(&load()?, action).await,
+        Command::Search { action } => search_command(&load()?, action).await,
         Command::Dlq { action } => {
             let topology = load()?;
             Ok(dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await?)
@@ -545,6 +571,31 @@ async fn keys(topology: &topology::Topology, action: KeysAction) -> Result<()> {
             if n == 0 {
                 anyhow::bail!("no live key matches");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn search_command(topology: &topology::Topology, action: SearchAction) -> anyhow::Result<()> {
+    let urls = search::ops::instance_urls(topology, "127.0.0.1");
+    anyhow::ensure!(!urls.is_empty(), "the topology has no search-indexer");
+    match action {
+        SearchAction::Rebuild { timeout } => {
+            search::ops::rebuild(&urls, std::time::Duration::from_secs(timeout), |line| {
+                println!("{line}")
+            })
+            .await?;
+        }
+        SearchAction::Query { q, params } => {
+            let mut pairs = vec![("q".to_string(), q)];
+            for p in params {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--param {p:?} is not NAME=VALUE"))?;
+                pairs.push((k.to_string(), v.to_string()));
+            }
+            let answer = search::ops::query(&urls[0], &pairs).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         }
     }
     Ok(())

@@ -655,15 +655,35 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert!(limited >= 3, "the address was limited: {statuses:?}");
 }
 
-/// A real HTTP server standing in for the search service (which is not built yet).
+/// A real HTTP server standing in for one search service replica: it answers every query
+/// with one hit, except `q=refuse-me`, which it refuses as the service refuses a bad request.
 async fn search_service() -> (String, tokio_util::sync::CancellationToken) {
+    use axum::extract::Query;
+    use axum::http::StatusCode as Status;
+    use axum::response::IntoResponse;
     use axum::routing::get;
+    use std::collections::HashMap;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
     let app = axum::Router::new().route(
         "/search",
-        get(|| async { axum::Json(json!([{"id": "from-search-service"}])) }),
+        get(|Query(q): Query<HashMap<String, String>>| async move {
+            if q.get("q").map(String::as_str) == Some("refuse-me") {
+                let refusal =
+                    json!({"error": {"code": "invalid_parameter", "message": "not that"}});
+                return (Status::BAD_REQUEST, axum::Json(refusal)).into_response();
+            }
+            axum::Json(json!({
+                "query": q.get("q"), "total": 1,
+                "page": q.get("page").and_then(|p| p.parse::<u32>().ok()),
+                "per_page": q.get("per_page").and_then(|p| p.parse::<u32>().ok()),
+                "hits": [{"id": "from-search-service", "price": "1.00", "price_minor": 100}],
+                "facets": {"category": {}, "brand": {}, "in_stock": {}},
+                "degraded": [], "took_ms": 0.1, "cached": false,
+            }))
+            .into_response()
+        }),
     );
     let s = stop.clone();
     tokio::spawn(async move {
@@ -674,17 +694,41 @@ async fn search_service() -> (String, tokio_util::sync::CancellationToken) {
     (url, stop)
 }
 
+/// A search replica that always fails with a 500.
+async fn failing_search_service() -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/search",
+        get(|| async {
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "index unavailable",
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     let (search_url, stop_search) = search_service().await;
-    // Nothing listens on the recommendations port.
+    let failing_url = failing_search_service().await;
+    // Nothing listens on the recommendations port, nor on one search replica's.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let reco_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
+    let replicas: Vec<serde_yaml::Value> = vec![
+        reco_url.clone().into(),
+        failing_url.into(),
+        search_url.clone().into(),
+    ];
     let f = front(
         "sf-degrade",
         &[
-            ("search_url", search_url.clone().into()),
+            ("search_urls", serde_yaml::Value::Sequence(replicas)),
             ("recommendations_url", reco_url.into()),
         ],
     )
@@ -692,13 +736,46 @@ async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     let key = f.key(&unique("web").replace('-', "_")).await;
     let user = unique("u").replace('-', "_");
 
-    let (s, b) = f.get("/v1/search?q=chair", &key).await;
+    // Whichever replica a request starts at, the live one answers: a refused connection and
+    // a 500 each send the request on to the next replica.
+    for _ in 0..4 {
+        let (s, b) = f.get("/v1/search?q=chair&page=2&limit=5", &key).await;
+        assert_eq!(
+            (s, b["source"].as_str()),
+            (StatusCode::OK, Some("search")),
+            "{b}"
+        );
+        assert_eq!(b["hits"][0]["id"], "from-search-service");
+        assert_eq!(
+            (b["page"].as_u64(), b["per_page"].as_u64()),
+            (Some(2), Some(5))
+        );
+        assert_eq!(b["degraded"], json!([]));
+    }
+    // The service's refusal of the request is the shopper's answer, not a fallback.
+    let (s, b) = f.get("/v1/search?q=refuse-me", &key).await;
     assert_eq!(
-        (s, b["source"].as_str()),
-        (StatusCode::OK, Some("search")),
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_parameter"),
         "{b}"
     );
-    assert_eq!(b["results"][0]["id"], "from-search-service");
+    // The storefront's own checks need no replica.
+    for (path, expected) in [
+        ("/v1/search?q=", "empty_query"),
+        ("/v1/search?q=%FF", "invalid_parameter"),
+        ("/v1/search?q=chair&sort=cheapest", "invalid_parameter"),
+        (
+            "/v1/search?q=chair&page=11&per_page=100",
+            "page_out_of_range",
+        ),
+    ] {
+        let (s, b) = f.get(path, &key).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::BAD_REQUEST, expected),
+            "{path}: {b}"
+        );
+    }
 
     stop_search.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -707,19 +784,23 @@ async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["source"], "catalog");
     assert_eq!(b["degraded"], json!(["search"]));
-    let titles: HashSet<&str> = b["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["title"].as_str().unwrap())
-        .collect();
-    assert_eq!(titles, HashSet::from(["Red Office Chair"]));
+    let titles = |field: &str| -> HashSet<String> {
+        b[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        titles("results"),
+        HashSet::from(["Red Office Chair".to_string()])
+    );
+    assert_eq!(titles("hits"), titles("results"));
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "degrades within the upstream timeout"
     );
-    let (s, b) = f.get("/v1/search?q=", &key).await;
-    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_query"));
 
     let p0 = &f.products[0].0;
     let (s, b) = f

@@ -15,6 +15,8 @@ pub mod inventory;
 pub mod payment;
 pub mod registry;
 pub mod runtime;
+pub mod search;
+pub mod search_freshness;
 pub mod state;
 pub mod storefront;
 
@@ -52,6 +54,13 @@ pub enum Command {
     /// Restore time of one partition's state: N keys from the changelog alone, then from a
     /// local snapshot plus the changelog's tail (private broker).
     StateRestore(crate::state::Args),
+    /// The search service on a 100,000-product catalogue (the real one, expanded): indexing
+    /// docs/s and queries/s with p50/p99 at 1 and 8 clients for a realistic query mix,
+    /// beside tantivy alone on the same documents and queries (needs only the data set).
+    Search(crate::search::Args),
+    /// Commit in PostgreSQL → visible in search results, p50/p99, for price changes (catalog)
+    /// and stock changes (warehouse, through the ledger), on the running fleet.
+    SearchFreshness(crate::search_freshness::Args),
 }
 
 /// Runs one benchmark; those that need the topology load it from `topology_path`.
@@ -66,5 +75,12 @@ pub async fn run(topology_path: &Path, command: Command) -> Result<()> {
         Command::Checkout(args) => crate::checkout::checkout(&topology()?, args).await,
         Command::Storefront(args) => crate::storefront::storefront(&topology()?, args).await,
         Command::StateRestore(args) => crate::state::state_restore(args).await,
+        Command::SearchFreshness(args) => {
+            crate::search_freshness::freshness(&topology()?, args).await
+        }
+        Command::Search(args) => {
+            let root = topology_path.parent().unwrap_or(Path::new("."));
+            crate::search::search(root, args).await
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod orders;
 pub mod payments;
 pub mod recommendations;
+pub mod search;
 pub mod shipping;
 
 use serde::{Deserialize, Serialize};

@@ -84,6 +84,7 @@ mod kafka;
 mod metrics;
 pub mod policy;
 mod processor;
+pub mod source;
 pub mod state;
 pub mod step;
 mod topic;

@@ -20,7 +20,7 @@ pub use model::{
 };
 pub use params::{
     CdcTable, CheckoutParams, InventoryParams, InventoryStockFeedParams, PaymentParams,
-    PostgresCdcParams, ProcessorParams, ShippingParams, StorefrontParams,
+    PostgresCdcParams, ProcessorParams, SearchIndexerParams, ShippingParams, StorefrontParams,
 };
 pub use ports::{Port, Ports};
 pub use validate::{load, load_str, Problem, Topology, TopologyError};

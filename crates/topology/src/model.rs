@@ -94,6 +94,9 @@ pub enum ProcessorKind {
     /// pages), whose consumer keeps the order-status (from the saga's transitions) and availability
     /// projections in Redis.
     Storefront,
+    /// The category-sharded search index (catalog CDC + availability) and its query service;
+    /// every instance is a full replica that reads every partition.
+    SearchIndexer,
 }
 
 impl ProcessorKind {
@@ -105,6 +108,7 @@ impl ProcessorKind {
             ProcessorKind::Payment => "payment",
             ProcessorKind::Checkout => "checkout",
             ProcessorKind::Storefront => "storefront",
+            ProcessorKind::SearchIndexer => "search-indexer",
         }
     }
 }

@@ -14,6 +14,7 @@ pub enum ProcessorParams {
     Payment(PaymentParams),
     Checkout(CheckoutParams),
     Storefront(StorefrontParams),
+    SearchIndexer(SearchIndexerParams),
 }
 
 impl ProcessorParams {
@@ -35,6 +36,9 @@ impl ProcessorParams {
             ProcessorKind::Payment => ProcessorParams::Payment(serde_yaml::from_value(raw)?),
             ProcessorKind::Checkout => ProcessorParams::Checkout(serde_yaml::from_value(raw)?),
             ProcessorKind::Storefront => ProcessorParams::Storefront(serde_yaml::from_value(raw)?),
+            ProcessorKind::SearchIndexer => {
+                ProcessorParams::SearchIndexer(serde_yaml::from_value(raw)?)
+            }
         })
     }
 
@@ -49,6 +53,7 @@ impl ProcessorParams {
             ProcessorParams::Payment(p) => serde_yaml::to_value(p),
             ProcessorParams::Checkout(p) => serde_yaml::to_value(p),
             ProcessorParams::Storefront(p) => serde_yaml::to_value(p),
+            ProcessorParams::SearchIndexer(p) => serde_yaml::to_value(p),
         }
     }
 }
@@ -303,13 +308,16 @@ pub struct StorefrontParams {
     /// How long a product stays in the in-process hot tier before it is read again.
     #[serde(default = "default_hot_ttl")]
     pub hot_ttl_ms: u64,
-    /// Search and recommendations services; `None` (or down) degrades to catalog queries
-    /// and popular products.
+    /// The search service's instances (base URLs), replicas of one index: each request
+    /// starts at the next replica in turn and tries the others on a failure. Empty (or all
+    /// down) degrades search to a catalog query.
     #[serde(default)]
-    pub search_url: Option<String>,
+    pub search_urls: Vec<String>,
+    /// The recommendations service; `None` (or down) degrades to popular products.
     #[serde(default)]
     pub recommendations_url: Option<String>,
-    /// Time allowed to a search or recommendations call before the page degrades.
+    /// Time allowed to one search or recommendations call before the page degrades (search
+    /// tries its replicas within twice this in all).
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout_ms: u64,
     #[serde(default = "default_currency")]
@@ -363,14 +371,116 @@ impl StorefrontParams {
         if self.shipping_fee_minor < 0 {
             problems.push("shipping_fee_minor must not be negative".into());
         }
-        for (name, url) in [
-            ("search_url", &self.search_url),
-            ("recommendations_url", &self.recommendations_url),
-        ] {
-            if let Some(url) = url {
-                if !url.starts_with("http://") && !url.starts_with("https://") {
-                    problems.push(format!("{name} {url:?} is not an http(s) URL"));
-                }
+        let urls = self
+            .search_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| (format!("search_urls[{i}]"), url))
+            .chain(
+                self.recommendations_url
+                    .iter()
+                    .map(|url| ("recommendations_url".to_string(), url)),
+            );
+        for (name, url) in urls {
+            if !is_http_url(url) {
+                problems.push(format!("{name} {url:?} is not an http(s) URL"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// `http://host…` or `https://host…`: a scheme the storefront's client speaks and a host.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty() && !r.starts_with('/') && !r.chars().any(|c| c.is_whitespace())
+    })
+}
+
+/// The search index and its query service (processors/search). Every instance is a full
+/// replica: it reads every partition of its inputs into its own index and answers queries
+/// on `http_port + instance`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchIndexerParams {
+    /// Query service port of instance 0.
+    pub http_port: u16,
+    /// Top-level categories that get a shard of their own (the blast-radius rule: a query
+    /// filtered to one of them touches only its shard); the rest share `other`.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// The freshness target: a change is searchable within this long of reaching the
+    /// indexer. The index commits every quarter of it while changes wait.
+    #[serde(default = "default_freshness")]
+    pub freshness_ms: u64,
+    /// Time a shard has to answer a query before the answer leaves it out (degraded).
+    #[serde(default = "default_shard_budget")]
+    pub shard_budget_ms: u64,
+    /// Popular-query cache: how long an answer is kept (0 turns the cache off), and how many.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_ms: u64,
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+    /// Indexing memory per shard writer, MB.
+    #[serde(default = "default_writer_mb")]
+    pub writer_memory_mb: usize,
+    /// Lets `POST /admin/shards/{name}/fault` slow down or break a shard (tests, game days).
+    #[serde(default)]
+    pub fault_injection: bool,
+}
+
+fn default_freshness() -> u64 {
+    1_000
+}
+fn default_shard_budget() -> u64 {
+    100
+}
+fn default_cache_ttl() -> u64 {
+    10_000
+}
+fn default_cache_entries() -> usize {
+    10_000
+}
+fn default_writer_mb() -> usize {
+    32
+}
+
+impl SearchIndexerParams {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.http_port == 0 {
+            problems.push("http_port must be set".to_string());
+        }
+        if !(40..=60_000).contains(&self.freshness_ms) {
+            problems.push(format!(
+                "freshness_ms {} not in 40..=60000",
+                self.freshness_ms
+            ));
+        }
+        if self.shard_budget_ms == 0 {
+            problems.push("shard_budget_ms must be positive".into());
+        }
+        if !(15..=1024).contains(&self.writer_memory_mb) {
+            problems.push(format!(
+                "writer_memory_mb {} not in 15..=1024",
+                self.writer_memory_mb
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.shards {
+            let key = s.trim().to_lowercase();
+            if key.is_empty() || key.contains('/') || key == "other" || key.starts_with('_') {
+                problems.push(format!("shard {s:?} must be a top-level category name"));
+            }
+            if !seen.insert(key) {
+                problems.push(format!("shard {s:?} is listed twice"));
             }
         }
         if problems.is_empty() {

@@ -54,6 +54,8 @@ const PAYMENT_RESULT: &str = "storefleet.payments.PaymentResult";
 const SHIPMENT_EVENT: &str = "storefleet.shipping.ShipmentEvent";
 const STOCK_CHANGE: &str = "storefleet.cdc.StockChange";
 const INTERACTION: &str = "storefleet.recommendations.UserInteraction";
+const PRODUCT_CHANGE: &str = "storefleet.cdc.ProductChange";
+const INDEX_COMMITTED: &str = "storefleet.search.IndexCommitted";
 
 const SHIPPING: Ports = Ports {
     inputs: &[port("placed", ORDER_PLACED)],
@@ -112,6 +114,14 @@ const STOREFRONT: Ports = Ports {
     ],
 };
 
+const SEARCH_INDEXER: Ports = Ports {
+    inputs: &[
+        port("products", PRODUCT_CHANGE),
+        port("availability", AVAILABILITY),
+    ],
+    outputs: &[port("commits", INDEX_COMMITTED)],
+};
+
 impl ProcessorKind {
     /// The ports of this kind. Adding a kind means adding its ports here.
     pub fn ports(self) -> Ports {
@@ -122,6 +132,7 @@ impl ProcessorKind {
             ProcessorKind::Payment => PAYMENT,
             ProcessorKind::Checkout => CHECKOUT,
             ProcessorKind::Storefront => STOREFRONT,
+            ProcessorKind::SearchIndexer => SEARCH_INDEXER,
         }
     }
 }

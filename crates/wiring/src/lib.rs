@@ -51,6 +51,8 @@ pub enum WiringError {
     #[error(transparent)]
     Storefront(#[from] storefront::StorefrontError),
     #[error(transparent)]
+    Search(#[from] search::SearchError),
+    #[error(transparent)]
     Cdc(#[from] postgres_cdc::CdcError),
     #[error("reading {topic}")]
     ReadTopic {

@@ -97,6 +97,9 @@ async fn run_processor(
             .await?;
             runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
         }
+        ProcessorParams::SearchIndexer(p) => {
+            search::run(config, topology, spec, p.clone(), shutdown).await?;
+        }
         ProcessorParams::Storefront(p) => {
             let topics = storefront::Topics::from_spec(spec)?;
             storefront::run(config, topology, p.clone(), topics, shutdown).await?;

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /health` | liveness and whether Redis answers |
 //! | `GET /v1/products/{id}` | product page: catalog (cached), availability, recommendations (degradable) |
-//! | `GET /v1/search?q=&limit=` | the search service, or the catalog when it is down |
+//! | `GET /v1/search?q=&category=&brand=&min_price=&max_price=&in_stock=&sort=&page=&per_page=` | the search service's replicas, or the catalog when none answers ([`crate::search`]) |
 //! | `GET /v1/recommendations/{user}` | the recommendations service, or popular products when it is down |
 //! | `GET /v1/carts/{user}` | the cart |
 //! | `PUT /v1/carts/{user}/lines/{product}` | set a line's quantity (`expected_version` for a conditional update; 0 removes) |
@@ -15,14 +15,18 @@
 //! | `POST /v1/checkout` (`Idempotency-Key` header) | place the cart as an order: 202 with the order id |
 //! | `GET /v1/orders/{id}?user_id=` | the order's status, for its user |
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, RawQuery, Request, State,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +49,74 @@ use crate::keys::{Client, KeyRing};
 use crate::metrics::Metrics;
 use crate::projections::{availability_key, order_key};
 use crate::redis_store::{LineChange, Store};
+use crate::search::{self, Attempt, Refusal, SearchRequest};
+
+/// The search service's replicas, copies of one index (see [`crate::search`]): each request
+/// starts at the next replica in turn and moves on to the following one when a replica fails.
+pub struct SearchReplicas {
+    endpoints: Vec<reqwest::Url>,
+    turn: AtomicUsize,
+}
+
+impl SearchReplicas {
+    /// `endpoints` from [`search::endpoint`]; `first_turn` spreads instances' first requests.
+    pub fn new(endpoints: Vec<reqwest::Url>, first_turn: usize) -> Self {
+        Self {
+            endpoints,
+            turn: AtomicUsize::new(first_turn),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Asks the replica whose turn it is, then on its failure the next, each try within
+    /// `per_try` and all within [`search::budget`] of it; `failed` hears of each failed try
+    /// (replica, endpoint, reason). The first answer wins; a refusal of the request (the
+    /// same at every replica) ends the round as `Some(Err)`; `None` when no replica
+    /// answered.
+    pub async fn ask(
+        &self,
+        http: &reqwest::Client,
+        per_try: Duration,
+        request: &SearchRequest,
+        mut failed: impl FnMut(usize, &reqwest::Url, &'static str),
+    ) -> Option<Result<Value, Refusal>> {
+        let deadline = Instant::now() + search::budget(per_try);
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        for replica in search::replica_order(turn, self.endpoints.len()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(timeout) = search::try_timeout(per_try, left) else {
+                break;
+            };
+            let endpoint = &self.endpoints[replica];
+            let attempt = match http
+                .get(search::service_url(endpoint, request))
+                .timeout(timeout)
+                .send()
+                .await
+            {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match response.bytes().await {
+                        Ok(body) => search::classify(status, &body),
+                        Err(e) if e.is_timeout() => Attempt::Failed(search::TIMEOUT),
+                        Err(_) => Attempt::Failed(search::UNREACHABLE),
+                    }
+                }
+                Err(e) if e.is_timeout() => Attempt::Failed(search::TIMEOUT),
+                Err(_) => Attempt::Failed(search::UNREACHABLE),
+            };
+            match attempt {
+                Attempt::Answered(answer) => return Some(Ok(answer)),
+                Attempt::Refused(refusal) => return Some(Err(refusal)),
+                Attempt::Failed(reason) => failed(replica, endpoint, reason),
+            }
+        }
+        None
+    }
+}
 
 /// Topics the storefront writes.
 #[derive(Clone)]
@@ -63,6 +135,8 @@ pub struct App {
     pub interactions_codec: TopicCodec,
     pub topics: Topics,
     pub http: reqwest::Client,
+    /// The search service's replicas (from `search_urls`).
+    pub search: SearchReplicas,
     pub key_limiter: DefaultKeyedRateLimiter<String>,
     pub ip_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Products promoted to this instance's memory (see [`HotTracker`]), with their expiry.
@@ -99,7 +173,7 @@ pub fn limiters(
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
     retry_after_secs: Option<u64>,
 }
@@ -108,8 +182,18 @@ impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// The search service's refusal of the shopper's request, passed on as it came.
+    fn refused_by_search(r: Refusal) -> Self {
+        Self {
+            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            code: Cow::Owned(r.code),
+            message: r.message,
             retry_after_secs: None,
         }
     }
@@ -164,6 +248,13 @@ impl From<JsonRejection> for ApiError {
         };
         // The rejection's text names the field and the problem, never server internals.
         Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        // The rejection's text names the parameter and the problem, never server internals.
+        Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", r.body_text())
     }
 }
 
@@ -382,6 +473,39 @@ impl App {
         None
     }
 
+    /// The search service's answer to `request` ([`SearchReplicas::ask`], each try within
+    /// the upstream timeout). `Some(Err)` is the service refusing the request; `None` means
+    /// no replica answered (or none is configured): the caller falls back to the catalog.
+    async fn search_service(&self, request: &SearchRequest) -> Option<ApiResult<Value>> {
+        if self.search.is_empty() {
+            return None;
+        }
+        let per_try = Duration::from_millis(self.params.upstream_timeout_ms);
+        let asked = self
+            .search
+            .ask(&self.http, per_try, request, |replica, endpoint, reason| {
+                warn!(
+                    replica,
+                    search = %endpoint,
+                    reason,
+                    "search replica failed; trying the next"
+                );
+                self.metrics
+                    .search_tries_failed
+                    .with_label_values(&[reason])
+                    .inc();
+            })
+            .await;
+        match asked {
+            Some(Ok(answer)) => Some(Ok(answer)),
+            Some(Err(refusal)) => Some(Err(ApiError::refused_by_search(refusal))),
+            None => {
+                self.metrics.degraded.with_label_values(&["search"]).inc();
+                None
+            }
+        }
+    }
+
     fn reco_url(&self, user: &str) -> Option<String> {
         self.params
             .recommendations_url
@@ -447,8 +571,9 @@ struct ViewerQuery {
 async fn product(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<ViewerQuery>,
+    query: Result<Query<ViewerQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(q) = query?;
     let id = domain::parse_product_id(&id).map_err(bad)?;
     if let Some(user) = &q.user_id {
         domain::check_token("user_id", user).map_err(bad)?;
@@ -493,61 +618,49 @@ async fn product(
     })))
 }
 
-#[derive(Deserialize)]
-struct SearchQuery {
-    q: Option<String>,
-    limit: Option<i64>,
-    user_id: Option<String>,
+/// The search request in the query string, or the 400 saying what is wrong with it. The
+/// storefront decodes the query itself: whatever bytes it holds, the answer is a request or a
+/// 400 with a stable code (see [`search::parse_query`]).
+fn search_request(raw: Option<&str>) -> ApiResult<SearchRequest> {
+    search::parse_query(raw).map_err(bad)
 }
 
-async fn search(
-    State(app): State<Arc<App>>,
-    Query(q): Query<SearchQuery>,
-) -> ApiResult<Json<Value>> {
-    let text = q.q.unwrap_or_default();
-    let text = text.trim();
-    if text.is_empty() || text.chars().count() > 200 {
-        return Err(bad(Rejection::new(
-            "invalid_query",
-            "q must be 1 to 200 characters",
-        )));
-    }
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(bad(Rejection::new(
-            "invalid_query",
-            "limit must be between 1 and 100",
-        )));
-    }
-    if let Some(user) = &q.user_id {
-        domain::check_token("user_id", user).map_err(bad)?;
-        let query = text.to_string();
+/// Searches: the search service's replicas (see [`App::search_service`]), or the catalog's
+/// title search when none answers.
+async fn search(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let request = search_request(raw.as_deref())?;
+    if let Some(user) = &request.user_id {
+        let query = request.q.clone();
         app.interaction(user, InteractionKind::Search, |e| {
             e.query = Some(query);
             e.surface = Some("search".into());
         });
     }
-    let url = app.params.search_url.as_ref().map(|base| {
-        let mut u = reqwest::Url::parse(&format!("{}/search", base.trim_end_matches('/')))
-            .expect("search_url validated as http(s)");
-        u.query_pairs_mut()
-            .append_pair("q", text)
-            .append_pair("limit", &limit.to_string());
-        u.to_string()
-    });
-    if let Some(results) = app.upstream("search", url).await {
-        return Ok(Json(
-            json!({"source": "search", "results": results, "degraded": []}),
-        ));
+    let answered = |source: &str| {
+        app.metrics.searches.with_label_values(&[source]).inc();
+        app.metrics
+            .search_seconds
+            .with_label_values(&[source])
+            .observe(started.elapsed().as_secs_f64());
+    };
+    match app.search_service(&request).await {
+        Some(Ok(answer)) => {
+            answered("search");
+            return Ok(Json(answer));
+        }
+        Some(Err(refused)) => return Err(refused),
+        None => {}
     }
-    let results = app
+    let limit = i64::from(request.per_page);
+    let offset = i64::try_from(request.offset()).unwrap_or(i64::MAX);
+    let products = app
         .catalog
-        .search(text, limit)
+        .search(&request.q, limit, offset)
         .await
         .map_err(|e| ApiError::unavailable("search", e))?;
-    Ok(Json(
-        json!({"source": "catalog", "results": results, "degraded": ["search"]}),
-    ))
+    answered("catalog");
+    Ok(Json(search::catalog_answer(&request, &products)))
 }
 
 async fn recommendations(
@@ -653,8 +766,9 @@ struct RemoveQuery {
 async fn remove_line(
     State(app): State<Arc<App>>,
     Path((user, product)): Path<(String, String)>,
-    Query(q): Query<RemoveQuery>,
+    query: Result<Query<RemoveQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let Query(q) = query?;
     let set = SetLine {
         quantity: 0,
         expected_version: q.expected_version,
@@ -796,8 +910,9 @@ async fn checkout(
 async fn order(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<ViewerQuery>,
+    query: Result<Query<ViewerQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(q) = query?;
     let id = uuid::Uuid::parse_str(&id)
         .map(|u| u.to_string())
         .map_err(|_| bad(Rejection::new("invalid_id", "order id must be a UUID")))?;
@@ -821,4 +936,259 @@ async fn order(
         return Err(unknown());
     }
     Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::delete;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server whose routes read their query strings the way the real handlers do, first
+    /// thing (the rest of a handler needs Redis, the catalog and a broker).
+    async fn serve() -> SocketAddr {
+        let app = Router::new()
+            .route(
+                "/v1/search",
+                get(|RawQuery(raw): RawQuery| async move {
+                    search_request(raw.as_deref()).map(|r| Json(json!({"q": r.q})))
+                }),
+            )
+            .route(
+                "/v1/orders/{id}",
+                get(
+                    |query: Result<Query<ViewerQuery>, QueryRejection>| async move {
+                        let Query(q) = query?;
+                        Ok::<_, ApiError>(Json(json!({"user_id": q.user_id})))
+                    },
+                ),
+            )
+            .route(
+                "/v1/carts/{user}/lines/{product}",
+                delete(
+                    |query: Result<Query<RemoveQuery>, QueryRejection>| async move {
+                        let Query(q) = query?;
+                        Ok::<_, ApiError>(Json(json!({"expected": q.expected_version})))
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    /// Sends `method target` byte for byte (no client would send some of these) and returns
+    /// the status and the body.
+    async fn raw(address: SocketAddr, method: &str, target: &[u8]) -> (u16, Value) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut request = format!("{method} ").into_bytes();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+        stream.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A stand-in search replica: `answer` says what it does with every request; the
+    /// counter counts the requests it got.
+    async fn replica(answer: &'static str) -> (reqwest::Url, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let app = Router::new().route(
+            "/search",
+            get(move |RawQuery(raw): RawQuery| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match answer {
+                        "fail" => (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response(),
+                        "refuse" => (
+                            StatusCode::BAD_REQUEST,
+                            Json(json!({"error": {"code": "invalid_parameter", "message": "no"}})),
+                        )
+                            .into_response(),
+                        slow_or_live => {
+                            if slow_or_live == "slow" {
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                            }
+                            Json(json!({"hits": [{"id": slow_or_live}], "query": raw}))
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (search::endpoint(&base).unwrap(), asked)
+    }
+
+    /// A replica nobody listens at.
+    fn dead_replica() -> reqwest::Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        search::endpoint(&base).unwrap()
+    }
+
+    #[tokio::test]
+    async fn replicas_take_turns_and_a_failing_one_hands_the_request_on() {
+        let http = reqwest::Client::new();
+        let per_try = Duration::from_millis(150);
+        let request = search::parse_query(Some("q=red+chair&page=2")).unwrap();
+
+        // Two live replicas share the requests evenly; the service gets the parameters.
+        let (a, asked_a) = replica("a").await;
+        let (b, asked_b) = replica("b").await;
+        let replicas = SearchReplicas::new(vec![a, b], 0);
+        for i in 0..10 {
+            let answer = replicas
+                .ask(&http, per_try, &request, |_, _, r| panic!("{r}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(answer["hits"][0]["id"], ["a", "b"][i % 2]);
+            assert_eq!(answer["source"], "search");
+            assert_eq!(answer["query"], "q=red+chair&page=2&per_page=20");
+        }
+        assert_eq!(
+            (
+                asked_a.load(Ordering::SeqCst),
+                asked_b.load(Ordering::SeqCst)
+            ),
+            (5, 5)
+        );
+
+        // A dead replica and a failing one: every request is still answered, by the live one.
+        let (failing, _) = replica("fail").await;
+        let (live, asked_live) = replica("live").await;
+        let replicas = SearchReplicas::new(vec![dead_replica(), failing, live], 0);
+        let mut reasons = Vec::new();
+        for _ in 0..3 {
+            let answer = replicas
+                .ask(&http, per_try, &request, |i, _, r| reasons.push((i, r)))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(answer["hits"][0]["id"], "live");
+        }
+        // Turns 0, 1, 2 start at the dead, the failing and the live replica.
+        assert_eq!(
+            reasons,
+            [(0, search::UNREACHABLE), (1, "status"), (1, "status")]
+        );
+        assert_eq!(asked_live.load(Ordering::SeqCst), 3);
+
+        // A refusal is the request's: the other replicas are not asked.
+        let (refusing, _) = replica("refuse").await;
+        let (live, asked_live) = replica("live").await;
+        let replicas = SearchReplicas::new(vec![refusing, live], 0);
+        let refused = replicas
+            .ask(&http, per_try, &request, |_, _, r| panic!("{r}"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code.as_str()),
+            (400, "invalid_parameter")
+        );
+        assert_eq!(asked_live.load(Ordering::SeqCst), 0);
+
+        // Slow replicas use up the budget of two tries; the live fourth is never reached.
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            slow.push(replica("slow").await.0);
+        }
+        let (live, asked_live) = replica("live").await;
+        slow.push(live);
+        let replicas = SearchReplicas::new(slow, 0);
+        let started = Instant::now();
+        let mut reasons = Vec::new();
+        let none = replicas
+            .ask(&http, per_try, &request, |_, _, r| reasons.push(r))
+            .await;
+        let took = started.elapsed();
+        assert!(none.is_none());
+        assert_eq!(reasons, [search::TIMEOUT, search::TIMEOUT]);
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(1_000),
+            "{took:?}"
+        );
+        assert_eq!(asked_live.load(Ordering::SeqCst), 0);
+
+        assert!(SearchReplicas::new(Vec::new(), 0).is_empty());
+        let none = SearchReplicas::new(Vec::new(), 3)
+            .ask(&http, per_try, &request, |_, _, r| panic!("{r}"))
+            .await;
+        assert!(none.is_none());
+    }
+
+    #[tokio::test]
+    async fn whatever_bytes_a_query_holds_the_answer_is_a_request_or_a_coded_400() {
+        let address = serve().await;
+        let (status, body) = raw(address, "GET", b"/v1/search?q=office+chair&page=2").await;
+        assert_eq!((status, &body["q"]), (200, &json!("office chair")));
+        for (target, code) in [
+            (&b"/v1/search?q=%FF"[..], "invalid_parameter"),
+            (b"/v1/search?q=%C3%28&page=1", "invalid_parameter"),
+            (b"/v1/search?q=chair&page=abc", "invalid_parameter"),
+            (b"/v1/search?q=chair&per_page=-5", "invalid_parameter"),
+            (b"/v1/search?q=chair&limit=1e3", "invalid_parameter"),
+            (b"/v1/search?q=chair&q=desk", "invalid_parameter"),
+            (
+                b"/v1/search?q=chair&min_price=10&max_price=5",
+                "invalid_parameter",
+            ),
+            (
+                b"/v1/search?q=chair&page=11&per_page=100",
+                "page_out_of_range",
+            ),
+            (b"/v1/search?q=%20%20", "empty_query"),
+            (b"/v1/search", "empty_query"),
+            (b"/v1/orders/o1?user_id=a&user_id=b", "invalid_parameter"),
+        ] {
+            let (status, body) = raw(address, "GET", target).await;
+            let shown = String::from_utf8_lossy(target);
+            assert_eq!(status, 400, "{shown}: {body}");
+            assert_eq!(body["error"]["code"], code, "{shown}: {body}");
+        }
+        let (status, body) = raw(
+            address,
+            "DELETE",
+            b"/v1/carts/u1/lines/p1?expected_version=abc",
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("invalid_parameter"))
+        );
+        // Bytes that are not even a URL's: refused before any handler, never a 5xx.
+        for target in [
+            &b"/v1/search?q=\xFF"[..],
+            b"/v1/search?q=\xC3\x28",
+            b"/v1/search?q=a b",
+        ] {
+            let (status, body) = raw(address, "GET", target).await;
+            let shown = String::from_utf8_lossy(target);
+            assert!((400..500).contains(&status), "{shown}: {status} {body}");
+            if !body.is_null() {
+                assert_eq!(
+                    body["error"]["code"], "invalid_parameter",
+                    "{shown}: {body}"
+                );
+            }
+        }
+    }
 }

@@ -58,9 +58,15 @@ impl Catalog {
         row.map(|r| self.product(&r)).transpose()
     }
 
-    /// Products whose title contains every word of `query` (case-insensitive): the search
-    /// service's stand-in while it is down.
-    pub async fn search(&self, query: &str, limit: i64) -> Result<Vec<Product>, CatalogError> {
+    /// Products whose title contains every word of `query` (case-insensitive), in title
+    /// order, `limit` of them after the first `offset`: the search service's stand-in while
+    /// it is down (its filters and ranking are the service's alone).
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Product>, CatalogError> {
         let words: Vec<String> = query
             .split_whitespace()
             .take(8)
@@ -80,9 +86,9 @@ impl Catalog {
             .query(
                 &format!(
                     "SELECT {PRODUCT_COLUMNS} FROM products
-                     WHERE title ILIKE ALL($1::text[]) ORDER BY title LIMIT $2"
+                     WHERE title ILIKE ALL($1::text[]) ORDER BY title, id LIMIT $2 OFFSET $3"
                 ),
-                &[&words, &limit],
+                &[&words, &limit, &offset],
             )
             .await?;
         rows.iter().map(|r| self.product(r)).collect()

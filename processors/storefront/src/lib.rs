@@ -38,11 +38,19 @@
 //!   then `product:{id}` in Redis (TTL 60 s), then the catalog database (which fills Redis).
 //!   Availability comes from the projection. A Redis outage slows product pages (catalog
 //!   reads) but does not fail them.
-//! - **Search and recommendations** are proxied to their services with a 150 ms budget. When
-//!   a service is down, slow, or not configured (their processors are open issues, so today
-//!   they are not), search answers from the catalog database (title contains every word) and
-//!   recommendations from the most-viewed products, marked `"degraded": [...]`; product
-//!   pages and checkout never depend on them.
+//! - **Search** (`GET /v1/search`, [`search`]) checks the request as the search service
+//!   would (a bad one is a 400 without a call) and asks the service's replicas
+//!   (`search_urls`, copies of one index): each request starts at the next replica in turn
+//!   and, on a 5xx, a timeout or no connection, tries the following one, each try within
+//!   `upstream_timeout_ms` (150 ms) and all within twice that. The service's refusal of a
+//!   request (a 400 with its error body, e.g. an unclosed quote) reaches the shopper as is,
+//!   with no other replica asked. When no replica answers (or none is configured) search
+//!   answers from the catalog database (title contains every word, no filters), marked
+//!   `"degraded": ["search"]`; either way the products are in `hits`.
+//! - **Recommendations** are proxied to their service within `upstream_timeout_ms`; when it
+//!   is down, slow or not configured (its processor is an open issue), they come from the
+//!   most-viewed products, marked `"degraded": ["recommendations"]`. Product pages and
+//!   checkout never depend on search or recommendations.
 //! - **API keys** (`fleet keys create <client>`) are shown once and stored as SHA-256 hashes.
 //!   Each instance keeps the live hashes in memory behind a lock, replaced wholesale,
 //!   reloaded every 5 s and on an unknown key: a new key works at once, a revoked one stops
@@ -72,6 +80,7 @@ pub mod keys;
 mod metrics;
 pub mod projections;
 pub mod redis_store;
+pub mod search;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -230,6 +239,12 @@ async fn serve(
         .checked_add(config.instance)
         .ok_or_else(|| StorefrontError::Config("http_port + instance overflows".into()))?;
     let address = SocketAddr::new(stack.admin_host, port);
+    let search_replicas = params
+        .search_urls
+        .iter()
+        .map(|base| search::endpoint(base))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StorefrontError::Config)?;
     let app = Arc::new(api::App {
         catalog: catalog::Catalog::new(
             &database(&params.catalog_database)?,
@@ -249,6 +264,8 @@ async fn serve(
         interactions_codec,
         topics,
         http: reqwest::Client::new(),
+        // Instances start at different replicas, so their first requests spread too.
+        search: api::SearchReplicas::new(search_replicas, usize::from(config.instance)),
         key_limiter,
         ip_limiter,
         metrics: metrics::Metrics::register(),

@@ -17,6 +17,13 @@ pub struct Metrics {
     pub product_reads: IntCounterVec,
     /// Interactions that could not be queued or delivered.
     pub interactions_dropped: IntCounter,
+    /// Search answers by source (search: the service; catalog: the fallback).
+    pub searches: IntCounterVec,
+    /// Search answer durations by source, replica tries and fallback included.
+    pub search_seconds: HistogramVec,
+    /// Tries of a search replica that failed, by reason (timeout, unreachable, status,
+    /// bad_answer); the next replica is tried.
+    pub search_tries_failed: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,6 +63,26 @@ impl Metrics {
             interactions_dropped: register.counter(
                 "storefleet_storefront_interactions_dropped_total",
                 "Interactions not delivered to recommendations.interactions",
+            ),
+            searches: register.counter_vec(
+                "storefleet_storefront_searches_total",
+                "Search answers by source (search service or catalog fallback)",
+                &["source"],
+            ),
+            search_seconds: register.metric(HistogramVec::new(
+                HistogramOpts::new(
+                    "storefleet_storefront_search_seconds",
+                    "Search answer durations by source, replica tries and fallback included",
+                )
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5,
+                ]),
+                &["source"],
+            )),
+            search_tries_failed: register.counter_vec(
+                "storefleet_storefront_search_tries_failed_total",
+                "Search replica tries that failed, by reason",
+                &["reason"],
             ),
         }
     }

@@ -1,14 +1,17 @@
 //! `fleet load` (and the load of `fleet demo`): shoppers against the storefront API, and a
 //! report computed from what the fleet recorded (the saga's transitions topic, the orders and
 //! warehouse databases, the gateway's ledger), not from the generator's own counters. Only
-//! request latencies are the generator's: they are what a shopper waits.
+//! request latencies and the search section are the generator's: they are what a shopper
+//! waits for and sees.
 //!
 //! Shoppers arrive open-loop at `--rate` sessions per second. Each browses a few products
-//! (Zipf popularity over the catalog), searches sometimes, adds some of what it saw to its
-//! cart, checks out with an idempotency key (a few press the button twice), and polls its
-//! order until the saga ends. During the middle of the run a flash sale sends a share of all
-//! product picks to a few new products released with a small stock: they sell out, and the
-//! report shows no unit sold beyond stock.
+//! (Zipf popularity over the catalog), searches sometimes (three sessions in ten: one or two
+//! searches with words of titles it knows, some narrowed to a category), adds some of what it
+//! saw to its cart, checks out with an idempotency key (a few press the button twice), and
+//! polls its order until the saga ends. During the middle of the run a flash sale sends a
+//! share of all product picks to a few new products released with a small stock: they sell
+//! out, and the report shows no unit sold beyond stock. The search section counts what the
+//! searches' answers said (which source answered, whether degraded).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -24,6 +27,7 @@ use topology::Topology;
 use crate::orders::Zipf;
 use crate::{percentile, Error, Result};
 
+mod search;
 mod session;
 mod settle;
 
@@ -123,7 +127,7 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     let catalog_db = stack::connect_postgres(&database(&env, "catalog")?).await?;
     let rows = catalog_db
         .query(
-            "SELECT id::text, title FROM products WHERE sku NOT LIKE 'FLASH-%' ORDER BY sku",
+            "SELECT id::text, title, category FROM products WHERE sku NOT LIKE 'FLASH-%' ORDER BY sku",
             &[],
         )
         .await?;
@@ -133,6 +137,10 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         ));
     }
     let mut products: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut categories: HashMap<String, String> = rows
+        .iter()
+        .filter_map(|r| Some((r.get(0), r.get::<_, Option<String>>(2)?)))
+        .collect();
     let mut rng = StdRng::seed_from_u64(options.seed);
     // Popularity is a random order of the catalog (seeded), not its SKU order.
     for i in (1..products.len()).rev() {
@@ -144,10 +152,17 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         .cloned()
         .collect();
     let flash = release_flash_products(&env, &run, &templates, options.flash_stock).await?;
+    // A flash product is its template's copy, category included.
+    for ((template, _), (id, _)) in templates.iter().zip(&flash) {
+        if let Some(c) = categories.get(template).cloned() {
+            categories.insert(id.clone(), c);
+        }
+    }
     let popularity = Zipf::new(products.len(), 1.0);
     products.extend(flash.iter().cloned());
     let catalog = Arc::new(Catalog {
         products,
+        categories,
         popularity,
         flash: flash.iter().map(|(id, _)| id.clone()).collect(),
     });
@@ -317,6 +332,9 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         "    all: {total_requests} requests, {:.0} req/s",
         total_requests as f64 / load_secs
     ));
+    for l in shared.search.lock().unwrap().report(load_secs) {
+        line(l);
+    }
 
     // Orders: the saga's own transitions, the orders database, the gateway's ledger.
     let orders_db = stack::connect_postgres(&database(&env, "orders")?).await?;

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use super::search::{self, SearchFigures};
 use crate::orders::Zipf;
 
 /// Per-endpoint request figures.
@@ -26,16 +27,18 @@ pub(super) struct Shared {
     pub(super) accepted: Mutex<HashMap<String, i64>>,
     /// Same key sent twice: the order ids the two answers named.
     pub(super) double_submits: Mutex<Vec<(String, String)>>,
+    /// What the searches got (the report's search section).
+    pub(super) search: Mutex<SearchFigures>,
     pub(super) sessions: AtomicU64,
     pub(super) checkouts: AtomicU64,
     pub(super) ended_seen: AtomicU64,
 }
 
 impl Shared {
-    fn record(&self, endpoint: &'static str, started: Instant, status: Option<u16>) {
+    fn record(&self, endpoint: &'static str, micros: i64, status: Option<u16>) {
         let mut all = self.endpoints.lock().unwrap();
         let e = all.entry(endpoint).or_default();
-        e.micros.push(started.elapsed().as_micros() as i64);
+        e.micros.push(micros);
         match status {
             Some(s) => *e.statuses.entry(s).or_default() += 1,
             None => e.transport_errors += 1,
@@ -46,6 +49,8 @@ impl Shared {
 pub(super) struct Catalog {
     /// (id, title), in popularity order (rank 0 first).
     pub(super) products: Vec<(String, String)>,
+    /// Each product's category, where the catalog names one.
+    pub(super) categories: HashMap<String, String>,
     pub(super) popularity: Zipf,
     pub(super) flash: Vec<String>,
 }
@@ -67,13 +72,23 @@ impl Shopper {
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Option<(u16, Value, Option<u64>)> {
+        self.call_measured(endpoint, request).await.1
+    }
+
+    /// [`Self::call`], also returning the latency it recorded (µs): the wait until the whole
+    /// answer is read.
+    async fn call_measured(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> (i64, Option<(u16, Value, Option<u64>)>) {
         let started = Instant::now();
         let result = request
             .header("x-api-key", &self.key)
             .timeout(Duration::from_secs(10))
             .send()
             .await;
-        match result {
+        let answer = match result {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let retry_after = r
@@ -82,13 +97,72 @@ impl Shopper {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok());
                 let body = r.json::<Value>().await.unwrap_or(Value::Null);
-                self.shared.record(endpoint, started, Some(status));
                 Some((status, body, retry_after))
             }
-            Err(_) => {
-                self.shared.record(endpoint, started, None);
-                None
+            Err(_) => None,
+        };
+        let micros = started.elapsed().as_micros() as i64;
+        self.shared
+            .record(endpoint, micros, answer.as_ref().map(|(s, _, _)| *s));
+        (micros, answer)
+    }
+
+    /// One search: `q`, narrowed to `category` if given. Recorded for the search section
+    /// from the answer received; returns the answer's body if it was a 200.
+    async fn search(&self, user: &str, q: &str, category: Option<&str>) -> Option<Value> {
+        let mut params = vec![("q", q), ("user_id", user), ("per_page", "10")];
+        if let Some(c) = category {
+            params.push(("category", c));
+        }
+        let request = self
+            .http
+            .get(format!("{}/v1/search", self.base))
+            .query(&params);
+        let (micros, answer) = self.call_measured("GET /v1/search", request).await;
+        self.shared.search.lock().unwrap().record(
+            micros,
+            category.is_some(),
+            answer.as_ref().map(|(s, b, _)| (*s, b)),
+        );
+        match answer {
+            Some((200, body, _)) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// A searching shopper's one or two searches, with words of a title it knows (one it
+    /// viewed, else a popular one); a quarter of first searches are narrowed to that
+    /// product's category, and half of second searches narrow the first by a category its
+    /// answer offers (its facets; the product's own category when it offers none), the rest
+    /// look for something else.
+    async fn searches(&self, user: &str, seen: &[(String, String)], rng: &mut StdRng) {
+        let known = |rng: &mut StdRng| match seen {
+            [] => self.catalog.products[self.catalog.popularity.sample(rng)].clone(),
+            seen => seen[rng.random_range(0..seen.len())].clone(),
+        };
+        let (id, title) = known(rng);
+        let Some(q) = search::query(&title, rng) else {
+            return;
+        };
+        let category = self.catalog.categories.get(&id).map(String::as_str);
+        let first_category = category.filter(|_| rng.random_bool(0.25));
+        let answer = self.search(user, &q, first_category).await;
+        if !rng.random_bool(0.4) {
+            return;
+        }
+        if first_category.is_none() && rng.random_bool(0.5) {
+            let refined = answer
+                .as_ref()
+                .and_then(|a| search::facet_category(a, rng))
+                .or_else(|| category.map(str::to_string));
+            if let Some(c) = refined {
+                self.search(user, &q, Some(&c)).await;
+                return;
             }
+        }
+        let (_, title) = known(rng);
+        if let Some(q) = search::query(&title, rng) {
+            self.search(user, &q, None).await;
         }
     }
 
@@ -115,19 +189,8 @@ impl Shopper {
                 seen.push((id, title));
             }
         }
-        if rng.random_bool(0.4) {
-            if let Some((_, title)) = seen.first() {
-                let word = title
-                    .split_whitespace()
-                    .max_by_key(|w| w.len())
-                    .unwrap_or("chair");
-                let request = self.http.get(format!("{}/v1/search", self.base)).query(&[
-                    ("q", word),
-                    ("user_id", &user),
-                    ("limit", "10"),
-                ]);
-                self.call("GET /v1/search", request).await;
-            }
+        if rng.random_bool(0.3) {
+            self.searches(&user, &seen, &mut rng).await;
         }
         let viewed_flash = seen.iter().any(|(id, _)| self.catalog.flash.contains(id));
         let cart_chance = if viewed_flash { 0.8 } else { 0.35 };

@@ -322,7 +322,7 @@ fn write_snapshots<P: StatefulProcessor>(
 
 /// Registers every Avro schema this processor reads or writes (idempotent in the registry),
 /// waiting out a registry that is still starting. `None` if shut down meanwhile.
-async fn register_codecs(
+pub(crate) async fn register_codecs(
     config: &RuntimeConfig,
     topology: &Topology,
     registry: &RegistryClient,
