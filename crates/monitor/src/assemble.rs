@@ -161,7 +161,10 @@ fn group_detail(
 ) -> GroupDetail {
     let kafka = inputs.kafka;
     let reading = kafka.groups.get(&plan.group);
-    let members = reading.and_then(|r| r.members);
+    // A kind that never joins its group has no members to list: its instances' health says.
+    let members = reading
+        .and_then(|r| r.members)
+        .filter(|_| plan.kind.joins_group());
     let consumers = consumers(members, instances);
     let mut partitions = Vec::new();
     // Problems that leave no partition to judge (missing topic, unreadable offsets).
@@ -501,7 +504,17 @@ mod tests {
         kafka: &KafkaReading,
         total: f64,
     ) -> Assembled {
-        let plan = plan();
+        run_plan(plan(), history, seq, at_ms, kafka, total)
+    }
+
+    fn run_plan(
+        plan: Plan,
+        history: &mut History,
+        seq: u64,
+        at_ms: i64,
+        kafka: &KafkaReading,
+        total: f64,
+    ) -> Assembled {
         let targets = targets(&plan);
         let inputs = SampleInputs {
             seq,
@@ -585,6 +598,24 @@ mod tests {
         let unknown = run(&mut history, 1, 1_000, &reading(1_000, 10, None), 1.0);
         assert_eq!(unknown.groups[GROUP].partitions[0].status, Status::Ok);
         assert_eq!(consumers(None, &[]), Consumers::Unknown);
+    }
+
+    #[test]
+    fn a_kind_that_never_joins_its_group_is_judged_by_its_instances() {
+        // search-indexer replicas assign themselves partitions: the group lists no member
+        // while the instance that answers /health consumes.
+        let mut plan = plan();
+        plan.groups[0].kind = ProcessorKind::SearchIndexer;
+        let mut history = History::new(5, 600_000);
+        let up = run_plan(
+            plan,
+            &mut history,
+            1,
+            1_000,
+            &reading(1_000, 10, Some(0)),
+            1.0,
+        );
+        assert_eq!(up.groups[GROUP].partitions[0].status, Status::Ok);
     }
 
     #[test]

@@ -100,6 +100,13 @@ pub enum ProcessorKind {
 }
 
 impl ProcessorKind {
+    /// False for a kind whose instances assign themselves partitions instead of joining
+    /// their group (search-indexer replicas read every partition): the group never lists
+    /// members, and only their `/health` says whether anyone consumes.
+    pub fn joins_group(self) -> bool {
+        !matches!(self, ProcessorKind::SearchIndexer)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessorKind::Shipping => "shipping",
