@@ -480,6 +480,11 @@ impl Indexer {
         let consumer = self.source.consumer(&self.group)?;
         let ends = end_offsets(&consumer, &self.inputs).await?;
         assign(&consumer, &self.inputs, &state)?;
+        // Every input partition, always (what /health reports and the demo waits for).
+        self.source
+            .metrics()
+            .assigned_partitions
+            .set(self.inputs.partitions.len() as i64);
         // An index that holds something answers at once (stale by the downtime); an empty
         // one only once it has read what the topics held at start.
         let resumed = state.seq > 0;
