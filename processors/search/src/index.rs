@@ -519,6 +519,7 @@ pub struct Compiled {
 /// Builds the query of `request`: every term must match; filters constrain without scoring.
 pub fn compile(fields: &Fields, request: &SearchRequest) -> Compiled {
     let mut stemmer = analyzer(true);
+    let mut folder = analyzer(false);
     let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut matcher = Matcher { words: Vec::new() };
     for term in &request.terms {
@@ -529,10 +530,7 @@ pub fn compile(fields: &Fields, request: &SearchRequest) -> Compiled {
                 prefix,
             } => {
                 let stem = tokens(&mut stemmer, text).into_iter().next().map(|t| t.0);
-                let folded = tokens(&mut analyzer(false), text)
-                    .into_iter()
-                    .next()
-                    .map(|t| t.0);
+                let folded = tokens(&mut folder, text).into_iter().next().map(|t| t.0);
                 let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
                 for (field, boost) in boosts(fields) {
                     if let Some(stem) = &stem {
