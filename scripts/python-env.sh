@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Creates or updates the Python virtualenv the interop tests run (tests/registry_interop.rs):
-# $STOREFLEET_CACHE/venv (default ~/.cache/storefleet/venv) with tests/python/requirements.txt.
-# Idempotent: pip runs only when the requirements' hash differs from the stamp in the venv.
-# On a fresh Debian machine without `python3 -m venv`, installs python3-venv first.
-# Prints the venv's python interpreter path on its last line.
+# Creates or updates a Python virtualenv in the cache, outside any clone, and prints its python
+# interpreter's path on its last line. Idempotent: pip runs only when the requirements' hash
+# differs from the stamp in the venv (or the probe's imports fail). On a fresh Debian machine
+# without `python3 -m venv`, installs python3-venv first.
+#
+#   scripts/python-env.sh                    the interop tests' client and referee
+#                                            (tests/registry_interop.rs): venv, requirements.txt
+#   scripts/python-env.sh NAME REQS IMPORTS  another venv, e.g. scripts/recs-env.sh's
+#
+# Wheels preferred: implicit from source would need a C++ toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${STOREFLEET_CACHE:-$HOME/.cache/storefleet}"
-venv="$cache/venv"
-requirements="tests/python/requirements.txt"
+venv="$cache/${1:-venv}"
+requirements="${2:-tests/python/requirements.txt}"
+probe_imports="${3:-import confluent_kafka, fastavro, avro}"
 stamp="$venv/.requirements.sha256"
 wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
-  && "$venv/bin/python" -c 'import confluent_kafka, fastavro, avro' 2>/dev/null; then
+  && "$venv/bin/python" -c "$probe_imports" 2>/dev/null; then
   echo "$venv/bin/python"
   exit 0
 fi
@@ -39,7 +45,8 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv --clear "$venv" >&2
 fi
 echo "== installing $requirements into $venv" >&2
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements" >&2
-"$venv/bin/python" -c 'import confluent_kafka, fastavro, avro' >&2
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary \
+  -r "$requirements" >&2
+"$venv/bin/python" -c "$probe_imports" >&2
 echo "$wanted" >"$stamp"
 echo "$venv/bin/python"

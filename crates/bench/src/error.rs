@@ -61,6 +61,10 @@ pub enum Error {
     Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Http(#[from] reqwest::Error),
+    #[error("redis")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Recs(#[from] recommendations::RecsError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

@@ -10,9 +10,12 @@
 pub mod cdc;
 pub mod checkout;
 mod error;
+mod front;
 pub mod harness;
 pub mod inventory;
 pub mod payment;
+pub mod recs;
+mod recs_serving;
 pub mod registry;
 pub mod runtime;
 pub mod search;
@@ -61,6 +64,10 @@ pub enum Command {
     /// Commit in PostgreSQL → visible in search results, p50/p99, for price changes (catalog)
     /// and stock changes (warehouse, through the ledger), on the running fleet.
     SearchFreshness(crate::search_freshness::Args),
+    /// Recommendations at the seed's scale (100,000 users × 20,000 items × 64 factors,
+    /// synthetic): ALS seconds per iteration and top-K for all users beside the `implicit`
+    /// library on the same matrix, then serving p50/p99 through a storefront beside Redis alone.
+    Recs(crate::recs::Args),
 }
 
 /// Runs one benchmark; those that need the topology load it from `topology_path`.
@@ -81,6 +88,10 @@ pub async fn run(topology_path: &Path, command: Command) -> Result<()> {
         Command::Search(args) => {
             let root = topology_path.parent().unwrap_or(Path::new("."));
             crate::search::search(root, args).await
+        }
+        Command::Recs(args) => {
+            let root = topology_path.parent().unwrap_or(Path::new("."));
+            crate::recs::recs(root, &topology()?, args).await
         }
     }
 }

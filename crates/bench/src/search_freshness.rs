@@ -8,6 +8,14 @@
 //! product's sellable units to 0 and back, and every price change is undone at the end.
 //! Reference in the same run: the time the same poll takes when nothing changes (the
 //! measurement's own floor).
+//!
+//! Where a stock change's time goes: the end offsets of the stock path's topics are noted
+//! before the stock changes, and afterwards the records written since are read back (nothing
+//! extra polls the broker while changes are timed). Each record's CreateTime is when its
+//! producer sent it, so for each change the first record about its product on each topic
+//! splits commit → visible into hops: the connector (WAL → `cdc.warehouse.stock`), the stock
+//! feed (→ `inventory.stock-commands`), the ledger (→ `inventory.availability`) and the
+//! indexer (→ a searchable commit, read by the poll).
 
 use std::time::{Duration, Instant};
 
@@ -86,7 +94,15 @@ pub async fn freshness(topology: &Topology, bench: Args) -> Result<()> {
     }
     floor.sort_unstable();
     let mut rng = StdRng::seed_from_u64(5);
+    let hops = stock_hops(topology)?;
+    let mut starts = Vec::new();
+    let mut stock_changes: Vec<(String, i64, i64)> = Vec::new();
     for kind in ["price", "stock"] {
+        if kind == "stock" {
+            for (_, topic) in &hops {
+                starts.push(end_offsets(&env.bootstrap_servers, topic)?);
+            }
+        }
         let mut latencies = Vec::new();
         let mut misses = 0;
         for round in 0..bench.changes.div_ceil(bench.concurrency) {
@@ -126,6 +142,7 @@ pub async fn freshness(topology: &Topology, bench: Args) -> Result<()> {
                             .await?;
                     }
                     let want = !out;
+                    stock_changes.push((id.clone(), runtime::now_ms(), 0));
                     (
                         Instant::now(),
                         Box::new(move |h: &Value| h["in_stock"].as_bool() == Some(want)),
@@ -144,6 +161,16 @@ pub async fn freshness(topology: &Topology, bench: Args) -> Result<()> {
                     if let Some(hit) = find(&http, &url, &title, &category, &id).await {
                         if expect(&hit) {
                             latencies.push(committed.elapsed().as_micros() as i64);
+                            if kind == "stock" {
+                                let visible = runtime::now_ms();
+                                if let Some(c) = stock_changes
+                                    .iter_mut()
+                                    .rev()
+                                    .find(|c| c.0 == id && c.2 == 0)
+                                {
+                                    c.2 = visible;
+                                }
+                            }
                             break;
                         }
                     }
@@ -178,7 +205,122 @@ pub async fn freshness(topology: &Topology, bench: Args) -> Result<()> {
         percentile(&floor, 0.5) as f64 / 1e3,
         percentile(&floor, 0.99) as f64 / 1e3
     );
+    let mut written = Vec::new();
+    for ((_, topic), start) in hops.iter().zip(&starts) {
+        written.push(read_since(&env.bootstrap_servers, topic, start).await?);
+    }
+    print_hops(&hops, &written, &stock_changes);
     Ok(())
+}
+
+/// The stock path's topics in order (label, topic), from the topology's bindings.
+fn stock_hops(t: &Topology) -> Result<Vec<(&'static str, String)>> {
+    let input = |processor: &str, port: &str| {
+        t.processor(processor)
+            .and_then(|(spec, _)| spec.inputs.get(port))
+            .map(|i| i.topic.clone())
+            .ok_or_else(missing(format!(
+                "no {processor} input `{port}` in the topology"
+            )))
+    };
+    Ok(vec![
+        (
+            "warehouse-cdc",
+            input("inventory-stock-feed", "stock_changes")?,
+        ),
+        ("inventory-stock-feed", input("inventory", "commands")?),
+        (
+            "inventory (ledger)",
+            input("search-indexer", "availability")?,
+        ),
+    ])
+}
+
+/// Every partition's end offset of `topic` now.
+fn end_offsets(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            out.push((p.id(), high));
+        }
+    }
+    Ok(out)
+}
+
+/// (key, CreateTime) of every record of `topic` from `starts` to its end now.
+async fn read_since(
+    bootstrap: &str,
+    topic: &str,
+    starts: &[(i32, i64)],
+) -> Result<Vec<(Vec<u8>, i64)>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("freshness-hops-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for (p, offset) in starts {
+        assignment.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*offset))?;
+    }
+    consumer.assign(&assignment)?;
+    let seen = loadgen::kafka::drain(&consumer, usize::MAX, Duration::from_secs(3)).await;
+    Ok(seen
+        .into_iter()
+        .filter_map(|s| Some((s.key?, s.timestamp_ms?)))
+        .collect())
+}
+
+/// Per stock change, the first record about its product on each hop's topic at or after its
+/// commit: the time each hop added, p50/p99 over the changes all hops saw.
+fn print_hops(
+    hops: &[(&'static str, String)],
+    written: &[Vec<(Vec<u8>, i64)>],
+    changes: &[(String, i64, i64)],
+) {
+    let mut spans: Vec<Vec<i64>> = vec![Vec::new(); hops.len() + 1];
+    let mut complete = 0;
+    for (id, committed, visible) in changes.iter().filter(|c| c.2 > 0) {
+        let first = |records: &[(Vec<u8>, i64)]| {
+            records
+                .iter()
+                .filter(|(key, at)| {
+                    *at >= committed - 1 && key.windows(id.len()).any(|w| w == id.as_bytes())
+                })
+                .map(|(_, at)| *at)
+                .min()
+        };
+        let times: Option<Vec<i64>> = written.iter().map(|r| first(r)).collect();
+        let Some(times) = times else { continue };
+        complete += 1;
+        let mut previous = *committed;
+        for (hop, at) in times.iter().enumerate() {
+            spans[hop].push(at - previous);
+            previous = *at;
+        }
+        spans[hops.len()].push(visible - previous);
+    }
+    println!("  where a stock change's time goes ({complete} changes seen on every hop; ms, by record CreateTime):");
+    let labels = hops
+        .iter()
+        .map(|(label, topic)| format!("{label} → {topic}"))
+        .chain(std::iter::once(
+            "search-indexer → searchable, polled".to_string(),
+        ));
+    for (label, mut span) in labels.zip(spans) {
+        span.sort_unstable();
+        println!(
+            "    {label:<62} p50 {:>6} ms  p99 {:>6} ms",
+            percentile(&span, 0.5),
+            percentile(&span, 0.99)
+        );
+    }
 }
 
 /// Whether a hit shows the change.

@@ -11,17 +11,12 @@
 //! 4. cart reads.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use loadgen::orders::Zipf;
-use loadgen::percentile;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tokio_util::sync::CancellationToken;
-use topology::{ProcessorParams, Topology};
+use rand::Rng;
+use topology::Topology;
 
-use crate::error::{check, missing};
-use crate::harness::private_database;
+use crate::error::check;
 use crate::Result;
 
 /// `fleet bench storefront`.
@@ -56,24 +51,6 @@ impl Phase {
 
 pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
     let env = runtime::StackEnv::from_env()?;
-    let suffix = format!("bench-sf-{}", runtime::now_ms());
-    let mut t = topology
-        .isolated_all(&["storefront"], &suffix)
-        .ok_or_else(missing("no storefront processor"))?;
-    let (keys_db, keys_url) = private_database(topology, &env, "storefront", &suffix).await?;
-    let port = stack::free_port()?;
-    for (_, params) in &mut t.processors {
-        if let ProcessorParams::Storefront(p) = params {
-            p.database = keys_db.clone();
-            p.http_port = port;
-            // The bench measures the service, not the limiter.
-            p.key_rate_per_sec = 1_000_000;
-            p.key_burst = 1_000_000;
-            p.ip_rate_per_sec = 1_000_000;
-            p.ip_burst = 1_000_000;
-        }
-    }
-    stack::create_topics_at(&env.bootstrap_servers, &t).await?;
     let catalog_url = runtime::postgres_database_url(&env.postgres_url, "catalog")?;
     let db = stack::connect_postgres(&catalog_url).await?;
     let products: Vec<String> = db
@@ -86,26 +63,10 @@ pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
         !products.is_empty(),
         "the catalog is empty: run `fleet seed` first"
     );
-    let key = storefront::keys::create(&keys_url, "bench").await?;
-
-    let token = CancellationToken::new();
-    let server = wiring::spawn_processor(&t, "storefront", &env, &token)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(bench.concurrency)
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        check!(Instant::now() < deadline, "the storefront did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let front = crate::front::start(topology, &env, "bench-sf", bench.concurrency).await?;
     println!(
-        "storefront at {base}: {} products, {} clients, {} s per phase, Redis {}",
+        "storefront at {}: {} products, {} clients, {} s per phase, Redis {}",
+        front.base,
         products.len(),
         bench.concurrency,
         bench.seconds,
@@ -116,74 +77,53 @@ pub async fn storefront(topology: &Topology, bench: Args) -> Result<()> {
         "phase", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
     );
     let products = Arc::new(products);
+    let zipf = Arc::new(Zipf::new(products.len(), 1.0));
+    let run = runtime::now_ms();
     for phase in [
         Phase::ProductZipf,
         Phase::ProductUniform,
         Phase::CartWrite,
         Phase::CartRead,
     ] {
-        let stop_at = Instant::now() + Duration::from_secs(bench.seconds);
-        let started = Instant::now();
-        let mut clients = tokio::task::JoinSet::new();
-        for c in 0..bench.concurrency {
-            let (http, base, key, products) =
-                (http.clone(), base.clone(), key.clone(), products.clone());
-            let user = format!("bench-{suffix}-{c}");
-            clients.spawn(async move {
-                let mut rng = StdRng::seed_from_u64(c as u64);
-                let zipf = Zipf::new(products.len(), 1.0);
-                let mut micros = Vec::new();
-                let mut errors = 0u64;
-                while Instant::now() < stop_at {
-                    let product = match phase {
-                        Phase::ProductZipf => &products[zipf.sample(&mut rng)],
-                        // A cart holds at most 50 lines: each client works on 40 products.
-                        Phase::CartWrite => &products[rng.random_range(0..products.len().min(40))],
-                        _ => &products[rng.random_range(0..products.len())],
-                    };
-                    let request = match phase {
-                        Phase::ProductZipf | Phase::ProductUniform => {
-                            http.get(format!("{base}/v1/products/{product}"))
-                        }
-                        Phase::CartWrite => http
-                            .put(format!("{base}/v1/carts/{user}/lines/{product}"))
-                            .json(&serde_json::json!({"quantity": rng.random_range(1..=3)})),
-                        Phase::CartRead => http.get(format!("{base}/v1/carts/{user}")),
-                    };
-                    let sent = Instant::now();
-                    match request.header("x-api-key", &key).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            micros.push(sent.elapsed().as_micros() as i64);
-                        }
-                        _ => errors += 1,
-                    }
+        let (http, base, key) = (front.http.clone(), front.base.clone(), front.key.clone());
+        let (products, zipf) = (products.clone(), zipf.clone());
+        let m = crate::front::hammer(bench.concurrency, bench.seconds, move |c, rng| {
+            let user = format!("bench-{run}-{c}");
+            let product = match phase {
+                Phase::ProductZipf => &products[zipf.sample(rng)],
+                // A cart holds at most 50 lines: each client works on 40 products.
+                Phase::CartWrite => &products[rng.random_range(0..products.len().min(40))],
+                _ => &products[rng.random_range(0..products.len())],
+            };
+            let request = match phase {
+                Phase::ProductZipf | Phase::ProductUniform => {
+                    http.get(format!("{base}/v1/products/{product}"))
                 }
-                (micros, errors)
-            });
-        }
-        let mut all = Vec::new();
-        let mut errors = 0;
-        while let Some(done) = clients.join_next().await {
-            let (micros, e) = done?;
-            all.extend(micros);
-            errors += e;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        all.sort_unstable();
-        let ms = |p| percentile(&all, p) as f64 / 1000.0;
+                Phase::CartWrite => http
+                    .put(format!("{base}/v1/carts/{user}/lines/{product}"))
+                    .json(&serde_json::json!({"quantity": rng.random_range(1..=3)})),
+                Phase::CartRead => http.get(format!("{base}/v1/carts/{user}")),
+            }
+            .header("x-api-key", &key);
+            async move {
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+        })
+        .await?;
         println!(
             "{:<40} {:>9} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8}",
             phase.label(),
-            all.len(),
-            all.len() as f64 / secs,
-            ms(0.50),
-            ms(0.95),
-            ms(0.99),
-            errors
+            m.micros.len(),
+            m.per_second,
+            m.ms(0.50),
+            m.ms(0.95),
+            m.ms(0.99),
+            m.errors
         );
     }
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    front.stop().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The service databases on the stack's PostgreSQL and their schema migrations.
 //!
-//! Each service owns one database (`catalog`, `warehouse`, `orders`, `payments`); its schema is
+//! Each service owns one database (`catalog`, `warehouse`, `orders`, `payments`, `storefront`,
+//! `recommendations`); its schema is
 //! the SQL files in `migrations/<database>/`, applied in file-name order. A database records
 //! what it has applied in `storefleet_migrations(name, applied_at)`, and each migration runs
 //! in one transaction together with its tracking row: a migration is applied completely and
@@ -19,7 +20,14 @@ use tracing::{info, warn};
 use crate::{io, StackConfig, StackError};
 
 /// The service databases `fleet stack up` creates, each with `migrations/<name>/`.
-pub const DATABASES: [&str; 5] = ["catalog", "warehouse", "orders", "payments", "storefront"];
+pub const DATABASES: [&str; 6] = [
+    "catalog",
+    "warehouse",
+    "orders",
+    "payments",
+    "storefront",
+    "recommendations",
+];
 
 /// Arbitrary constant key of the advisory lock that serialises migration runners.
 const MIGRATION_LOCK: i64 = 0x5354_4f52_4546_4c54; // "STOREFLT"

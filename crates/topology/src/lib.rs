@@ -19,8 +19,9 @@ pub use model::{
     ProcessorKind, ProcessorSpec, TopicSpec, ValueFormat,
 };
 pub use params::{
-    CdcTable, CheckoutParams, InventoryParams, InventoryStockFeedParams, PaymentParams,
-    PostgresCdcParams, ProcessorParams, SearchIndexerParams, ShippingParams, StorefrontParams,
+    AlsParams, CdcTable, CheckoutParams, InteractionWeights, InventoryParams,
+    InventoryStockFeedParams, PaymentParams, PostgresCdcParams, ProcessorParams,
+    RecommendationsParams, SearchIndexerParams, ShippingParams, StorefrontParams,
 };
 pub use ports::{Port, Ports};
 pub use validate::{load, load_str, Problem, Topology, TopologyError};

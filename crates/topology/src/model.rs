@@ -97,6 +97,9 @@ pub enum ProcessorKind {
     /// The category-sharded search index (catalog CDC + availability) and its query service;
     /// every instance is a full replica that reads every partition.
     SearchIndexer,
+    /// The recommendations precompute: interactions and purchases into its store, an ALS model
+    /// trained on a schedule, top-K lists into Redis.
+    Recommendations,
 }
 
 impl ProcessorKind {
@@ -116,6 +119,7 @@ impl ProcessorKind {
             ProcessorKind::Checkout => "checkout",
             ProcessorKind::Storefront => "storefront",
             ProcessorKind::SearchIndexer => "search-indexer",
+            ProcessorKind::Recommendations => "recommendations",
         }
     }
 }

@@ -15,6 +15,7 @@ pub enum ProcessorParams {
     Checkout(CheckoutParams),
     Storefront(StorefrontParams),
     SearchIndexer(SearchIndexerParams),
+    Recommendations(RecommendationsParams),
 }
 
 impl ProcessorParams {
@@ -39,6 +40,9 @@ impl ProcessorParams {
             ProcessorKind::SearchIndexer => {
                 ProcessorParams::SearchIndexer(serde_yaml::from_value(raw)?)
             }
+            ProcessorKind::Recommendations => {
+                ProcessorParams::Recommendations(serde_yaml::from_value(raw)?)
+            }
         })
     }
 
@@ -54,6 +58,7 @@ impl ProcessorParams {
             ProcessorParams::Checkout(p) => serde_yaml::to_value(p),
             ProcessorParams::Storefront(p) => serde_yaml::to_value(p),
             ProcessorParams::SearchIndexer(p) => serde_yaml::to_value(p),
+            ProcessorParams::Recommendations(p) => serde_yaml::to_value(p),
         }
     }
 }
@@ -313,11 +318,9 @@ pub struct StorefrontParams {
     /// down) degrades search to a catalog query.
     #[serde(default)]
     pub search_urls: Vec<String>,
-    /// The recommendations service; `None` (or down) degrades to popular products.
-    #[serde(default)]
-    pub recommendations_url: Option<String>,
-    /// Time allowed to one search or recommendations call before the page degrades (search
-    /// tries its replicas within twice this in all).
+    /// Time allowed to one search call before the page degrades (search tries its replicas
+    /// within twice this in all). Recommendations are read from Redis (the lists the
+    /// recommendations processor precomputes), not over HTTP.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout_ms: u64,
     #[serde(default = "default_currency")]
@@ -375,12 +378,7 @@ impl StorefrontParams {
             .search_urls
             .iter()
             .enumerate()
-            .map(|(i, url)| (format!("search_urls[{i}]"), url))
-            .chain(
-                self.recommendations_url
-                    .iter()
-                    .map(|url| ("recommendations_url".to_string(), url)),
-            );
+            .map(|(i, url)| (format!("search_urls[{i}]"), url));
         for (name, url) in urls {
             if !is_http_url(url) {
                 problems.push(format!("{name} {url:?} is not an http(s) URL"));
@@ -482,6 +480,167 @@ impl SearchIndexerParams {
             if !seen.insert(key) {
                 problems.push(format!("shard {s:?} is listed twice"));
             }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// The recommendations precompute (processors/recommendations): interactions, purchases,
+/// availability and catalog rows into its PostgreSQL store; on a schedule (and on demand,
+/// `fleet recs train`) an implicit-feedback ALS model trained from that store, its top-K per
+/// user and item lists written to Redis under a new version that readers switch to at once.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationsParams {
+    /// Its database on the stack's PostgreSQL (the interaction store).
+    #[serde(default = "default_recs_db")]
+    pub database: String,
+    /// Time between two trainings (the seed: every 6 hours). The last run's end is kept in
+    /// the database, so a restart does not retrain early.
+    #[serde(default = "default_train_every")]
+    pub train_every_s: u64,
+    /// How long a version's lists live in Redis (the seed: 12 hours).
+    #[serde(default = "default_recs_ttl")]
+    pub ttl_s: u64,
+    /// Items per user list, per "bought together" list, per popular list.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Interaction weights (the implicit feedback r of Hu, Koren & Volinsky).
+    #[serde(default)]
+    pub weights: InteractionWeights,
+    /// The ALS model.
+    #[serde(default)]
+    pub model: AlsParams,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionWeights {
+    #[serde(default = "one")]
+    pub view: f32,
+    #[serde(default = "three")]
+    pub add_to_cart: f32,
+    #[serde(default = "five")]
+    pub purchase: f32,
+}
+
+impl Default for InteractionWeights {
+    fn default() -> Self {
+        Self {
+            view: 1.0,
+            add_to_cart: 3.0,
+            purchase: 5.0,
+        }
+    }
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn three() -> f32 {
+    3.0
+}
+fn five() -> f32 {
+    5.0
+}
+
+/// Hyperparameters of the implicit-feedback ALS model.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlsParams {
+    #[serde(default = "default_factors")]
+    pub factors: usize,
+    #[serde(default = "default_iterations")]
+    pub iterations: usize,
+    #[serde(default = "default_regularization")]
+    pub regularization: f32,
+    /// Confidence c = 1 + alpha * r.
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+    /// Training threads (never the consumer's: training runs on threads of its own).
+    #[serde(default = "default_train_threads")]
+    pub threads: usize,
+}
+
+impl Default for AlsParams {
+    fn default() -> Self {
+        serde_yaml::from_value(serde_yaml::Value::Mapping(Default::default()))
+            .expect("every ALS param has a default")
+    }
+}
+
+fn default_recs_db() -> String {
+    "recommendations".to_string()
+}
+fn default_train_every() -> u64 {
+    6 * 3600
+}
+fn default_recs_ttl() -> u64 {
+    12 * 3600
+}
+fn default_top_k() -> usize {
+    20
+}
+fn default_factors() -> usize {
+    64
+}
+fn default_iterations() -> usize {
+    15
+}
+fn default_regularization() -> f32 {
+    0.1
+}
+fn default_alpha() -> f32 {
+    10.0
+}
+fn default_train_threads() -> usize {
+    2
+}
+
+impl RecommendationsParams {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.train_every_s < 10 {
+            problems.push(format!("train_every_s {} is under 10", self.train_every_s));
+        }
+        if self.ttl_s <= self.train_every_s {
+            problems.push(format!(
+                "ttl_s {} must exceed train_every_s {} (lists would expire before the next run)",
+                self.ttl_s, self.train_every_s
+            ));
+        }
+        if !(1..=200).contains(&self.top_k) {
+            problems.push(format!("top_k {} not in 1..=200", self.top_k));
+        }
+        let w = &self.weights;
+        for (name, v) in [
+            ("view", w.view),
+            ("add_to_cart", w.add_to_cart),
+            ("purchase", w.purchase),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                problems.push(format!("weights.{name} {v} must be a non-negative number"));
+            }
+        }
+        let m = &self.model;
+        if !(1..=512).contains(&m.factors) {
+            problems.push(format!("model.factors {} not in 1..=512", m.factors));
+        }
+        if !(1..=200).contains(&m.iterations) {
+            problems.push(format!("model.iterations {} not in 1..=200", m.iterations));
+        }
+        if !(m.regularization.is_finite() && m.regularization > 0.0) {
+            problems.push("model.regularization must be positive".into());
+        }
+        if !(m.alpha.is_finite() && m.alpha > 0.0) {
+            problems.push("model.alpha must be positive".into());
+        }
+        if !(1..=64).contains(&m.threads) {
+            problems.push(format!("model.threads {} not in 1..=64", m.threads));
         }
         if problems.is_empty() {
             Ok(())

@@ -56,6 +56,7 @@ const STOCK_CHANGE: &str = "storefleet.cdc.StockChange";
 const INTERACTION: &str = "storefleet.recommendations.UserInteraction";
 const PRODUCT_CHANGE: &str = "storefleet.cdc.ProductChange";
 const INDEX_COMMITTED: &str = "storefleet.search.IndexCommitted";
+const USER_RECOMMENDATIONS: &str = "storefleet.recommendations.UserRecommendations";
 
 const SHIPPING: Ports = Ports {
     inputs: &[port("placed", ORDER_PLACED)],
@@ -122,6 +123,16 @@ const SEARCH_INDEXER: Ports = Ports {
     outputs: &[port("commits", INDEX_COMMITTED)],
 };
 
+const RECOMMENDATIONS: Ports = Ports {
+    inputs: &[
+        port("interactions", INTERACTION),
+        port("placed", ORDER_PLACED),
+        port("availability", AVAILABILITY),
+        port("products", PRODUCT_CHANGE),
+    ],
+    outputs: &[port("lists", USER_RECOMMENDATIONS)],
+};
+
 impl ProcessorKind {
     /// The ports of this kind. Adding a kind means adding its ports here.
     pub fn ports(self) -> Ports {
@@ -133,6 +144,7 @@ impl ProcessorKind {
             ProcessorKind::Checkout => CHECKOUT,
             ProcessorKind::Storefront => STOREFRONT,
             ProcessorKind::SearchIndexer => SEARCH_INDEXER,
+            ProcessorKind::Recommendations => RECOMMENDATIONS,
         }
     }
 }

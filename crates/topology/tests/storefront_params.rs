@@ -22,8 +22,12 @@ fn search_replicas_default_to_none_and_each_must_be_an_http_url() {
     );
     assert!(problems.contains("search_urls[2]"), "{problems}");
     assert!(!problems.contains("search_urls[0]"), "{problems}");
-    let p = parse("recommendations_url: \"redis://x\"").unwrap();
-    assert!(p.validate().unwrap_err().contains("recommendations_url"));
+}
+
+#[test]
+fn the_former_recommendations_url_is_refused_not_ignored() {
+    let e = parse("recommendations_url: \"http://127.0.0.1:9500\"").unwrap_err();
+    assert!(e.to_string().contains("recommendations_url"), "{e}");
 }
 
 #[test]

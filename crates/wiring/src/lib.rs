@@ -53,6 +53,8 @@ pub enum WiringError {
     #[error(transparent)]
     Search(#[from] search::SearchError),
     #[error(transparent)]
+    Recommendations(#[from] recommendations::RecsError),
+    #[error(transparent)]
     Cdc(#[from] postgres_cdc::CdcError),
     #[error("reading {topic}")]
     ReadTopic {

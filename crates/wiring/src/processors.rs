@@ -100,6 +100,9 @@ async fn run_processor(
         ProcessorParams::SearchIndexer(p) => {
             search::run(config, topology, spec, p.clone(), shutdown).await?;
         }
+        ProcessorParams::Recommendations(p) => {
+            recommendations::run(config, topology, spec, p.clone(), shutdown, tasks).await?;
+        }
         ProcessorParams::Storefront(p) => {
             let topics = storefront::Topics::from_spec(spec)?;
             storefront::run(config, topology, p.clone(), topics, shutdown).await?;

@@ -452,27 +452,6 @@ impl App {
         Ok(Some(product))
     }
 
-    /// GET `url` within the upstream timeout; `None` (degraded) on any failure.
-    async fn upstream(&self, dependency: &str, url: Option<String>) -> Option<Value> {
-        let url = url?;
-        let call = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_millis(self.params.upstream_timeout_ms))
-            .send()
-            .await;
-        match call {
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(v) => return Some(v),
-                Err(e) => warn!(dependency, error = %e, "upstream answered garbage"),
-            },
-            Ok(r) => warn!(dependency, status = %r.status(), "upstream refused"),
-            Err(e) => warn!(dependency, error = %e, "upstream unreachable"),
-        }
-        self.metrics.degraded.with_label_values(&[dependency]).inc();
-        None
-    }
-
     /// The search service's answer to `request` ([`SearchReplicas::ask`], each try within
     /// the upstream timeout). `Some(Err)` is the service refusing the request; `None` means
     /// no replica answered (or none is configured): the caller falls back to the catalog.
@@ -506,11 +485,41 @@ impl App {
         }
     }
 
-    fn reco_url(&self, user: &str) -> Option<String> {
-        self.params
-            .recommendations_url
-            .as_ref()
-            .map(|base| format!("{}/recommendations/{user}", base.trim_end_matches('/')))
+    /// The first of the precomputed lists `suffixes` in the recommendations' current version
+    /// (see recommendations::published), as `{version, list, items}`; `None` when there is no
+    /// current version or Redis fails: the caller degrades.
+    async fn precomputed(&self, suffixes: &[&str]) -> Option<Value> {
+        use recommendations::published::Found;
+        match self.store.recommendations(suffixes).await {
+            Ok(Found::List {
+                version,
+                suffix,
+                json,
+            }) => {
+                let list = match suffix.split_once(':').map_or(suffix.as_str(), |(k, _)| k) {
+                    "u" => "user",
+                    "c" => "popular_in_category",
+                    "i" => "bought_together",
+                    _ => "popular",
+                };
+                match serde_json::from_str::<Value>(&json) {
+                    Ok(v) => {
+                        return Some(json!({"version": version, "list": list, "items": v["items"]}))
+                    }
+                    Err(e) => warn!(error = %e, "unreadable recommendations list"),
+                }
+            }
+            Ok(Found::Missing { version }) => {
+                return Some(json!({"version": version, "list": null, "items": []}))
+            }
+            Ok(Found::NoVersion) => {}
+            Err(e) => warn!(error = %e, "recommendations unreachable"),
+        }
+        self.metrics
+            .degraded
+            .with_label_values(&["recommendations"])
+            .inc();
+        None
     }
 
     /// Records an interaction for the recommendations precompute. Fire and forget: a shopper's
@@ -593,16 +602,21 @@ async fn product(
         }
     };
     let mut degraded = Vec::new();
-    let recommendations = match &q.user_id {
-        Some(user) => {
-            let got = app.upstream("recommendations", app.reco_url(user)).await;
-            if got.is_none() {
-                degraded.push("recommendations");
+    let user_list = q.user_id.as_ref().map(|user| format!("u:{user}"));
+    let together = format!("i:{id}");
+    let together = [together.as_str()];
+    let (recommendations, bought_together) = tokio::join!(
+        async {
+            match &user_list {
+                Some(key) => app.precomputed(&[key, "p"]).await,
+                None => None,
             }
-            got
-        }
-        None => None,
-    };
+        },
+        app.precomputed(&together)
+    );
+    if (user_list.is_some() && recommendations.is_none()) || bought_together.is_none() {
+        degraded.push("recommendations");
+    }
     if let Some(user) = &q.user_id {
         let pid = id.clone();
         app.interaction(user, InteractionKind::View, |e| {
@@ -614,6 +628,7 @@ async fn product(
         "product": *product,
         "availability": availability,
         "recommendations": recommendations,
+        "bought_together": bought_together,
         "degraded": degraded,
     })))
 }
@@ -663,24 +678,52 @@ async fn search(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResu
     Ok(Json(search::catalog_answer(&request, &products)))
 }
 
+#[derive(Deserialize)]
+struct RecommendationsQuery {
+    /// A top-level category: a user without a list gets its popular items.
+    category: Option<String>,
+}
+
+/// A user's precomputed list (or, for a user without history, the popular items of
+/// `category` or overall, from the same model version); popular views when the
+/// recommendations are down (no current version), marked degraded.
 async fn recommendations(
     State(app): State<Arc<App>>,
     Path(user): Path<String>,
+    query: Result<Query<RecommendationsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(q) = query?;
     domain::check_token("user_id", &user).map_err(bad)?;
-    if let Some(found) = app.upstream("recommendations", app.reco_url(&user)).await {
-        return Ok(Json(
-            json!({"source": "recommendations", "products": found, "degraded": []}),
-        ));
-    }
-    let popular = app
-        .store
-        .popular(10)
-        .await
-        .map_err(|e| ApiError::unavailable("recommendations", e))?;
-    Ok(Json(
-        json!({"source": "popular", "products": popular, "degraded": ["recommendations"]}),
-    ))
+    let user_key = format!("u:{user}");
+    let category_key = match q.category.as_deref().map(str::trim) {
+        Some(c) if !c.is_empty() => {
+            if c.len() > 100 || c.chars().any(char::is_control) {
+                return Err(bad(domain::Rejection::new(
+                    "invalid_parameter",
+                    "category must be a category name",
+                )));
+            }
+            Some(format!("c:{c}"))
+        }
+        _ => None,
+    };
+    let mut suffixes = vec![user_key.as_str()];
+    suffixes.extend(category_key.as_deref());
+    suffixes.push("p");
+    let answer = match app.precomputed(&suffixes).await {
+        Some(list) => {
+            json!({"source": "recommendations", "products": list["items"], "version": list["version"], "list": list["list"], "degraded": []})
+        }
+        None => {
+            let popular = app
+                .store
+                .popular(10)
+                .await
+                .map_err(|e| ApiError::unavailable("recommendations", e))?;
+            json!({"source": "popular", "products": popular, "degraded": ["recommendations"]})
+        }
+    };
+    Ok(Json(answer))
 }
 
 async fn cart(State(app): State<Arc<App>>, Path(user): Path<String>) -> ApiResult<Json<Value>> {

@@ -88,6 +88,8 @@ pub enum LineChange {
 #[derive(Clone)]
 pub struct Store {
     redis: ConnectionManager,
+    /// The recommendations' atomic read (recommendations::published::READ).
+    recs: Script,
 }
 
 pub fn cart_key(user: &str) -> String {
@@ -102,6 +104,7 @@ impl Store {
             .set_response_timeout(std::time::Duration::from_secs(2));
         Ok(Self {
             redis: ConnectionManager::new_with_config(client, config).await?,
+            recs: recommendations::published::read_script(),
         })
     }
 
@@ -223,6 +226,16 @@ impl Store {
     pub async fn popular(&self, n: isize) -> Result<Vec<String>, RedisError> {
         let mut redis = self.redis.clone();
         redis.zrevrange("popular:views", 0, n - 1).await
+    }
+
+    /// The first of the precomputed lists `suffixes` (`u:<user>`, `c:<category>`, `p`,
+    /// `i:<product>`) in the current version, read atomically with the version pointer.
+    pub async fn recommendations(
+        &self,
+        suffixes: &[&str],
+    ) -> Result<recommendations::published::Found, RedisError> {
+        let mut redis = self.redis.clone();
+        recommendations::published::read(&mut redis, &self.recs, suffixes).await
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {

@@ -1,17 +1,19 @@
 //! `fleet load` (and the load of `fleet demo`): shoppers against the storefront API, and a
 //! report computed from what the fleet recorded (the saga's transitions topic, the orders and
 //! warehouse databases, the gateway's ledger), not from the generator's own counters. Only
-//! request latencies and the search section are the generator's: they are what a shopper
-//! waits for and sees.
+//! request latencies and the search and recommendations sections are the generator's: they
+//! are what a shopper waits for and sees.
 //!
 //! Shoppers arrive open-loop at `--rate` sessions per second. Each browses a few products
 //! (Zipf popularity over the catalog), searches sometimes (three sessions in ten: one or two
-//! searches with words of titles it knows, some narrowed to a category), adds some of what it
+//! searches with words of titles it knows, some narrowed to a category), asks for its
+//! recommendations sometimes (two sessions in ten, with its last product's category as the
+//! cold-start hint), adds some of what it
 //! saw to its cart, checks out with an idempotency key (a few press the button twice), and
 //! polls its order until the saga ends. During the middle of the run a flash sale sends a
 //! share of all product picks to a few new products released with a small stock: they sell
-//! out, and the report shows no unit sold beyond stock. The search section counts what the
-//! searches' answers said (which source answered, whether degraded).
+//! out, and the report shows no unit sold beyond stock. The search and recommendations
+//! sections count what the answers said (which source answered, whether degraded).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -27,6 +29,7 @@ use topology::Topology;
 use crate::orders::Zipf;
 use crate::{percentile, Error, Result};
 
+mod answers;
 mod search;
 mod session;
 mod settle;
@@ -332,7 +335,18 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         "    all: {total_requests} requests, {:.0} req/s",
         total_requests as f64 / load_secs
     ));
-    for l in shared.search.lock().unwrap().report(load_secs) {
+    for l in shared
+        .search
+        .lock()
+        .unwrap()
+        .report("search (what the shoppers' searches got)", load_secs)
+    {
+        line(l);
+    }
+    for l in shared.recommendations.lock().unwrap().report(
+        "recommendations (what the shoppers' \"recommended for you\" requests got; degraded until the first model run)",
+        load_secs,
+    ) {
         line(l);
     }
 

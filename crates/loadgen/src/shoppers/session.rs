@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::search::{self, SearchFigures};
+use super::answers::AnswerFigures;
+use super::search;
 use crate::orders::Zipf;
 
 /// Per-endpoint request figures.
@@ -28,7 +29,9 @@ pub(super) struct Shared {
     /// Same key sent twice: the order ids the two answers named.
     pub(super) double_submits: Mutex<Vec<(String, String)>>,
     /// What the searches got (the report's search section).
-    pub(super) search: Mutex<SearchFigures>,
+    pub(super) search: Mutex<AnswerFigures>,
+    /// What the recommendation requests got (the report's recommendations section).
+    pub(super) recommendations: Mutex<AnswerFigures>,
     pub(super) sessions: AtomicU64,
     pub(super) checkouts: AtomicU64,
     pub(super) ended_seen: AtomicU64,
@@ -166,6 +169,29 @@ impl Shopper {
         }
     }
 
+    /// The shopper's recommendations (the "recommended for you" strip), with the category of
+    /// the last product it viewed as the cold-start hint.
+    async fn recommendations(&self, user: &str, seen: &[(String, String)]) {
+        let category = seen
+            .last()
+            .and_then(|(id, _)| self.catalog.categories.get(id))
+            .map(|c| c.split('/').next().unwrap_or(c).trim().to_string());
+        let mut request = self
+            .http
+            .get(format!("{}/v1/recommendations/{user}", self.base));
+        if let Some(c) = &category {
+            request = request.query(&[("category", c)]);
+        }
+        let (micros, answer) = self
+            .call_measured("GET /v1/recommendations/{user}", request)
+            .await;
+        self.shared.recommendations.lock().unwrap().record(
+            micros,
+            category.is_some(),
+            answer.as_ref().map(|(s, b, _)| (*s, b)),
+        );
+    }
+
     fn pick(&self, rng: &mut StdRng) -> usize {
         let now = Instant::now();
         let flash = now >= self.flash_window.0 && now < self.flash_window.1;
@@ -191,6 +217,9 @@ impl Shopper {
         }
         if rng.random_bool(0.3) {
             self.searches(&user, &seen, &mut rng).await;
+        }
+        if rng.random_bool(0.2) {
+            self.recommendations(&user, &seen).await;
         }
         let viewed_flash = seen.iter().any(|(id, _)| self.catalog.flash.contains(id));
         let cart_chance = if viewed_flash { 0.8 } else { 0.35 };
