@@ -141,7 +141,7 @@ pub fn movielens(csv: &Path) -> Result<Vec<Interaction>, EvalError> {
 }
 
 /// The Superstore order lines as customer × product purchases at their order date (days
-/// since 1970, from `M/D/YYYY`).
+/// since 1970, from `YYYY-MM-DD` or `M/D/YYYY`).
 pub fn superstore(csv: &Path) -> Result<Vec<Interaction>, EvalError> {
     let bytes = std::fs::read(csv).map_err(io(format!("reading {}", csv.display())))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -184,10 +184,16 @@ pub fn superstore(csv: &Path) -> Result<Vec<Interaction>, EvalError> {
     Ok(out)
 }
 
-/// Days since 1970-01-01 of `M/D/YYYY`.
+/// Days since 1970-01-01 of `YYYY-MM-DD` or `M/D/YYYY`.
 fn days(text: &str) -> Option<i64> {
-    let mut parts = text.split('/').map(|p| p.parse::<i64>().ok());
-    let (m, d, y) = (parts.next()??, parts.next()??, parts.next()??);
+    let (iso, separator) = if text.contains('-') {
+        (true, '-')
+    } else {
+        (false, '/')
+    };
+    let mut parts = text.split(separator).map(|p| p.parse::<i64>().ok());
+    let (a, b, c) = (parts.next()??, parts.next()??, parts.next()??);
+    let (y, m, d) = if iso { (a, b, c) } else { (c, a, b) };
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || parts.next().is_some() {
         return None;
     }
@@ -365,12 +371,21 @@ mod tests {
     fn order_dates_become_days_since_the_epoch() {
         assert_eq!(days("1/1/1970"), Some(0));
         assert_eq!(days("11/8/2016"), Some(17_113));
+        assert_eq!(days("2016-11-08"), Some(17_113));
         assert_eq!(
             days("3/1/2016").unwrap() - days("2/28/2016").unwrap(),
             2,
             "leap year"
         );
-        for bad in ["", "13/1/2016", "1/32/2016", "1/1", "a/b/c", "1/1/2016/1"] {
+        for bad in [
+            "",
+            "13/1/2016",
+            "1/32/2016",
+            "1/1",
+            "a/b/c",
+            "1/1/2016/1",
+            "2016-13-01",
+        ] {
             assert_eq!(days(bad), None, "{bad}");
         }
     }

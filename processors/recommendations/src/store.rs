@@ -309,6 +309,27 @@ pub async fn finish_run(
     Ok(())
 }
 
+/// Runs that started and never finished (their process died): under the training lock no run
+/// is under way, so every unfinished row is abandoned. Their versions were never swapped in.
+pub async fn abandoned_runs(client: &Client) -> Result<Vec<String>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT version FROM model_runs WHERE finished_at IS NULL",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+pub async fn forget_run(client: &Client, version: &str) -> Result<(), StoreError> {
+    client
+        .execute("DELETE FROM model_runs WHERE version = $1", &[&version])
+        .await?;
+    Ok(())
+}
+
 /// Arbitrary constant key of the advisory lock a training run holds: one run at a time
 /// across the group's instances and `fleet recs train`.
 pub const TRAIN_LOCK: i64 = 0x5245_4353_5452_4e31; // "RECSTRN1"

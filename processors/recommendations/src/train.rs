@@ -2,7 +2,8 @@
 //! parts ([`crate::lists`], [`crate::model`]).
 //!
 //! 1. Take the training lock (a PostgreSQL advisory lock): one run at a time across the
-//!    group's instances and the command line; a run that finds it taken does nothing.
+//!    group's instances and the command line; a run that finds it taken does nothing. Under
+//!    it, the keys of runs that died before their swap are deleted.
 //! 2. Read the store in one repeatable-read snapshot.
 //! 3. Train and rank on a blocking thread (the model's own pool), so the consumer that fills
 //!    the store never waits for it.
@@ -111,6 +112,24 @@ impl Trainer {
         trigger: &str,
     ) -> Result<RunReport, TrainError> {
         let started = Instant::now();
+        let mut redis = self.redis.clone();
+        // A run that died (kill -9, a lost connection) left keys of a version never swapped
+        // in: nothing reads them; delete them rather than wait out their TTL.
+        let current: Option<String> = redis::cmd("GET")
+            .arg(published::CURRENT)
+            .query_async(&mut redis)
+            .await?;
+        for abandoned in store::abandoned_runs(client).await? {
+            // One that swapped and then failed to record its end is still served: keep its
+            // keys (the next swap replaces and deletes them).
+            let keys = if current.as_deref() == Some(abandoned.as_str()) {
+                0
+            } else {
+                published::delete_version(&mut redis, &abandoned).await?
+            };
+            store::forget_run(client, &abandoned).await?;
+            info!(version = %abandoned, keys, "abandoned run cleaned up");
+        }
         let now = runtime::now_ms();
         let version = format!("v{now}");
         let snapshot = store::snapshot(client).await?;
@@ -140,7 +159,6 @@ impl Trainer {
 
         let lists = assemble(&dataset, &ranked.lists, k);
         let redis_started = Instant::now();
-        let mut redis = self.redis.clone();
         let ttl = self.params.ttl_s;
         let values = lists.keys(&version);
         let redis_keys =
