@@ -6,6 +6,11 @@
 //! the query service that shows it (polled every 5 ms, the cache included: a cached answer
 //! showing the product is invalidated by the commit that changes it). Stock changes take a
 //! product's sellable units to 0 and back, and every price change is undone at the end.
+//! Stock levels are not put back: the warehouse's level of a product it took to 0 and back is
+//! then below what was sold of it before, so a later `fleet load` report on the same stack
+//! (whose oversold check reads sold ≤ the warehouse's level) counts those products as
+//! oversold although the ledger sold only what it was given. Run it on a stack you will not
+//! judge by that check afterwards, or re-seed.
 //! Reference in the same run: the time the same poll takes when nothing changes (the
 //! measurement's own floor).
 //!
@@ -210,6 +215,9 @@ pub async fn freshness(topology: &Topology, bench: Args) -> Result<()> {
         written.push(read_since(&env.bootstrap_servers, topic, start).await?);
     }
     print_hops(&hops, &written, &stock_changes);
+    println!(
+        "  note: the stock levels changed stay changed; a later load report's oversold check on this stack counts these products"
+    );
     Ok(())
 }
 
