@@ -7,7 +7,10 @@
 //! searched). Every commit commits all shards, in order, each with the same [`Payload`] (the
 //! commit sequence and the next offset of every input partition). A crash between two
 //! shards' commits leaves them at different sequences: [`Generation::open`] reports it as
-//! torn, and the indexer rebuilds from the topics rather than guess (see the crate docs).
+//! torn with the oldest shard's payload. Commits only move positions forward, so replaying
+//! from that oldest payload brings every lagging shard up, and the shards already past it
+//! ignore what they have (every document is versioned); a product caught moving between two
+//! shards is kept where its newer version is (see the indexer's `IndexState::open`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -315,8 +318,14 @@ pub struct Writers {
 pub enum Opened {
     /// Every shard at the same commit (or none yet: a fresh generation).
     Consistent(Payload),
-    /// Shards at different commit sequences: a crash between shard commits.
-    Torn(Vec<(String, u64)>),
+    /// Shards at different commit sequences: a crash between shard commits. `oldest` is the
+    /// payload of the shard furthest behind (replay from its positions), `newest_seq` the
+    /// highest sequence any shard reached (the next commit must exceed it).
+    Torn {
+        oldest: Payload,
+        newest_seq: u64,
+        seqs: Vec<(String, u64)>,
+    },
 }
 
 pub struct Generation;
@@ -367,7 +376,19 @@ impl Generation {
         let opened = if payloads.iter().all(|(_, p)| p.seq == first) {
             Opened::Consistent(payloads.swap_remove(0).1)
         } else {
-            Opened::Torn(payloads.into_iter().map(|(n, p)| (n, p.seq)).collect())
+            let seqs: Vec<(String, u64)> =
+                payloads.iter().map(|(n, p)| (n.clone(), p.seq)).collect();
+            let newest_seq = seqs.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            let oldest = payloads
+                .into_iter()
+                .map(|(_, p)| p)
+                .min_by_key(|p| p.seq)
+                .unwrap_or_default();
+            Opened::Torn {
+                oldest,
+                newest_seq,
+                seqs,
+            }
         };
         let searchable = Arc::new(Searchable {
             dir: dir.to_path_buf(),
@@ -423,6 +444,11 @@ impl Writers {
     /// Every document the committed index holds (the catalog to resume with).
     pub fn load(&self) -> Result<Vec<Product>, IndexError> {
         self.searchable.all_products()
+    }
+
+    /// Every stored document with the index of the shard holding it.
+    pub fn load_by_shard(&self) -> Result<Vec<(usize, Product)>, IndexError> {
+        self.searchable.products_by_shard()
     }
 
     /// Waits for background merges (a clean stop).
@@ -917,15 +943,24 @@ impl Searchable {
 
     /// All committed documents (tests and the consistency check).
     pub fn all_products(&self) -> Result<Vec<Product>, IndexError> {
+        Ok(self
+            .products_by_shard()?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// Every stored document with the index of the shard holding it.
+    pub fn products_by_shard(&self) -> Result<Vec<(usize, Product)>, IndexError> {
         let mut out = Vec::new();
-        for shard in &self.shards {
+        for (i, shard) in self.shards.iter().enumerate() {
             let searcher = shard.reader.searcher();
             for segment in searcher.segment_readers() {
                 let store = segment
                     .get_store_reader(64)
                     .map_err(io("reading stored documents"))?;
                 for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
-                    out.push(product(&self.fields, &doc?));
+                    out.push((i, product(&self.fields, &doc?)));
                 }
             }
         }
@@ -980,4 +1015,88 @@ pub struct Hit {
     pub score: Score,
     pub shard: String,
     pub highlights: Highlights,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indexer::IndexState;
+
+    fn product(id: &str, category: &str, lsn: i64) -> Product {
+        Product {
+            id: id.into(),
+            listed: true,
+            sku: format!("SKU-{id}"),
+            title: format!("Product {id}"),
+            description: String::new(),
+            category: category.into(),
+            brand: "Brand".into(),
+            price_minor: 1_000,
+            image_url: None,
+            updated_at_ms: 0,
+            catalog_lsn: lsn,
+            in_stock: Some(true),
+            available_quantity: Some(3),
+            availability_seq: 1,
+        }
+    }
+
+    fn payload(seq: u64, offset: i64) -> Payload {
+        let mut p = Payload {
+            seq,
+            ..Payload::default()
+        };
+        p.positions.insert("t/0".into(), offset);
+        p
+    }
+
+    #[test]
+    fn a_torn_commit_reopens_in_place_at_the_oldest_positions_with_one_document_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&["Furniture".to_string()]);
+        let memory = 15 << 20;
+        let (mut w, opened) = Generation::open(&dir.path().join("gen-1"), &layout, memory).unwrap();
+        assert!(matches!(opened, Opened::Consistent(_)));
+        let chair = product("p1", "Furniture/Chairs", 10);
+        w.upsert(&chair, None).unwrap();
+        w.upsert(&product("p2", "Furniture/Tables", 11), None)
+            .unwrap();
+        w.commit(&payload(1, 5)).unwrap();
+        // The chair moves to another category; the crash comes after only the shard it moves
+        // to committed (the delete in its old shard is lost with the process).
+        let moved = product("p1", "Technology/Phones", 12);
+        w.upsert(&moved, Some(layout.shard_of(&chair))).unwrap();
+        let text = serde_json::to_string(&payload(2, 9)).unwrap();
+        let mut prepared = w.writers[layout.shard_of(&moved)].prepare_commit().unwrap();
+        prepared.set_payload(&text);
+        prepared.commit().unwrap();
+        drop(w);
+
+        let (_, opened) = Generation::open(&dir.path().join("gen-1"), &layout, memory).unwrap();
+        let Opened::Torn {
+            oldest, newest_seq, ..
+        } = opened
+        else {
+            panic!("shards at sequences 1 and 2 must read as torn");
+        };
+        assert_eq!((oldest.seq, newest_seq), (1, 2));
+
+        let mut state = IndexState::open(dir.path(), "gen-1", &layout, memory).unwrap();
+        assert_eq!(state.seq(), 2, "the next commit goes past every shard's");
+        assert_eq!(
+            state.positions()["t/0"],
+            5,
+            "replay from the oldest shard's positions"
+        );
+        state.commit().unwrap();
+        let docs = state.writers().load_by_shard().unwrap();
+        let chairs: Vec<&(usize, Product)> = docs.iter().filter(|(_, p)| p.id == "p1").collect();
+        assert_eq!(chairs.len(), 1, "one document per product: {docs:?}");
+        assert_eq!(chairs[0].0, layout.shard_of(&moved));
+        assert_eq!(chairs[0].1.catalog_lsn, 12, "the newer version is kept");
+        assert_eq!(docs.len(), 2);
+        drop(state);
+        let (_, opened) = Generation::open(&dir.path().join("gen-1"), &layout, memory).unwrap();
+        assert!(matches!(opened, Opened::Consistent(p) if p.seq == 3));
+    }
 }

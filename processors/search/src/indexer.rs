@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::doc::{Availability, Catalog, Change, ProductChange};
+use crate::doc::{Availability, Catalog, Change, Product, ProductChange};
 use crate::engine::Engine;
 use crate::index::{Generation, IndexError, Layout, Opened, Payload, Writers};
 use crate::SearchError;
@@ -153,31 +153,43 @@ pub enum Refused {
 }
 
 impl IndexState {
-    /// Opens generation `name` under `root`; `None` if its shards are torn.
+    /// Opens generation `name` under `root`. Torn shards (a crash between shard commits)
+    /// are recovered in place: the positions are the oldest shard's, so the replay brings the
+    /// lagging shards up while the others ignore what they already hold (versions); a product
+    /// found in two shards (it moved between them in the torn commit) keeps its newer
+    /// document, the other is deleted; the sequence continues past the newest shard's.
     pub fn open(
         root: &Path,
         name: &str,
         layout: &Layout,
         writer_memory: usize,
-    ) -> Result<Option<Self>, IndexError> {
+    ) -> Result<Self, IndexError> {
         let (writers, opened) = Generation::open(&root.join(name), layout, writer_memory)?;
-        let payload = match opened {
-            Opened::Consistent(p) => p,
-            Opened::Torn(seqs) => {
-                error!(
+        let (payload, products) = match opened {
+            Opened::Consistent(p) => (p, writers.load()?),
+            Opened::Torn {
+                oldest,
+                newest_seq,
+                seqs,
+            } => {
+                warn!(
                     generation = name,
                     ?seqs,
-                    "shards committed at different sequences (a crash between shard commits)"
+                    "shards committed at different sequences (a crash between shard commits): replaying from the oldest shard's positions"
                 );
-                return Ok(None);
+                let products = newest_of_each(&writers, writers.load_by_shard()?);
+                let payload = Payload {
+                    seq: newest_seq,
+                    ..oldest
+                };
+                (payload, products)
             }
         };
-        let products = writers.load()?;
         let shards_of = products
             .iter()
             .map(|p| (p.id.clone(), writers.layout.shard_of(p)))
             .collect();
-        Ok(Some(Self {
+        Ok(Self {
             name: name.to_string(),
             writers,
             catalog: Catalog::from_products(products),
@@ -189,7 +201,7 @@ impl IndexState {
             changed: HashSet::new(),
             oldest_pending: None,
             newest_source_at: payload.newest_source_at_ms,
-        }))
+        })
     }
 
     pub fn writers(&self) -> &Writers {
@@ -427,25 +439,37 @@ impl Root {
     }
 }
 
-/// Opens the generation to serve: CURRENT's, or a fresh one when there is none or it is torn.
+/// Of a torn generation's documents (with their shards), the newest of each product; an older
+/// copy in another shard is deleted (by the next commit).
+fn newest_of_each(writers: &Writers, docs: Vec<(usize, Product)>) -> Vec<Product> {
+    let version = |p: &Product| (p.catalog_lsn, p.availability_seq);
+    let mut newest: HashMap<String, (usize, Product)> = HashMap::new();
+    for (shard, product) in docs {
+        if let Some((kept_shard, kept)) = newest.get(&product.id) {
+            if version(&product) <= version(kept) {
+                writers.delete(&product.id, shard);
+                continue;
+            }
+            writers.delete(&product.id, *kept_shard);
+        }
+        newest.insert(product.id.clone(), (shard, product));
+    }
+    newest.into_values().map(|(_, p)| p).collect()
+}
+
+/// Opens the generation to serve: CURRENT's (recovered in place if torn), or a fresh one.
 pub fn open_current(
     root: &Root,
     layout: &Layout,
     writer_memory: usize,
-    metrics: &IndexMetrics,
 ) -> Result<IndexState, SearchError> {
     if let Some(name) = root.current() {
-        if let Some(state) = IndexState::open(&root.0, &name, layout, writer_memory)? {
-            info!(generation = %name, seq = state.seq, products = state.listed(), "resuming the index where its last commit stands");
-            return Ok(state);
-        }
-        warn!(generation = %name, "rebuilding the index from the topics (torn commit)");
-        metrics.rebuilds.with_label_values(&["torn_at_start"]).inc();
-        root.remove(&name);
+        let state = IndexState::open(&root.0, &name, layout, writer_memory)?;
+        info!(generation = %name, seq = state.seq, products = state.listed(), "resuming the index where its last commit stands");
+        return Ok(state);
     }
     let name = root.next();
-    let state = IndexState::open(&root.0, &name, layout, writer_memory)?
-        .ok_or_else(|| SearchError::Config(format!("fresh generation {name} is torn")))?;
+    let state = IndexState::open(&root.0, &name, layout, writer_memory)?;
     root.set_current(&name)?;
     info!(generation = %name, "starting an empty index: reading the topics from the start");
     Ok(state)
@@ -798,8 +822,7 @@ struct Build {
 
 impl Build {
     async fn run(self, shutdown: CancellationToken) -> Result<IndexState, SearchError> {
-        let mut state = IndexState::open(&self.root, &self.name, &self.layout, self.writer_memory)?
-            .ok_or_else(|| SearchError::Config(format!("new generation {} is torn", self.name)))?;
+        let mut state = IndexState::open(&self.root, &self.name, &self.layout, self.writer_memory)?;
         let consumer = self.source.consumer(&self.group)?;
         let ends = end_offsets(&consumer, &self.inputs).await?;
         assign(&consumer, &self.inputs, &state)?;

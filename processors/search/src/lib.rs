@@ -12,9 +12,11 @@
 //! - **Exactly-once indexing.** The offsets a tantivy commit covers are in that commit's
 //!   payload (every shard's); a restart, also after `kill -9`, seeks to them (see
 //!   [`indexer`]). Versions (the catalog row's commit LSN, the ledger's sequence) make a
-//!   record met twice change nothing either way. A crash between two shards' commits (a
-//!   window of milliseconds) leaves shards at different sequences: the instance then reads
-//!   the topics again into a fresh generation rather than guess.
+//!   record met twice change nothing either way. A crash between two shards' commits (the
+//!   shards commit one after another: tens of milliseconds on a busy disk) leaves shards at
+//!   different sequences; the restart recovers in place: it replays from the oldest shard's
+//!   positions (the shards already past them ignore what they hold), keeps the newer
+//!   document of a product caught in two shards, and continues the sequence past the newest.
 //! - **Freshness**: a change waits at most a quarter of `freshness_ms` for its commit.
 //!   `search_freshness_seconds` measures source commit → searchable.
 //! - **Shards** ([`index::Layout`]): one per configured top-level category, `other`, and
@@ -166,9 +168,8 @@ async fn run_inner(
     let status = Arc::new(Mutex::new(Status::default()));
     let writer_memory = params.writer_memory_mb * 1024 * 1024;
     let index_name = format!("products@{}-{instance}", spec.name);
-    let state = tokio::task::block_in_place(|| {
-        indexer::open_current(&root, &layout, writer_memory, &index_metrics)
-    })?;
+    let state =
+        tokio::task::block_in_place(|| indexer::open_current(&root, &layout, writer_memory))?;
     let engine = Arc::new(Engine::new(
         state.writers().searchable.clone(),
         Duration::from_millis(params.shard_budget_ms),
