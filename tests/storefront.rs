@@ -38,6 +38,11 @@ impl Drop for Front {
 /// A storefront on its own topics, catalog and key database, with `params` over the
 /// topology's; waits until it answers.
 async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
+    front_on(label, params, &env().redis_url).await
+}
+
+/// [`front`] on the Redis at `redis_url` (a database of the test's own).
+async fn front_on(label: &str, params: &[(&str, serde_yaml::Value)], redis_url: &str) -> Front {
     let suffix = unique(label);
     let mut t = topology().isolated_all(&["storefront"], &suffix).unwrap();
     t.processors.retain(|(p, _)| p.name == "storefront");
@@ -85,7 +90,7 @@ async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
     );
     set_params(&mut t, "storefront", params);
     let (file, dir) = deploy_avoiding(&mut t, &[port, port + 1]).await;
-    let child = start(&file);
+    let child = start(&file, redis_url);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -110,10 +115,10 @@ async fn front(label: &str, params: &[(&str, serde_yaml::Value)]) -> Front {
     }
 }
 
-fn start(file: &std::path::Path) -> tokio::process::Child {
+fn start(file: &std::path::Path, redis_url: &str) -> tokio::process::Child {
     fleet_command()
         .env("STOREFLEET_POSTGRES", env().postgres_url)
-        .env("STOREFLEET_REDIS", env().redis_url)
+        .env("STOREFLEET_REDIS", redis_url)
         .arg("--topology")
         .arg(file)
         .args(["run", "storefront"])
@@ -821,4 +826,125 @@ async fn pages_and_checkout_work_when_search_and_recommendations_are_down() {
     f.put_line(&key, &user, p0, json!({"quantity": 1})).await;
     let (s, b) = f.checkout(&key, Some("deg-1"), &checkout_body(&user)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
+/// The recommendations' precomputed lists through the storefront: the user's list of the
+/// current version, popular items for a user without one, and a product sold out since the
+/// list was computed left out (the availability projection). Redis database 6 is this test's
+/// own (the degradation test above expects no current version in its database).
+#[tokio::test(flavor = "multi_thread")]
+async fn precomputed_recommendations_are_served_without_what_sold_out_since() {
+    let base = env().redis_url;
+    let redis_url = format!("{}/6", base.trim_end_matches('/').trim_end_matches("/0"));
+    let mut redis =
+        redis::aio::ConnectionManager::new(redis::Client::open(redis_url.as_str()).unwrap())
+            .await
+            .unwrap();
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let f = front_on("sf-recs", &[], &redis_url).await;
+    let key = f.key(&unique("web").replace('-', "_")).await;
+    let user = unique("u").replace('-', "_");
+    let (p0, p1, p2) = (&f.products[0].0, &f.products[1].0, &f.products[2].0);
+    let item = |p: &str| recommendations::lists::Item {
+        product_id: p.to_string(),
+        score: 1.0,
+        reason: "cf",
+    };
+    // What a training run writes (the same functions), then the swap.
+    let version = "vtest1";
+    let lists = vec![
+        (
+            recommendations::published::user_key(version, &user),
+            recommendations::published::encode(version, &[item(p0), item(p1)]),
+        ),
+        (
+            recommendations::published::popular_key(version),
+            recommendations::published::encode(version, &[item(p2)]),
+        ),
+    ];
+    recommendations::published::write_version(&mut redis, version, lists.into_iter(), 3600)
+        .await
+        .unwrap();
+    recommendations::published::swap(&mut redis, version, 3600)
+        .await
+        .unwrap();
+
+    let ids = |b: &Value| -> Vec<String> {
+        b["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["product_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, b) = f.get(&format!("/v1/recommendations/{user}"), &key).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["source"].as_str(), b["list"].as_str()),
+        (Some("recommendations"), Some("user")),
+        "{b}"
+    );
+    assert_eq!(ids(&b), vec![p0.clone(), p1.clone()]);
+    assert_eq!(b["degraded"], json!([]));
+    let (_, b) = f.get("/v1/recommendations/someone_new", &key).await;
+    assert_eq!(
+        (b["list"].as_str(), ids(&b)),
+        (Some("popular"), vec![p2.clone()]),
+        "{b}"
+    );
+
+    // p1 sells out after the run: the ledger's availability reaches the projection.
+    let topic = f.topic("inventory.availability");
+    let codec = codec_for(&f.topology, &topic).await;
+    let sold_out = events::inventory::ProductAvailability {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: 1,
+        correlation_id: p1.clone(),
+        causation_id: None,
+        product_id: p1.clone(),
+        in_stock: false,
+        available_quantity: 0,
+        fulfillment_centers: vec![],
+        sequence: 7,
+    };
+    let kafka = producer(&env().bootstrap_servers).unwrap();
+    produce_all(
+        &kafka,
+        &topic,
+        vec![(p1.clone(), codec.encode(&sold_out).unwrap())],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, b) = f.get(&format!("/v1/products/{p1}"), &key).await;
+        if b["availability"]["in_stock"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "availability not projected: {b}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, b) = f.get(&format!("/v1/recommendations/{user}"), &key).await;
+    assert_eq!(
+        ids(&b),
+        vec![p0.clone()],
+        "the sold-out product is left out: {b}"
+    );
+    let (_, b) = f
+        .get(&format!("/v1/products/{p2}?user_id={user}"), &key)
+        .await;
+    assert_eq!(b["recommendations"]["list"], "user", "{b}");
+    assert_eq!(
+        b["recommendations"]["items"].as_array().unwrap().len(),
+        1,
+        "{b}"
+    );
+    assert!(
+        b["bought_together"]["items"].as_array().unwrap().is_empty(),
+        "{b}"
+    );
+    assert_eq!(b["degraded"], json!([]), "{b}");
 }

@@ -238,6 +238,35 @@ impl Store {
         recommendations::published::read(&mut redis, &self.recs, suffixes).await
     }
 
+    /// Of `products`, those the availability projection shows sold out (one pipelined round
+    /// trip); a product without a projection is not counted sold out.
+    pub async fn sold_out(
+        &self,
+        products: &[&str],
+    ) -> Result<std::collections::HashSet<String>, RedisError> {
+        if products.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        for p in products {
+            pipe.hget(crate::projections::availability_key(p), "doc");
+        }
+        let docs: Vec<Option<String>> = pipe.query_async(&mut redis).await?;
+        Ok(products
+            .iter()
+            .zip(docs)
+            .filter(|(_, doc)| {
+                doc.as_deref()
+                    .and_then(|d| {
+                        serde_json::from_str::<crate::projections::AvailabilityView>(d).ok()
+                    })
+                    .is_some_and(|v| !v.in_stock)
+            })
+            .map(|(p, _)| p.to_string())
+            .collect())
+    }
+
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut redis = self.redis.clone();
         redis::cmd("PING").query_async(&mut redis).await
