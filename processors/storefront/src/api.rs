@@ -485,35 +485,6 @@ impl App {
         }
     }
 
-    /// `items` (a precomputed list) without the products sold out since the list was computed
-    /// (the availability projection, one round trip); on a Redis error, `items` as they are.
-    async fn in_stock_only(&self, items: Value) -> Value {
-        let Value::Array(items) = items else {
-            return items;
-        };
-        let ids: Vec<&str> = items
-            .iter()
-            .filter_map(|i| i["product_id"].as_str())
-            .collect();
-        match self.store.sold_out(&ids).await {
-            Ok(sold_out) if sold_out.is_empty() => Value::Array(items),
-            Ok(sold_out) => Value::Array(
-                items
-                    .into_iter()
-                    .filter(|i| {
-                        i["product_id"]
-                            .as_str()
-                            .is_none_or(|p| !sold_out.contains(p))
-                    })
-                    .collect(),
-            ),
-            Err(e) => {
-                warn!(error = %e, "availability unreadable; recommendations not filtered");
-                Value::Array(items)
-            }
-        }
-    }
-
     /// The first of the precomputed lists `suffixes` in the recommendations' current version
     /// (see recommendations::published), as `{version, list, items}`; `None` when there is no
     /// current version or Redis fails: the caller degrades.
@@ -533,7 +504,11 @@ impl App {
                 };
                 match serde_json::from_str::<Value>(&json) {
                     Ok(v) => {
-                        let items = self.in_stock_only(v["items"].clone()).await;
+                        // An emptied list comes back as `{}` (see RECOMMENDATIONS_IN_STOCK).
+                        let items = match &v["items"] {
+                            Value::Array(items) => Value::Array(items.clone()),
+                            _ => json!([]),
+                        };
                         return Some(json!({"version": version, "list": list, "items": items}));
                     }
                     Err(e) => warn!(error = %e, "unreadable recommendations list"),

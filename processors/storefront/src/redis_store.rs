@@ -85,10 +85,36 @@ pub enum LineChange {
     CartFull,
 }
 
+/// `recommendations::published::READ` (the version pointer and a list in one atomic step)
+/// that also leaves out the list's products this storefront's availability projection shows
+/// sold out since the list was computed: one round trip for both. Answers like `READ`
+/// ({version, suffix, list JSON}); an emptied list's `items` comes back as `{}` (Redis's
+/// cjson cannot tell an empty array from an empty object), read as no items.
+const RECOMMENDATIONS_IN_STOCK: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+for i = 1, #ARGV do
+  local value = redis.call('GET', 'recs:' .. v .. ':' .. ARGV[i])
+  if value then
+    local list = cjson.decode(value)
+    local kept = {}
+    for _, item in ipairs(list['items'] or {}) do
+      local doc = redis.call('HGET', 'avail:' .. tostring(item['product_id']), 'doc')
+      if not doc or cjson.decode(doc)['in_stock'] ~= false then
+        table.insert(kept, item)
+      end
+    end
+    list['items'] = kept
+    return {v, ARGV[i], cjson.encode(list)}
+  end
+end
+return {v, false, false}
+"#;
+
 #[derive(Clone)]
 pub struct Store {
     redis: ConnectionManager,
-    /// The recommendations' atomic read (recommendations::published::READ).
+    /// The recommendations' atomic read with the sold-out filter ([`RECOMMENDATIONS_IN_STOCK`]).
     recs: Script,
 }
 
@@ -104,7 +130,7 @@ impl Store {
             .set_response_timeout(std::time::Duration::from_secs(2));
         Ok(Self {
             redis: ConnectionManager::new_with_config(client, config).await?,
-            recs: recommendations::published::read_script(),
+            recs: Script::new(RECOMMENDATIONS_IN_STOCK),
         })
     }
 
@@ -229,42 +255,14 @@ impl Store {
     }
 
     /// The first of the precomputed lists `suffixes` (`u:<user>`, `c:<category>`, `p`,
-    /// `i:<product>`) in the current version, read atomically with the version pointer.
+    /// `i:<product>`) in the current version, read atomically with the version pointer,
+    /// without what sold out since ([`RECOMMENDATIONS_IN_STOCK`]).
     pub async fn recommendations(
         &self,
         suffixes: &[&str],
     ) -> Result<recommendations::published::Found, RedisError> {
         let mut redis = self.redis.clone();
         recommendations::published::read(&mut redis, &self.recs, suffixes).await
-    }
-
-    /// Of `products`, those the availability projection shows sold out (one pipelined round
-    /// trip); a product without a projection is not counted sold out.
-    pub async fn sold_out(
-        &self,
-        products: &[&str],
-    ) -> Result<std::collections::HashSet<String>, RedisError> {
-        if products.is_empty() {
-            return Ok(Default::default());
-        }
-        let mut redis = self.redis.clone();
-        let mut pipe = redis::pipe();
-        for p in products {
-            pipe.hget(crate::projections::availability_key(p), "doc");
-        }
-        let docs: Vec<Option<String>> = pipe.query_async(&mut redis).await?;
-        Ok(products
-            .iter()
-            .zip(docs)
-            .filter(|(_, doc)| {
-                doc.as_deref()
-                    .and_then(|d| {
-                        serde_json::from_str::<crate::projections::AvailabilityView>(d).ok()
-                    })
-                    .is_some_and(|v| !v.in_stock)
-            })
-            .map(|(p, _)| p.to_string())
-            .collect())
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {
