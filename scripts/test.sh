@@ -39,6 +39,12 @@ bash scripts/fetch-dataset.sh >/dev/null
 export STOREFLEET_MOVIELENS="$(bash scripts/fetch-movielens.sh)"
 echo "== movielens: $STOREFLEET_MOVIELENS"
 
+# 2e. Real photos for the image-quality tests (scikit-image's and Debian opencv-doc's, with
+#     blurred copies and ~1 MP JPEGs derived once) and the OpenCV reference's venv, cached.
+export STOREFLEET_PHOTOS="$(bash scripts/fetch-photos.sh)"
+export STOREFLEET_IMAGES_PY="$(bash scripts/images-env.sh)"
+echo "== photos: $STOREFLEET_PHOTOS (OpenCV reference: $STOREFLEET_IMAGES_PY)"
+
 # 3. Format and lints first (they fail in seconds where a test run takes minutes), then
 #    build everything the tests run.
 echo "== format and lints"

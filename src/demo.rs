@@ -29,6 +29,7 @@ pub async fn run(
         &config.postgres_url("catalog"),
         &config.postgres_url("warehouse"),
         &csv,
+        &format!("{}/seller-images", config.gateway_url()),
     )
     .await?;
     for line in seeded.to_string().lines() {

@@ -5,6 +5,7 @@
 //! order support commands (`orders.rs`).
 
 mod demo;
+mod images_cmd;
 mod orders;
 mod recs_cmd;
 mod supervisor;
@@ -130,6 +131,12 @@ enum Command {
     Recs {
         #[command(subcommand)]
         action: recs_cmd::RecsAction,
+    },
+    /// Image quality: check URLs or files now, the verdicts on file by image or product, the
+    /// products flagged for review, re-check requests.
+    Images {
+        #[command(subcommand)]
+        action: images_cmd::ImagesAction,
     },
     /// Storefront API keys: create one (shown once), list, revoke.
     Keys {
@@ -290,6 +297,7 @@ async fn main() -> Result<()> {
         Command::Keys { action } => keys(&load()?, action).await,
         Command::Search { action } => search_command(&load()?, action).await,
         Command::Recs { action } => recs_cmd::run(&load()?, action).await,
+        Command::Images { action } => images_cmd::run(&load()?, action).await,
         Command::Dlq { action } => {
             let topology = load()?;
             Ok(dlq::run(action, &runtime::StackEnv::from_env()?, &topology).await?)
@@ -438,7 +446,8 @@ async fn seed_stack(topology_path: &std::path::Path) -> Result<()> {
     let csv = seed::fetch_dataset(&root.join("scripts/fetch-dataset.sh")).await?;
     let catalog = config.postgres_url("catalog");
     let warehouse = config.postgres_url("warehouse");
-    let report = seed::seed(&catalog, &warehouse, &csv)
+    let images = format!("{}/seller-images", config.gateway_url());
+    let report = seed::seed(&catalog, &warehouse, &csv, &images)
         .await
         .context("seeding the stack's databases (is it up? `fleet stack up`)")?;
     println!("{report}");

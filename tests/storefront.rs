@@ -1,8 +1,8 @@
 //! The storefront API as a real `fleet run storefront` process on the real stack (broker,
 //! registry, PostgreSQL, Redis), with a private catalog and key database per test: API keys,
 //! validation, carts with versions, idempotent checkout onto the topic, the order status
-//! projection, rate limits with Retry-After, and degradation when search or recommendations
-//! are down.
+//! projection, rate limits with Retry-After, degradation when search or recommendations
+//! are down, and product images shown only once image-quality passed them.
 
 mod common;
 
@@ -22,6 +22,7 @@ struct Front {
     _dir: tempfile::TempDir,
     topology: topology::Topology,
     keys_url: String,
+    catalog_url: String,
     /// (id, title) of the private catalog's products.
     products: Vec<(String, String)>,
     base: String,
@@ -47,10 +48,12 @@ async fn front_on(label: &str, params: &[(&str, serde_yaml::Value)], redis_url: 
     let mut t = topology().isolated_all(&["storefront"], &suffix).unwrap();
     t.processors.retain(|(p, _)| p.name == "storefront");
     t.connectors.clear();
-    // Checkout and inventory do not run here: the test writes their projections itself.
+    // Checkout, inventory and image-quality do not run here: the test writes their
+    // projections' topics itself.
     for topic in &mut t.topics {
         if topic.name.starts_with("checkout.saga-transitions")
             || topic.name.starts_with("inventory.availability")
+            || topic.name.starts_with("images.check-results")
         {
             topic.external_writers.push("test".into());
         }
@@ -108,6 +111,7 @@ async fn front_on(label: &str, params: &[(&str, serde_yaml::Value)], redis_url: 
         _dir: dir,
         topology: t,
         keys_url,
+        catalog_url,
         products,
         base,
         child,
@@ -947,4 +951,240 @@ async fn precomputed_recommendations_are_served_without_what_sold_out_since() {
         "{b}"
     );
     assert_eq!(b["degraded"], json!([]), "{b}");
+}
+
+/// A search replica whose one hit is the product the query names, with the index's image URL
+/// (from `products.image_urls`, never checked).
+async fn echoing_search_service() -> (String, tokio_util::sync::CancellationToken) {
+    use axum::extract::Query;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let app = axum::Router::new().route(
+        "/search",
+        get(|Query(q): Query<HashMap<String, String>>| async move {
+            axum::Json(json!({
+                "query": q.get("q"), "total": 1, "page": 1, "per_page": 20,
+                "hits": [{"id": q.get("q"), "price": "1.00", "price_minor": 100,
+                          "image_url": "https://index.test/unchecked.jpg"}],
+                "facets": {}, "degraded": [], "took_ms": 0.1, "cached": false,
+            }))
+        }),
+    );
+    let s = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await
+    });
+    (url, stop)
+}
+
+/// Image-quality's verdicts, produced on their topic through the registry, reach the product
+/// page through the storefront's projection: a page shows exactly the images whose newest
+/// verdict passed them at the URL their catalog row holds now, in position order; an older
+/// verdict arriving later changes nothing; a product whose images all failed is still shown,
+/// marked pending review; search thumbnails follow the same rule; poison verdicts are dead
+/// letters.
+#[tokio::test(flavor = "multi_thread")]
+async fn product_pages_show_only_images_passed_at_their_current_url() {
+    use events::images::{ImageCheckResult, ImageCheckStatus, TierVerdict};
+    let (search_url, stop_search) = echoing_search_service().await;
+    let f = front(
+        "sf-images",
+        &[(
+            "search_urls",
+            serde_yaml::Value::Sequence(vec![search_url.into()]),
+        )],
+    )
+    .await;
+    let key = f.key(&unique("web").replace('-', "_")).await;
+    let (p0, p1, p2) = (&f.products[0].0, &f.products[1].0, &f.products[2].0);
+    let base = format!("https://img.test/{}", unique("i"));
+    let url = |name: &str| format!("{base}/{name}.jpg");
+
+    // p0: a passed; b passed at the URL it had before (the row now holds b-new); c rejected;
+    // d not checked yet. p1: its only image rejected. p2: no images.
+    let (db, connection) = tokio_postgres::connect(&f.catalog_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let [a, b, c, d, e] = [(); 5].map(|()| uuid::Uuid::new_v4().to_string());
+    for (id, product, name, position) in [
+        (&d, p0, "d", 3),
+        (&b, p0, "b-new", 1),
+        (&a, p0, "a", 0),
+        (&c, p0, "c", 2),
+        (&e, p1, "e", 0),
+    ] {
+        db.execute(
+            "INSERT INTO product_images (id, product_id, url, position, seller)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, 'acme')",
+            &[id, product, &url(name), &position],
+        )
+        .await
+        .unwrap();
+    }
+
+    let topic = f.topic("images.check-results");
+    let codec = codec_for(&f.topology, &topic).await;
+    let verdict = |image: &str, product: &str, name: &str, status: ImageCheckStatus, at: i64| {
+        let passed = status == ImageCheckStatus::Ok;
+        ImageCheckResult {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            occurred_at: at,
+            correlation_id: image.to_string(),
+            causation_id: None,
+            image_id: image.to_string(),
+            product_id: product.to_string(),
+            url: url(name),
+            status,
+            dimensions: None,
+            content_type: Some("image/jpeg".into()),
+            size_bytes: Some(50_000),
+            blur_score: Some(300.0),
+            tiers: Some(TierVerdict {
+                thumbnail: passed,
+                zoom: passed,
+                print: false,
+            }),
+            rejection_reasons: vec![],
+            attempts: 1,
+            error_kind: None,
+            error: None,
+            checker_version: Some("test".into()),
+        }
+    };
+    let encoded = |v: ImageCheckResult| (v.image_id.clone(), codec.encode(&v).unwrap());
+    let (ok, rejected, review) = (
+        ImageCheckStatus::Ok,
+        ImageCheckStatus::Rejected,
+        ImageCheckStatus::NeedsManualReview,
+    );
+    let now = 1_700_000_000_000;
+    let records = vec![
+        (a.clone(), b"not avro".to_vec()),
+        encoded(verdict(&a, p0, "a", ok, now)),
+        // Older than the OK before it (a late retry's): it must not hide a.
+        encoded(verdict(&a, p0, "a", rejected, now - 1_000)),
+        // Malformed: its product id is no UUID. After a's records on a's partition, so its
+        // dead letter says they were all applied.
+        encoded(verdict(&a, "not-a-product", "a", ok, now)),
+        encoded(verdict(&b, p0, "b-old", ok, now)),
+        encoded(verdict(&c, p0, "c", rejected, now)),
+        encoded(verdict(&e, p1, "e", review, now)),
+    ];
+    let kafka = producer(&env().bootstrap_servers).unwrap();
+    produce_all(&kafka, &topic, records).await.unwrap();
+    let letters = reader(
+        &env().bootstrap_servers,
+        &f.topic("dlq.storefront.image-results"),
+        &unique("d"),
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&letters, 2, Duration::from_secs(30)).await.len(),
+        2,
+        "the undecodable and the malformed verdict are dead letters"
+    );
+    // b, c and e are on other partitions: wait until the projection holds their verdicts.
+    let mut redis =
+        redis::aio::ConnectionManager::new(redis::Client::open(env().redis_url.as_str()).unwrap())
+            .await
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let on_p0: Vec<String> = redis::cmd("HKEYS")
+            .arg(format!("img:{p0}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let on_p1: Vec<String> = redis::cmd("HKEYS")
+            .arg(format!("img:{p1}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if on_p0.len() == 3 && on_p1.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "verdicts not projected: {on_p0:?} {on_p1:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let page = async |product: &str| {
+        let (s, b) = f.get(&format!("/v1/products/{product}"), &key).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b
+    };
+    let b0 = page(p0).await;
+    assert_eq!(
+        b0["product"]["images"],
+        json!([{"image_id": a, "url": url("a"), "zoom": true}]),
+        "{b0}"
+    );
+    assert_eq!(b0["product"]["image_urls"], json!([url("a")]));
+    assert_eq!(b0["product"]["images_pending_review"], false);
+    assert!(!b0.to_string().contains("b-old") && !b0.to_string().contains("b-new"));
+    let b1 = page(p1).await;
+    assert_eq!(b1["product"]["title"], f.products[1].1, "still shown: {b1}");
+    assert_eq!(
+        (
+            &b1["product"]["images"],
+            &b1["product"]["image_urls"],
+            &b1["product"]["images_pending_review"]
+        ),
+        (&json!([]), &json!([]), &json!(true))
+    );
+    let b2 = page(p2).await;
+    assert_eq!(
+        (
+            &b2["product"]["images"],
+            &b2["product"]["images_pending_review"]
+        ),
+        (&json!([]), &json!(false))
+    );
+
+    // b's verdict on its current URL: shown on the next read, in position order (verdicts
+    // are not behind the product cache).
+    produce_all(
+        &kafka,
+        &topic,
+        vec![encoded(verdict(&b, p0, "b-new", ok, now + 1))],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b0 = page(p0).await;
+        if b0["product"]["image_urls"] == json!([url("a"), url("b-new")]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b's new verdict not shown: {b0}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Search thumbnails: the first shown image, never the index's URL.
+    let (s, hits) = f.get(&format!("/v1/search?q={p0}"), &key).await;
+    assert_eq!(s, StatusCode::OK, "{hits}");
+    assert_eq!(
+        (&hits["hits"][0]["image_url"], &hits["degraded"]),
+        (&json!(url("a")), &json!([])),
+        "{hits}"
+    );
+    let (_, hits) = f.get(&format!("/v1/search?q={p1}"), &key).await;
+    assert!(hits["hits"][0]["image_url"].is_null(), "{hits}");
+    stop_search.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, fallback) = f.get("/v1/search?q=office%20chair", &key).await;
+    assert_eq!(fallback["source"], "catalog", "{fallback}");
+    assert_eq!(
+        fallback["results"][0]["image_urls"],
+        json!([url("a"), url("b-new")])
+    );
+    assert_eq!(fallback["hits"][0]["image_url"], json!(url("a")));
 }

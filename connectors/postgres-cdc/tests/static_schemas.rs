@@ -45,6 +45,22 @@ pub fn products() -> TableShape {
     }
 }
 
+pub fn product_images() -> TableShape {
+    TableShape {
+        schema: "public".into(),
+        table: "product_images".into(),
+        record: "ProductImage".into(),
+        columns: vec![
+            column("id", ColumnType::Uuid, true),
+            column("product_id", ColumnType::Uuid, false),
+            column("url", ColumnType::Text, false),
+            column("position", ColumnType::Int4, false),
+            column("seller", ColumnType::Text, false),
+            column("updated_at", ColumnType::TimestampTz, false),
+        ],
+    }
+}
+
 pub fn stock() -> TableShape {
     TableShape {
         schema: "public".into(),
@@ -84,5 +100,6 @@ fn check(shape: &TableShape, file_prefix: &str) {
 #[test]
 fn committed_cdc_schemas_equal_the_generated_ones() {
     check(&products(), "Product");
+    check(&product_images(), "ProductImage");
     check(&stock(), "Stock");
 }

@@ -12,6 +12,8 @@ pub mod checkout;
 mod error;
 mod front;
 pub mod harness;
+pub mod images;
+mod images_cpu;
 pub mod inventory;
 pub mod payment;
 pub mod recs;
@@ -68,6 +70,10 @@ pub enum Command {
     /// synthetic): ALS seconds per iteration and top-K for all users beside the `implicit`
     /// library on the same matrix, then serving p50/p99 through a storefront beside Redis alone.
     Recs(crate::recs::Args),
+    /// Image quality: decode + score images/s per core for ~1-megapixel JPEGs beside OpenCV
+    /// on the same files in the same run, then images/s end to end through the image-quality
+    /// processor downloading from a local HTTP server.
+    Images(crate::images::Args),
 }
 
 /// Runs one benchmark; those that need the topology load it from `topology_path`.
@@ -93,5 +99,6 @@ pub async fn run(topology_path: &Path, command: Command) -> Result<()> {
             let root = topology_path.parent().unwrap_or(Path::new("."));
             crate::recs::recs(root, &topology()?, args).await
         }
+        Command::Images(args) => crate::images::images(&topology()?, args).await,
     }
 }

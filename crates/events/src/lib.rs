@@ -7,6 +7,7 @@
 //! `Unknown` symbol first so they can grow compatibly.
 
 pub mod checkout;
+pub mod images;
 pub mod inventory;
 pub mod orders;
 pub mod payments;

@@ -32,6 +32,9 @@
 //! | `GET`, `PUT /v1/faults` | 200 the config; 400 on an invalid one (PUT) |
 //! | `GET /health` | 200 `ok` |
 //!
+//! It also plays the sellers' image host (`GET /seller-images/{*path}`, photos from the folder
+//! `STOREFLEET_PHOTOS` names; see [`seller_images`]), the other outside service of the fleet.
+//!
 //! Mutating calls may also answer 429, 500, 503 or 504 as configured. Errors are
 //! `{"error": "..."}`.
 
@@ -39,6 +42,7 @@ mod config;
 mod faults;
 mod ledger;
 mod rate_limit;
+pub mod seller_images;
 mod server;
 mod stats;
 
@@ -63,7 +67,11 @@ pub async fn serve(
     config.validate().map_err(invalid_config)?;
     let address = listener.local_addr()?;
     info!(%address, "payment gateway simulator listening");
-    let app = server::router(config, shutdown.clone());
+    let app = server::router(config, shutdown.clone()).merge(seller_images::router(
+        std::env::var_os("STOREFLEET_PHOTOS")
+            .map(std::path::PathBuf::from)
+            .as_deref(),
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

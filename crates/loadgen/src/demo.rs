@@ -55,12 +55,14 @@ pub async fn run(
     print!("{}", report.text);
     for (topic, table, database) in [
         ("cdc.catalog.products.v1", "products", "catalog"),
+        ("cdc.catalog.product-images.v1", "product_images", "catalog"),
         ("cdc.warehouse.stock.v1", "stock", "warehouse"),
     ] {
         let rows = table_rows(&config.postgres_url(database), table).await?;
         let keys = distinct_keys(&bootstrap, topic).await?;
         println!("  CDC {topic:<26} {keys:>8} keys  (rows in {database}.{table}: {rows})");
     }
+    images_section(config, &bootstrap).await?;
     println!();
     println!(
         "storefront API: {}  (x-api-key: `fleet keys create <client>`)",
@@ -141,6 +143,60 @@ async fn wait_until_healthy(topology: &Topology) -> Result<()> {
         }
     }
     println!("   every processor instance is healthy");
+    Ok(())
+}
+
+/// Every uploaded image (a catalog row) against the verdicts database and the verdicts topic,
+/// after waiting up to a minute for the checks still in flight (retries back off for seconds).
+async fn images_section(config: &stack::StackConfig, bootstrap: &str) -> Result<()> {
+    let catalog = stack::connect_postgres(&config.postgres_url("catalog")).await?;
+    let images = stack::connect_postgres(&config.postgres_url("images")).await?;
+    let uploaded: Vec<String> = catalog
+        .query("SELECT id::text FROM product_images", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let started = std::time::Instant::now();
+    let (checked, by_status) = loop {
+        let rows = images
+            .query("SELECT image_id, status FROM image_verdicts", &[])
+            .await?;
+        let verdicts: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let checked = uploaded
+            .iter()
+            .filter(|id| verdicts.contains_key(*id))
+            .count();
+        if checked == uploaded.len() || started.elapsed() > Duration::from_secs(60) {
+            let mut by_status: HashMap<String, usize> = HashMap::new();
+            for status in verdicts.values() {
+                *by_status.entry(status.clone()).or_default() += 1;
+            }
+            break (checked, by_status);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let flagged: i64 = images
+        .query_one("SELECT count(*) FROM products_for_review", &[])
+        .await?
+        .get(0);
+    let on_topic = distinct_keys(bootstrap, "images.check-results.v1").await?;
+    let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
+    println!();
+    println!(
+        "== image quality (catalog.product_images, images.image_verdicts, images.check-results.v1)"
+    );
+    println!(
+        "  uploaded {}; with a verdict {checked} (not yet: {}): OK {}, REJECTED {}, NEEDS_MANUAL_REVIEW {}",
+        uploaded.len(),
+        uploaded.len() - checked,
+        count("OK"),
+        count("REJECTED"),
+        count("NEEDS_MANUAL_REVIEW"),
+    );
+    println!(
+        "  images with a verdict on the topic: {on_topic}; products whose every image failed (flagged for review, still listed): {flagged}"
+    );
     Ok(())
 }
 

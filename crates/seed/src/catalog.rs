@@ -55,6 +55,50 @@ pub struct Product {
     pub seller: String,
 }
 
+/// A row of `catalog.public.product_images`: one per URL of a product's `image_urls`, as a
+/// seller's upload (image-quality checks each one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub url: String,
+    pub position: i32,
+    pub seller: String,
+}
+
+impl Catalog {
+    /// Serves the images from `host` instead of [`IMAGE_HOST`] (the stack's image host).
+    pub fn rehost_images(&mut self, host: &str) {
+        let host = host.trim_end_matches('/');
+        for p in &mut self.products {
+            for url in &mut p.image_urls {
+                if let Some(path) = url.strip_prefix(IMAGE_HOST) {
+                    *url = format!("{host}{path}");
+                }
+            }
+        }
+    }
+
+    /// The image rows of every product, in product order.
+    pub fn images(&self) -> Vec<ImageRow> {
+        self.products
+            .iter()
+            .flat_map(|p| {
+                p.image_urls
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, url)| ImageRow {
+                        id: Uuid::new_v5(&p.id, format!("image/{n}").as_bytes()),
+                        product_id: p.id,
+                        url: url.clone(),
+                        position: i32::try_from(n).unwrap_or(i32::MAX),
+                        seller: p.seller.clone(),
+                    })
+            })
+            .collect()
+    }
+}
+
 /// A row of `warehouse.public.stock` (its `updated_at` is the database's `now()`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockRow {

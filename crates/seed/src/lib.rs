@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use tracing::info;
 
-pub use catalog::{parse, Catalog, CatalogError, Product, StockRow};
+pub use catalog::{parse, Catalog, CatalogError, ImageRow, Product, StockRow};
 pub use upsert::{UpsertCounts, BATCH_ROWS};
 
 #[derive(Debug, Error)]
@@ -50,22 +50,26 @@ pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeedReport {
     pub products: UpsertCounts,
+    pub images: UpsertCounts,
     pub stock: UpsertCounts,
 }
 
 impl std::fmt::Display for SeedReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "products:   {}", self.products)?;
+        writeln!(f, "images:     {}", self.images)?;
         write!(f, "stock rows: {}", self.stock)
     }
 }
 
-/// Reads the Superstore CSV at `csv_path` and upserts its products into the database at
-/// `catalog_url` and their stock into the one at `warehouse_url` (both migrated already).
+/// Reads the Superstore CSV at `csv_path` and upserts its products and their images (served
+/// from `image_host`, see [`Catalog::rehost_images`]) into the database at `catalog_url` and
+/// their stock into the one at `warehouse_url` (both migrated already).
 pub async fn seed(
     catalog_url: &str,
     warehouse_url: &str,
     csv_path: &Path,
+    image_host: &str,
 ) -> Result<SeedReport, SeedError> {
     let bytes = tokio::fs::read(csv_path)
         .await
@@ -73,7 +77,8 @@ pub async fn seed(
             what: format!("read {}", csv_path.display()),
             source,
         })?;
-    let catalog = catalog::parse(&bytes)?;
+    let mut catalog = catalog::parse(&bytes)?;
+    catalog.rehost_images(image_host);
     info!(
         products = catalog.products.len(),
         stock_rows = catalog.stock.len(),
@@ -93,12 +98,22 @@ pub async fn seed_catalog(
     })
     .await
     .map_err(pg(format!("connect to {catalog_url}")))??;
+    let images = catalog.images();
+    let images = ::pg::with_client(catalog_url, "catalog", async |client| {
+        upsert::product_images(client, &images).await
+    })
+    .await
+    .map_err(pg(format!("connect to {catalog_url}")))??;
     let stock = ::pg::with_client(warehouse_url, "warehouse", async |client| {
         upsert::stock(client, &catalog.stock).await
     })
     .await
     .map_err(pg(format!("connect to {warehouse_url}")))??;
-    Ok(SeedReport { products, stock })
+    Ok(SeedReport {
+        products,
+        images,
+        stock,
+    })
 }
 
 /// Runs `scripts/fetch-dataset.sh` (its progress goes to stderr) and returns the CSV path it

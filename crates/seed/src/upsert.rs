@@ -104,6 +104,41 @@ pub async fn products(
     Ok(counts)
 }
 
+/// Upserts `images` into `catalog.public.product_images` in one transaction (after the
+/// products they belong to).
+pub async fn product_images(
+    client: &mut Client,
+    images: &[crate::catalog::ImageRow],
+) -> Result<UpsertCounts, SeedError> {
+    let transaction = begin(client).await?;
+    let mut counts = UpsertCounts::default();
+    for batch in images.chunks(BATCH_ROWS) {
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(batch.len() * 5);
+        for i in batch {
+            params.extend([
+                &i.id as &(dyn ToSql + Sync),
+                &i.product_id,
+                &i.url,
+                &i.position,
+                &i.seller,
+            ]);
+        }
+        let rows = values(batch.len(), 5, |_| "$?".into());
+        let columns = ["product_id", "url", "position", "seller"];
+        let sql = format!(
+            "INSERT INTO product_images (id, product_id, url, position, seller) VALUES {rows} \
+             ON CONFLICT (id) DO UPDATE SET {}, updated_at = now() \
+             WHERE {} \
+             RETURNING (product_images.xmax = 0) AS inserted",
+            assignments(&columns),
+            distinct("product_images", &columns),
+        );
+        counts.add(run(&transaction, &sql, &params, batch.len(), "product_images").await?);
+    }
+    commit(transaction, "product_images").await?;
+    Ok(counts)
+}
+
 /// Upserts `stock` into `warehouse.public.stock` in one transaction.
 pub async fn stock(client: &mut Client, stock: &[StockRow]) -> Result<UpsertCounts, SeedError> {
     let transaction = begin(client).await?;

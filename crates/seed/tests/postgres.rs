@@ -200,9 +200,14 @@ async fn seed_file(scratch: &Scratch, csv: &str) -> SeedReport {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("superstore.csv");
     std::fs::write(&path, csv).unwrap();
-    seed::seed(&scratch.catalog_url, &scratch.warehouse_url, &path)
-        .await
-        .unwrap()
+    seed::seed(
+        &scratch.catalog_url,
+        &scratch.warehouse_url,
+        &path,
+        seed::catalog::IMAGE_HOST,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -273,15 +278,29 @@ async fn the_real_data_set_seeds_1862_products_once() {
         return;
     };
     let scratch = Scratch::create(&admin_url).await;
-    let first = seed::seed(&scratch.catalog_url, &scratch.warehouse_url, &csv)
-        .await
-        .unwrap();
+    let first = seed::seed(
+        &scratch.catalog_url,
+        &scratch.warehouse_url,
+        &csv,
+        seed::catalog::IMAGE_HOST,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.products, counts(1_862, 0, 0));
     assert_eq!(first.stock, counts(4 * 1_862, 0, 0));
-    let second = seed::seed(&scratch.catalog_url, &scratch.warehouse_url, &csv)
-        .await
-        .unwrap();
-    assert_eq!(second.products.written() + second.stock.written(), 0);
+    assert_eq!(first.images, counts(2 * 1_862, 0, 0));
+    let second = seed::seed(
+        &scratch.catalog_url,
+        &scratch.warehouse_url,
+        &csv,
+        seed::catalog::IMAGE_HOST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        second.products.written() + second.stock.written() + second.images.written(),
+        0
+    );
     let on_hand: i64 = connect(&scratch.warehouse_url)
         .await
         .query_one("SELECT sum(on_hand) FROM stock", &[])

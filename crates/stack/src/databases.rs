@@ -1,7 +1,7 @@
 //! The service databases on the stack's PostgreSQL and their schema migrations.
 //!
 //! Each service owns one database (`catalog`, `warehouse`, `orders`, `payments`, `storefront`,
-//! `recommendations`); its schema is
+//! `recommendations`, `images`); its schema is
 //! the SQL files in `migrations/<database>/`, applied in file-name order. A database records
 //! what it has applied in `storefleet_migrations(name, applied_at)`, and each migration runs
 //! in one transaction together with its tracking row: a migration is applied completely and
@@ -20,13 +20,14 @@ use tracing::{info, warn};
 use crate::{io, StackConfig, StackError};
 
 /// The service databases `fleet stack up` creates, each with `migrations/<name>/`.
-pub const DATABASES: [&str; 6] = [
+pub const DATABASES: [&str; 7] = [
     "catalog",
     "warehouse",
     "orders",
     "payments",
     "storefront",
     "recommendations",
+    "images",
 ];
 
 /// Arbitrary constant key of the advisory lock that serialises migration runners.

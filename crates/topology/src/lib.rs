@@ -19,7 +19,7 @@ pub use model::{
     ProcessorKind, ProcessorSpec, TopicSpec, ValueFormat,
 };
 pub use params::{
-    AlsParams, CdcTable, CheckoutParams, InteractionWeights, InventoryParams,
+    AlsParams, CdcTable, CheckoutParams, ImageQualityParams, InteractionWeights, InventoryParams,
     InventoryStockFeedParams, PaymentParams, PostgresCdcParams, ProcessorParams,
     RecommendationsParams, SearchIndexerParams, ShippingParams, StorefrontParams,
 };

@@ -100,6 +100,9 @@ pub enum ProcessorKind {
     /// The recommendations precompute: interactions and purchases into its store, an ALS model
     /// trained on a schedule, top-K lists into Redis.
     Recommendations,
+    /// The image-quality check: product images downloaded, scored and answered with a
+    /// verdict, keyed by image id (its retry instance reads its own retry topic).
+    ImageQuality,
 }
 
 impl ProcessorKind {
@@ -120,6 +123,7 @@ impl ProcessorKind {
             ProcessorKind::Storefront => "storefront",
             ProcessorKind::SearchIndexer => "search-indexer",
             ProcessorKind::Recommendations => "recommendations",
+            ProcessorKind::ImageQuality => "image-quality",
         }
     }
 }

@@ -16,6 +16,7 @@ pub enum ProcessorParams {
     Storefront(StorefrontParams),
     SearchIndexer(SearchIndexerParams),
     Recommendations(RecommendationsParams),
+    ImageQuality(ImageQualityParams),
 }
 
 impl ProcessorParams {
@@ -43,6 +44,9 @@ impl ProcessorParams {
             ProcessorKind::Recommendations => {
                 ProcessorParams::Recommendations(serde_yaml::from_value(raw)?)
             }
+            ProcessorKind::ImageQuality => {
+                ProcessorParams::ImageQuality(serde_yaml::from_value(raw)?)
+            }
         })
     }
 
@@ -59,6 +63,7 @@ impl ProcessorParams {
             ProcessorParams::Storefront(p) => serde_yaml::to_value(p),
             ProcessorParams::SearchIndexer(p) => serde_yaml::to_value(p),
             ProcessorParams::Recommendations(p) => serde_yaml::to_value(p),
+            ProcessorParams::ImageQuality(p) => serde_yaml::to_value(p),
         }
     }
 }
@@ -704,4 +709,134 @@ fn default_currency() -> String {
 }
 fn default_idempotency_ttl() -> u64 {
     24 * 3600
+}
+
+/// The image-quality check (processors/image-quality): downloads, their limits and retries.
+/// The scoring thresholds are the checker's own (`imageq::Policy`, versioned in each verdict).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageQualityParams {
+    /// Its database on the stack's PostgreSQL (the verdicts).
+    #[serde(default = "default_images_db")]
+    pub database: String,
+    /// Checks in flight per instance (different images; one image's records run in order).
+    #[serde(default = "default_image_concurrency")]
+    pub concurrency: usize,
+    /// Threads of the bounded pool that decodes and scores (never the async runtime's).
+    #[serde(default = "default_image_cpu_threads")]
+    pub cpu_threads: usize,
+    #[serde(default = "default_image_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the next bytes of a download.
+    #[serde(default = "default_image_read_timeout")]
+    pub read_timeout_ms: u64,
+    /// Longest whole download (a server that trickles forever ends here).
+    #[serde(default = "default_image_download_timeout")]
+    pub download_timeout_ms: u64,
+    /// Largest image accepted, in bytes; a larger one is rejected TOO_LARGE unread.
+    #[serde(default = "default_image_max_bytes")]
+    pub max_bytes: u64,
+    /// Retries after a retryable download failure, then NEEDS_MANUAL_REVIEW (the seed: 3).
+    #[serde(default = "default_image_max_retries")]
+    pub max_retries: u32,
+    /// Backoff: full jitter over `min(retry_max_ms, retry_base_ms * 2^(attempt-1))`.
+    #[serde(default = "default_image_retry_base")]
+    pub retry_base_ms: u64,
+    #[serde(default = "default_image_retry_max")]
+    pub retry_max_ms: u64,
+    /// Downloads per second per host and instance (governor, keyed by host).
+    #[serde(default = "default_image_host_rate")]
+    pub host_rate_per_sec: u32,
+    #[serde(default = "default_image_host_burst")]
+    pub host_burst: u32,
+    /// Refuse URLs whose host is (or resolves to) a loopback, private, link-local or
+    /// unspecified address: on in production (sellers' URLs must not reach the fleet's own
+    /// network), off locally where the image host is on 127.0.0.1.
+    #[serde(default)]
+    pub block_private_networks: bool,
+}
+
+fn default_images_db() -> String {
+    "images".to_string()
+}
+fn default_image_concurrency() -> usize {
+    16
+}
+fn default_image_cpu_threads() -> usize {
+    1
+}
+fn default_image_connect_timeout() -> u64 {
+    2_000
+}
+fn default_image_read_timeout() -> u64 {
+    5_000
+}
+fn default_image_download_timeout() -> u64 {
+    15_000
+}
+fn default_image_max_bytes() -> u64 {
+    20 * 1024 * 1024
+}
+fn default_image_max_retries() -> u32 {
+    3
+}
+fn default_image_retry_base() -> u64 {
+    1_000
+}
+fn default_image_retry_max() -> u64 {
+    60_000
+}
+fn default_image_host_rate() -> u32 {
+    20
+}
+fn default_image_host_burst() -> u32 {
+    20
+}
+
+impl ImageQualityParams {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if !(1..=1024).contains(&self.concurrency) {
+            problems.push(format!("concurrency {} not in 1..=1024", self.concurrency));
+        }
+        if !(1..=64).contains(&self.cpu_threads) {
+            problems.push(format!("cpu_threads {} not in 1..=64", self.cpu_threads));
+        }
+        for (name, v) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("read_timeout_ms", self.read_timeout_ms),
+            ("download_timeout_ms", self.download_timeout_ms),
+            ("retry_base_ms", self.retry_base_ms),
+        ] {
+            if v == 0 {
+                problems.push(format!("{name} must be positive"));
+            }
+        }
+        if self.download_timeout_ms < self.read_timeout_ms {
+            problems.push(format!(
+                "download_timeout_ms {} is under read_timeout_ms {}",
+                self.download_timeout_ms, self.read_timeout_ms
+            ));
+        }
+        if self.retry_max_ms < self.retry_base_ms {
+            problems.push(format!(
+                "retry_max_ms {} is under retry_base_ms {}",
+                self.retry_max_ms, self.retry_base_ms
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.max_bytes) {
+            problems.push(format!("max_bytes {} not in 1 KiB..=1 GiB", self.max_bytes));
+        }
+        if self.max_retries > 10 {
+            problems.push(format!("max_retries {} is over 10", self.max_retries));
+        }
+        if self.host_rate_per_sec == 0 || self.host_burst == 0 {
+            problems.push("host_rate_per_sec and host_burst must be positive".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
 }

@@ -57,6 +57,10 @@ const INTERACTION: &str = "storefleet.recommendations.UserInteraction";
 const PRODUCT_CHANGE: &str = "storefleet.cdc.ProductChange";
 const INDEX_COMMITTED: &str = "storefleet.search.IndexCommitted";
 const USER_RECOMMENDATIONS: &str = "storefleet.recommendations.UserRecommendations";
+const PRODUCT_IMAGE_CHANGE: &str = "storefleet.cdc.ProductImageChange";
+const IMAGE_CHECK_REQUESTED: &str = "storefleet.images.ImageCheckRequested";
+const IMAGE_CHECK_RETRY: &str = "storefleet.images.ImageCheckRetry";
+const IMAGE_CHECK_RESULT: &str = "storefleet.images.ImageCheckResult";
 
 const SHIPPING: Ports = Ports {
     inputs: &[port("placed", ORDER_PLACED)],
@@ -108,6 +112,7 @@ const STOREFRONT: Ports = Ports {
     inputs: &[
         port("transitions", SAGA_TRANSITION),
         port("availability", AVAILABILITY),
+        optional("image_results", IMAGE_CHECK_RESULT),
     ],
     outputs: &[
         port("checkout_requests", CHECKOUT_REQUESTED),
@@ -133,6 +138,20 @@ const RECOMMENDATIONS: Ports = Ports {
     outputs: &[port("lists", USER_RECOMMENDATIONS)],
 };
 
+/// The first instance reads uploads (catalog rows) and re-check requests; the retry instance
+/// reads its own retry topic (like payment's).
+const IMAGE_QUALITY: Ports = Ports {
+    inputs: &[
+        optional("images", PRODUCT_IMAGE_CHANGE),
+        optional("requests", IMAGE_CHECK_REQUESTED),
+        optional("retries", IMAGE_CHECK_RETRY),
+    ],
+    outputs: &[
+        port("results", IMAGE_CHECK_RESULT),
+        port("retries", IMAGE_CHECK_RETRY),
+    ],
+};
+
 impl ProcessorKind {
     /// The ports of this kind. Adding a kind means adding its ports here.
     pub fn ports(self) -> Ports {
@@ -145,6 +164,7 @@ impl ProcessorKind {
             ProcessorKind::Storefront => STOREFRONT,
             ProcessorKind::SearchIndexer => SEARCH_INDEXER,
             ProcessorKind::Recommendations => RECOMMENDATIONS,
+            ProcessorKind::ImageQuality => IMAGE_QUALITY,
         }
     }
 }

@@ -593,6 +593,10 @@ impl Validator {
                     let why = params.validate().err().unwrap_or_default();
                     self.problem(format!("{at}.params"), why);
                 }
+                Ok(ProcessorParams::ImageQuality(params)) if params.validate().is_err() => {
+                    let why = params.validate().err().unwrap_or_default();
+                    self.problem(format!("{at}.params"), why);
+                }
                 Ok(params) => out.push((p, params)),
                 Err(e) => self.problem(format!("{at}.params"), e.to_string()),
             }

@@ -55,6 +55,8 @@ pub enum WiringError {
     #[error(transparent)]
     Recommendations(#[from] recommendations::RecsError),
     #[error(transparent)]
+    ImageQuality(#[from] image_quality::SetupError),
+    #[error(transparent)]
     Cdc(#[from] postgres_cdc::CdcError),
     #[error("reading {topic}")]
     ReadTopic {

@@ -103,6 +103,10 @@ async fn run_processor(
         ProcessorParams::Recommendations(p) => {
             recommendations::run(config, topology, spec, p.clone(), shutdown, tasks).await?;
         }
+        ProcessorParams::ImageQuality(p) => {
+            let processor = image_quality::processor(&config, spec, p, tasks).await?;
+            runtime::run_pipelined(config, topology, processor, p.concurrency, shutdown).await?;
+        }
         ProcessorParams::Storefront(p) => {
             let topics = storefront::Topics::from_spec(spec)?;
             storefront::run(config, topology, p.clone(), topics, shutdown).await?;

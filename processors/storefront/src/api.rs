@@ -6,7 +6,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | liveness and whether Redis answers |
-//! | `GET /v1/products/{id}` | product page: catalog (cached), availability, recommendations (degradable) |
+//! | `GET /v1/products/{id}` | product page: catalog (cached), images image-quality passed, availability, recommendations (degradable) |
 //! | `GET /v1/search?q=&category=&brand=&min_price=&max_price=&in_stock=&sort=&page=&per_page=` | the search service's replicas, or the catalog when none answers ([`crate::search`]) |
 //! | `GET /v1/recommendations/{user}` | the recommendations service, or popular products when it is down |
 //! | `GET /v1/carts/{user}` | the cart |
@@ -44,10 +44,13 @@ use tracing::{error, warn};
 
 use crate::catalog::Catalog;
 use crate::checkout;
-use crate::domain::{self, CartLine, CheckoutBody, HotTracker, Product, Rejection, SetLine};
+use crate::domain::{
+    self, CartLine, CheckoutBody, HotTracker, Product, ProductView, Rejection, SetLine,
+};
+use crate::images;
 use crate::keys::{Client, KeyRing};
 use crate::metrics::Metrics;
-use crate::projections::{availability_key, order_key};
+use crate::projections::{availability_key, image_verdicts_key, order_key};
 use crate::redis_store::{LineChange, Store};
 use crate::search::{self, Attempt, Refusal, SearchRequest};
 
@@ -397,7 +400,8 @@ impl App {
             }
             promote
         };
-        let key = format!("product:{id}");
+        // v2: with the image rows (a v1 entry, without them, is another version's).
+        let key = format!("product:v2:{id}");
         let cached = match self.store.get_string(&key).await {
             Ok(v) => v.and_then(|text| serde_json::from_str::<Product>(&text).ok()),
             Err(e) => {
@@ -483,6 +487,45 @@ impl App {
                 None
             }
         }
+    }
+
+    /// The first image shown on each of `products`' pages ([`images::gallery`]), for search
+    /// hits: their catalog rows and their verdicts read at once (one catalog query beside one
+    /// pipelined Redis round trip), within the search budget. `None` when either fails or is
+    /// late: the caller shows no image.
+    async fn thumbnails(&self, products: &[String]) -> Option<HashMap<String, String>> {
+        if products.is_empty() {
+            return Some(HashMap::new());
+        }
+        let keys: Vec<String> = products.iter().map(|p| image_verdicts_key(p)).collect();
+        let budget = search::budget(Duration::from_millis(self.params.upstream_timeout_ms));
+        let read = async {
+            tokio::join!(
+                self.catalog.image_rows(products),
+                self.store.image_verdicts_of(&keys)
+            )
+        };
+        let failure = match tokio::time::timeout(budget, read).await {
+            Ok((Ok(rows), Ok(verdicts))) => {
+                return Some(
+                    products
+                        .iter()
+                        .zip(verdicts)
+                        .filter_map(|(p, v)| {
+                            let rows = rows.get(p).map_or(&[][..], Vec::as_slice);
+                            let first = images::gallery(rows, &v).images.into_iter().next()?;
+                            Some((p.clone(), first.url))
+                        })
+                        .collect(),
+                )
+            }
+            Ok((Err(e), _)) => format!("image rows: {e}"),
+            Ok((_, Err(e))) => format!("image verdicts: {e}"),
+            Err(_) => "image rows and verdicts: timed out".to_string(),
+        };
+        warn!(error = %failure, "search thumbnails unreadable; no image shown");
+        self.metrics.degraded.with_label_values(&["images"]).inc();
+        None
     }
 
     /// The first of the precomputed lists `suffixes` in the recommendations' current version
@@ -595,10 +638,16 @@ async fn product(
     let product = app.product(&id).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_product", "no such product")
     })?;
-    // Availability and the view count travel together (one round trip's wait).
+    // Availability, the image verdicts and the view count travel together (one round trip's
+    // wait).
     let avail_key = availability_key(&id);
-    let (availability, _) =
-        tokio::join!(app.store.projection(&avail_key), app.store.count_view(&id));
+    let verdicts_key = image_verdicts_key(&id);
+    let image_ids: Vec<&str> = product.image_rows.iter().map(|r| r.id.as_str()).collect();
+    let (availability, verdicts, _) = tokio::join!(
+        app.store.projection(&avail_key),
+        app.store.image_verdicts(&verdicts_key, &image_ids),
+        app.store.count_view(&id)
+    );
     let availability = match availability {
         Ok(doc) => doc.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
         Err(e) => {
@@ -607,6 +656,14 @@ async fn product(
         }
     };
     let mut degraded = Vec::new();
+    // Without the verdicts no image is known to have passed: none is shown.
+    let verdicts = verdicts.unwrap_or_else(|e| {
+        warn!(error = %e, "image verdicts unreachable; no image shown");
+        app.metrics.degraded.with_label_values(&["images"]).inc();
+        degraded.push("images");
+        HashMap::new()
+    });
+    let gallery = images::gallery(&product.image_rows, &verdicts);
     let user_list = q.user_id.as_ref().map(|user| format!("u:{user}"));
     let together = format!("i:{id}");
     let together = [together.as_str()];
@@ -630,7 +687,7 @@ async fn product(
         });
     }
     Ok(Json(json!({
-        "product": *product,
+        "product": ProductView::new(&product, gallery),
         "availability": availability,
         "recommendations": recommendations,
         "bought_together": bought_together,
@@ -665,7 +722,9 @@ async fn search(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResu
             .observe(started.elapsed().as_secs_f64());
     };
     match app.search_service(&request).await {
-        Some(Ok(answer)) => {
+        Some(Ok(mut answer)) => {
+            let thumbnails = app.thumbnails(&search::hit_ids(&answer)).await;
+            search::checked_thumbnails(&mut answer, thumbnails.as_ref());
             answered("search");
             return Ok(Json(answer));
         }
@@ -679,8 +738,29 @@ async fn search(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> ApiResu
         .search(&request.q, limit, offset)
         .await
         .map_err(|e| ApiError::unavailable("search", e))?;
+    let keys: Vec<String> = products.iter().map(|p| image_verdicts_key(&p.id)).collect();
+    let verdicts = app.store.image_verdicts_of(&keys).await;
+    let galleries: Vec<images::Gallery> = match &verdicts {
+        Ok(verdicts) => products
+            .iter()
+            .zip(verdicts)
+            .map(|(p, v)| images::gallery(&p.image_rows, v))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "image verdicts unreachable; no image shown");
+            products
+                .iter()
+                .map(|p| images::gallery(&p.image_rows, &HashMap::new()))
+                .collect()
+        }
+    };
+    let mut answer = search::catalog_answer(&request, &products, &galleries);
+    if verdicts.is_err() {
+        app.metrics.degraded.with_label_values(&["images"]).inc();
+        search::degrade(&mut answer, "images");
+    }
     answered("catalog");
-    Ok(Json(search::catalog_answer(&request, &products)))
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]

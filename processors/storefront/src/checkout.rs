@@ -122,8 +122,8 @@ mod tests {
             brand: None,
             price_minor,
             currency: "USD".into(),
-            image_urls: Vec::new(),
             seller: "storefleet".into(),
+            image_rows: Vec::new(),
         }
     }
 

@@ -8,6 +8,8 @@ use events::payments::{PaymentMethod, PaymentMethodType};
 use events::{Address, ShippingSpeed};
 use serde::{Deserialize, Serialize};
 
+use crate::images::{Gallery, ImageRow, ShownImage};
+
 /// A 4xx answer's reason: a stable code for programs and a message for people. Never carries
 /// internal details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +117,8 @@ pub fn price_to_minor(text: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(cents)
 }
 
-/// The product page's catalog part, as cached.
+/// The product page's catalog part, as cached. Never served as is: its image rows are
+/// unchecked, so answers show a [`ProductView`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     pub id: String,
@@ -126,8 +129,47 @@ pub struct Product {
     pub brand: Option<String>,
     pub price_minor: i64,
     pub currency: String,
-    pub image_urls: Vec<String>,
     pub seller: String,
+    /// The catalog's `product_images` rows, in position order, checked or not.
+    pub image_rows: Vec<ImageRow>,
+}
+
+/// A product as answers show it: the catalog's fields and only the images shown
+/// ([`crate::images::gallery`]). `image_urls` are those images' URLs (the field pages had
+/// before `images`), so no unchecked URL is ever served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductView<'a> {
+    pub id: &'a str,
+    pub sku: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub brand: Option<&'a str>,
+    pub price_minor: i64,
+    pub currency: &'a str,
+    pub seller: &'a str,
+    pub image_urls: Vec<String>,
+    pub images: Vec<ShownImage>,
+    pub images_pending_review: bool,
+}
+
+impl<'a> ProductView<'a> {
+    pub fn new(p: &'a Product, gallery: Gallery) -> Self {
+        Self {
+            id: &p.id,
+            sku: &p.sku,
+            title: &p.title,
+            description: p.description.as_deref(),
+            category: p.category.as_deref(),
+            brand: p.brand.as_deref(),
+            price_minor: p.price_minor,
+            currency: &p.currency,
+            seller: &p.seller,
+            image_urls: gallery.images.iter().map(|i| i.url.clone()).collect(),
+            images: gallery.images,
+            images_pending_review: gallery.pending_review,
+        }
+    }
 }
 
 /// The checkout body.
@@ -494,6 +536,60 @@ mod tests {
         assert_ne!(order_id("web", "k1"), order_id("app", "k1"));
         let empty = checkout_request(&ctx("k1"), vec![], address, payment, speed);
         assert_eq!(empty.unwrap_err().code, "cart_empty");
+    }
+
+    #[test]
+    fn a_product_is_shown_with_only_its_shown_images() {
+        use crate::images::{gallery, Verdict};
+        let product = Product {
+            id: "p".into(),
+            sku: "SKU-p".into(),
+            title: "Chair".into(),
+            description: None,
+            category: None,
+            brand: Some("Acme".into()),
+            price_minor: 100,
+            currency: "USD".into(),
+            seller: "acme".into(),
+            image_rows: vec![
+                ImageRow {
+                    id: "i1".into(),
+                    url: "unchecked.jpg".into(),
+                    position: 0,
+                },
+                ImageRow {
+                    id: "i2".into(),
+                    url: "passed.jpg".into(),
+                    position: 1,
+                },
+            ],
+        };
+        let passed = Verdict {
+            occurred_at: 1,
+            passed: true,
+            tiers: None,
+            url: "passed.jpg".into(),
+        };
+        let verdicts = HashMap::from([("i2".to_string(), passed.encode())]);
+        let view = serde_json::to_value(ProductView::new(
+            &product,
+            gallery(&product.image_rows, &verdicts),
+        ))
+        .unwrap();
+        assert_eq!(view["image_urls"], serde_json::json!(["passed.jpg"]));
+        assert_eq!(
+            view["images"],
+            serde_json::json!([{"image_id": "i2", "url": "passed.jpg", "zoom": false}])
+        );
+        assert_eq!(view["images_pending_review"], false);
+        assert_eq!(
+            (&view["brand"], &view["price_minor"]),
+            (&"Acme".into(), &100.into())
+        );
+        assert!(
+            !view.to_string().contains("unchecked.jpg") && view.get("image_rows").is_none(),
+            "{view}"
+        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! are pure in [`domain`]. It writes checkout requests and shopper interactions to Kafka
 //! with its own producer, and nothing else: the saga does the rest. The consumer projects
 //! each order's status from `checkout.saga-transitions.v1` (newest sequence per order; dead
-//! letters `dlq.storefront.saga-transitions.v1`) and each product's
-//! `inventory.availability.v1` into Redis; the API never reads Kafka on a request path.
+//! letters `dlq.storefront.saga-transitions.v1`), each product's
+//! `inventory.availability.v1` and, when the optional `image_results` port is bound,
+//! image-quality's newest verdict per image from `images.check-results.v1` (dead letters
+//! `dlq.storefront.image-results.v1`) into Redis; the API never reads Kafka on a request path.
 //!
 //! - **Carts**: one Redis hash per user; a `PUT` of a line runs one Lua script: with
 //!   `expected_version` it changes the line only if its version is still that (0: only if
@@ -35,9 +37,22 @@
 //! - **Product pages** (`GET /v1/products/{id}`): cache-aside. The instance's own hot tier
 //!   first (a product viewed `hot_views_per_sec` times within a second is kept in process
 //!   for `hot_ttl_ms`, so a flash sale's few products do not all queue on one Redis key),
-//!   then `product:{id}` in Redis (TTL 60 s), then the catalog database (which fills Redis).
-//!   Availability comes from the projection. A Redis outage slows product pages (catalog
-//!   reads) but does not fail them.
+//!   then `product:v2:{id}` in Redis (TTL 60 s), then the catalog database (which fills
+//!   Redis): the product and its `product_images` rows in one query. Availability comes from
+//!   the projection. A Redis outage slows product pages (catalog reads) but does not fail
+//!   them.
+//! - **Product images** ([`images`]): a page shows an image only when image-quality's newest
+//!   verdict on it is OK *and* was about the URL its row holds now (a changed URL waits for
+//!   its own verdict), in position order: `images` (`image_id`, `url`, `zoom`) and
+//!   `image_urls` (the same URLs), so no unchecked URL is ever served. A product whose images
+//!   all failed (or are not checked yet) is still shown, with no images and
+//!   `images_pending_review: true`. The verdicts are read with availability (no extra round
+//!   trip) and are not cached, so a verdict shows on the next view, within the projection's
+//!   lag (about a second); the image rows are cached with the product, so a new image row or
+//!   a changed URL shows within `product_cache_ttl_secs` (60 s) plus `hot_ttl_ms` once its
+//!   verdict is in. When the verdicts cannot be read, no image is shown
+//!   (`"degraded": ["images"]`). Search hits carry their product's first shown image as
+//!   `image_url` (or null), never the index's.
 //! - **Search** (`GET /v1/search`, [`search`]) checks the request as the search service
 //!   would (a bad one is a 400 without a call) and asks the service's replicas
 //!   (`search_urls`, copies of one index): each request starts at the next replica in turn
@@ -76,6 +91,7 @@ pub mod api;
 pub mod catalog;
 pub mod checkout;
 pub mod domain;
+pub mod images;
 pub mod keys;
 mod metrics;
 pub mod projections;
@@ -155,6 +171,8 @@ pub struct Topics {
     /// Read: the saga transitions (order status) and the availability projection.
     pub status: String,
     pub availability: String,
+    /// Read if bound: image-quality's verdicts (without it no image is shown).
+    pub image_results: Option<String>,
 }
 
 impl Topics {
@@ -169,6 +187,7 @@ impl Topics {
             interactions: port(spec.output("interactions"), "interactions")?,
             status: port(spec.input("transitions"), "transitions")?,
             availability: port(spec.input("availability"), "availability")?,
+            image_results: spec.input("image_results").map(str::to_string),
         })
     }
 }
@@ -205,6 +224,7 @@ async fn serve(
         interactions,
         status: status_topic,
         availability: availability_topic,
+        image_results: image_results_topic,
     } = topics;
     let topics = api::Topics {
         checkout,
@@ -308,6 +328,8 @@ async fn serve(
         store,
         status_topic,
         availability_topic,
+        image_results_topic,
+        metrics: app.metrics.clone(),
     };
     let consumed = runtime::run(config, topology, consumer, shutdown.clone()).await;
     // The consumer ends on shutdown or on a fatal error; either way the API goes too.

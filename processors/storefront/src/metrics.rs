@@ -9,7 +9,8 @@ pub struct Metrics {
     pub requests: HistogramVec,
     /// Requests refused with 429, by scope (ip, key).
     pub rate_limited: IntCounterVec,
-    /// Pages served without a dependency (search, recommendations).
+    /// Pages served without a dependency (search, recommendations, images: verdicts or
+    /// image rows unreadable, so no image shown).
     pub degraded: IntCounterVec,
     /// Checkouts by outcome (queued, replayed, not_queued).
     pub checkouts: IntCounterVec,
@@ -24,6 +25,9 @@ pub struct Metrics {
     /// Tries of a search replica that failed, by reason (timeout, unreachable, status,
     /// bad_answer); the next replica is tried.
     pub search_tries_failed: IntCounterVec,
+    /// Image verdicts read by the projection, by outcome (applied; older: a newer one was
+    /// stored; not_catalog: not a catalog image).
+    pub image_verdicts: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,6 +87,11 @@ impl Metrics {
                 "storefleet_storefront_search_tries_failed_total",
                 "Search replica tries that failed, by reason",
                 &["reason"],
+            ),
+            image_verdicts: register.counter_vec(
+                "storefleet_storefront_image_verdicts_total",
+                "Image verdicts read by the projection consumer, by outcome",
+                &["outcome"],
             ),
         }
     }

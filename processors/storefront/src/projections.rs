@@ -1,16 +1,29 @@
 //! The storefront's consumer: each order's status, projected from the checkout saga's
-//! transitions (the newest per order), and each product's availability, from its compacted
-//! topic, into Redis so status polls and product pages never touch Kafka.
+//! transitions (the newest per order), each product's availability, from its compacted
+//! topic, and image-quality's newest verdict on each product image, into Redis so status
+//! polls and product pages never touch Kafka.
 //!
 //! Single writer: each record is applied by the one group member owning its partition, and
 //! the write is conditional on a newer sequence (a Lua script), so redelivery after a crash
 //! or a rebalance cannot move a projection backwards.
+//!
+//! Image verdicts (`img:{product}`, one hash field per image) follow the same rule per
+//! field: a verdict's key is its image id, so all verdicts on one image are on one partition,
+//! applied in log order by the member owning it; the images of one product may be on several
+//! partitions (and members), but each writes only its own images' fields, with a Lua script
+//! that replaces a field only with a verdict at least as new (`occurred_at`). A redelivered
+//! verdict rewrites the same value, and a member that applies an old verdict late (during a
+//! rebalance, before it learns it lost the partition) cannot replace a newer one: races leave
+//! the newest verdict per image whatever the interleaving.
 
 use events::checkout::SagaTransition;
+use events::images::ImageCheckResult;
 use events::inventory::ProductAvailability;
 use runtime::{HandlerError, Input, Outputs, Processor};
 use serde::{Deserialize, Serialize};
 
+use crate::images::{self, Verdict};
+use crate::metrics::Metrics;
 use crate::redis_store::Store;
 
 /// What `GET /v1/orders/{id}` answers.
@@ -83,10 +96,51 @@ pub fn availability_key(product_id: &str) -> String {
     format!("avail:{product_id}")
 }
 
+/// The hash of a product's image verdicts (field: image id).
+pub fn image_verdicts_key(product_id: &str) -> String {
+    format!("img:{product_id}")
+}
+
 pub struct Projections {
     pub store: Store,
     pub status_topic: String,
     pub availability_topic: String,
+    /// `images.check-results.v1`, when the topology binds the optional `image_results` port.
+    pub image_results_topic: Option<String>,
+    pub metrics: Metrics,
+}
+
+impl Projections {
+    async fn image_verdict(&self, input: &Input) -> Result<(), HandlerError> {
+        let result: ImageCheckResult = input.decode()?;
+        let Some((product, image)) =
+            images::verdict_place(&result).map_err(HandlerError::invalid)?
+        else {
+            // Not a catalog row (its id is no UUID): no page can show it.
+            self.metrics
+                .image_verdicts
+                .with_label_values(&["not_catalog"])
+                .inc();
+            return Ok(());
+        };
+        let verdict = Verdict::from_result(&result);
+        let applied = self
+            .store
+            .project_image_verdict(
+                &image_verdicts_key(&product),
+                &image,
+                verdict.occurred_at,
+                &verdict.encode(),
+            )
+            .await
+            .map_err(transient)?;
+        let outcome = if applied { "applied" } else { "older" };
+        self.metrics
+            .image_verdicts
+            .with_label_values(&[outcome])
+            .inc();
+        Ok(())
+    }
 }
 
 fn transient(e: redis::RedisError) -> HandlerError {
@@ -125,6 +179,8 @@ impl Processor for Projections {
                 .project(&availability_key(&a.product_id), a.sequence, &doc)
                 .await
                 .map_err(transient)?;
+        } else if self.image_results_topic.as_deref() == Some(input.topic.as_str()) {
+            self.image_verdict(input).await?;
         } else {
             return Err(HandlerError::invalid(format!(
                 "storefront does not read `{}`",

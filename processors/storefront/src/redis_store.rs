@@ -8,12 +8,16 @@
 //! | `checkout:{client}:{idempotency key}` | the checkout request a key stands for | the first checkout with the key (SET NX) | after its TTL |
 //! | `order:{id}` (hash seq, doc) | latest order status | the projection consumer (newer sequence wins); checkout seeds ACCEPTED if absent | after 30 days |
 //! | `avail:{product}` (hash seq, doc) | latest availability | the projection consumer (newer sequence wins) | after 30 days |
-//! | `product:{id}` | cached catalog product | product reads on a miss | yes (TTL; LRU) |
+//! | `img:{product}` (hash image id → `occurred_at:passed:tiers:url`, see [`crate::images::Verdict`]) | newest image-quality verdict per image | the projection consumer (a verdict not older than the stored one wins) | no (no TTL) |
+//! | `product:v2:{id}` | cached catalog product with its image rows | product reads on a miss | yes (TTL; LRU) |
 //! | `popular:views` (zset) | view counts, the recommendations fallback | product reads | no |
 //!
 //! The stack runs Redis with `maxmemory-policy volatile-lru`: only keys with a TTL (caches,
-//! idempotency records, projections) are evicted under memory pressure, never carts.
+//! idempotency records, order and availability projections) are evicted under memory
+//! pressure, never carts or image verdicts. Verdicts have no TTL because their topic keeps a
+//! week: an evicted verdict could not be rebuilt, and its image would stay hidden.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionManager;
@@ -71,6 +75,24 @@ static PROJECT: LazyLock<Script> = LazyLock::new(|| {
         if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
         redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'doc', ARGV[2])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
+        return 1
+        "#,
+    )
+});
+
+/// An image verdict replaces the stored one unless that one is newer (`occurred_at`); equal
+/// times replace, so of two verdicts stamped in one millisecond the later in the log wins,
+/// and a redelivered verdict rewrites the same value. Other images' fields are untouched.
+static PROJECT_IMAGE_VERDICT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        -- KEYS[1] img:{product}; ARGV image id, occurred_at, encoded verdict
+        local cur = redis.call('HGET', KEYS[1], ARGV[1])
+        if cur then
+            local at = tonumber(string.match(cur, '^(%-?%d+):'))
+            if at and at > tonumber(ARGV[2]) then return 0 end
+        end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
         return 1
         "#,
     )
@@ -242,6 +264,64 @@ impl Store {
     pub async fn projection(&self, key: &str) -> Result<Option<String>, RedisError> {
         let mut redis = self.redis.clone();
         redis.hget(key, "doc").await
+    }
+
+    /// Writes an image verdict unless the stored one is newer (one Lua script); true if it
+    /// is now the stored one.
+    pub async fn project_image_verdict(
+        &self,
+        key: &str,
+        image_id: &str,
+        occurred_at: i64,
+        encoded: &str,
+    ) -> Result<bool, RedisError> {
+        let mut redis = self.redis.clone();
+        let applied: i64 = PROJECT_IMAGE_VERDICT
+            .key(key)
+            .arg(image_id)
+            .arg(occurred_at)
+            .arg(encoded)
+            .invoke_async(&mut redis)
+            .await?;
+        Ok(applied == 1)
+    }
+
+    /// The stored verdicts of `images` (image id → encoded verdict; absent ones left out).
+    pub async fn image_verdicts(
+        &self,
+        key: &str,
+        images: &[&str],
+    ) -> Result<HashMap<String, String>, RedisError> {
+        if images.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut redis = self.redis.clone();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(key)
+            .arg(images)
+            .query_async(&mut redis)
+            .await?;
+        Ok(images
+            .iter()
+            .zip(values)
+            .filter_map(|(id, v)| Some((id.to_string(), v?)))
+            .collect())
+    }
+
+    /// Every stored verdict of each of `keys`, in one pipelined round trip.
+    pub async fn image_verdicts_of(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<HashMap<String, String>>, RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut redis = self.redis.clone();
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.hgetall(key);
+        }
+        pipe.query_async(&mut redis).await
     }
 
     pub async fn count_view(&self, product: &str) -> Result<(), RedisError> {

@@ -16,15 +16,22 @@
 //! 3. When none answered: the catalog's title search, shaped by [`catalog_answer`] (marked
 //!    `"degraded": ["search"]`), with the same `hits` a service answer has, so clients read
 //!    `hits` either way.
+//! 4. Either way, each hit's `image_url` is its product's first image shown on the product
+//!    page ([`crate::images::gallery`]: passed by image-quality at its current URL), or null;
+//!    never the index's unchecked URL ([`checked_thumbnails`]). For a service answer that is
+//!    one catalog query (the hits' image rows) beside one pipelined Redis round trip (their
+//!    verdicts), within the search budget; when either fails no hit has an image and the
+//!    answer is marked `"degraded": ["images"]`.
 //!
 //! The handler's I/O is covered by the stack test `tests/storefront.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::domain::{self, price_to_minor, Product, Rejection};
+use crate::domain::{self, price_to_minor, Product, ProductView, Rejection};
+use crate::images::Gallery;
 
 /// Longest query, in characters (after trimming).
 pub const MAX_QUERY_CHARS: usize = 200;
@@ -433,8 +440,8 @@ pub fn service_answer(body: Value) -> Option<Value> {
 }
 
 /// A catalog product in the shape of a service hit; what the catalog does not know (stock,
-/// score, highlights) is null or empty.
-pub fn catalog_hit(p: &Product) -> Value {
+/// score, highlights) is null or empty. Its `image_url` is the first image shown on its page.
+pub fn catalog_hit(p: &Product, gallery: &Gallery) -> Value {
     json!({
         "id": p.id,
         "sku": p.sku,
@@ -445,7 +452,7 @@ pub fn catalog_hit(p: &Product) -> Value {
         "price_minor": p.price_minor,
         "in_stock": null,
         "available_quantity": null,
-        "image_url": p.image_urls.first(),
+        "image_url": gallery.images.first().map(|i| &i.url),
         "updated_at": null,
         "score": null,
         "highlights": {},
@@ -453,22 +460,83 @@ pub fn catalog_hit(p: &Product) -> Value {
 }
 
 /// The answer from the catalog's title search when no replica answered: the products as
-/// `results` (as before) and as `hits`.
-pub fn catalog_answer(request: &SearchRequest, products: &[Product]) -> Value {
+/// `results` (as before, with only their shown images) and as `hits`. `galleries` are the
+/// products' shown images, in the products' order.
+pub fn catalog_answer(
+    request: &SearchRequest,
+    products: &[Product],
+    galleries: &[Gallery],
+) -> Value {
+    let none = Gallery::default();
+    let gallery = |i: usize| galleries.get(i).unwrap_or(&none);
+    let results: Vec<ProductView<'_>> = products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ProductView::new(p, gallery(i).clone()))
+        .collect();
+    let hits: Vec<Value> = products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| catalog_hit(p, gallery(i)))
+        .collect();
     json!({
         "source": "catalog",
         "query": request.q,
         "page": request.page,
         "per_page": request.per_page,
-        "results": products,
-        "hits": products.iter().map(catalog_hit).collect::<Vec<_>>(),
+        "results": results,
+        "hits": hits,
         "degraded": ["search"],
     })
+}
+
+/// The ids of an answer's hits, in order (a hit without a string id is left out).
+pub fn hit_ids(answer: &Value) -> Vec<String> {
+    answer["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .filter_map(|h| h["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Replaces each hit's `image_url` (the index's, from `products.image_urls`: unchecked) with
+/// its product's first shown image (`thumbnails`: product id → URL), or null. `None`: the
+/// images could not be read, so no hit has one and the answer says `degraded: images`.
+pub fn checked_thumbnails(answer: &mut Value, thumbnails: Option<&HashMap<String, String>>) {
+    if let Some(hits) = answer.get_mut("hits").and_then(Value::as_array_mut) {
+        for hit in hits.iter_mut().filter_map(Value::as_object_mut) {
+            let url = thumbnails
+                .zip(hit.get("id").and_then(Value::as_str))
+                .and_then(|(t, id)| t.get(id));
+            hit.insert(
+                "image_url".into(),
+                url.map_or(Value::Null, |u| u.as_str().into()),
+            );
+        }
+    }
+    if thumbnails.is_none() {
+        degrade(answer, "images");
+    }
+}
+
+/// Adds `what` to the answer's `degraded` list.
+pub fn degrade(answer: &mut Value, what: &str) {
+    if let Some(list) = answer.get_mut("degraded").and_then(Value::as_array_mut) {
+        if !list.iter().any(|d| d == what) {
+            list.push(what.into());
+        }
+    } else if let Some(object) = answer.as_object_mut() {
+        object.insert("degraded".into(), json!([what]));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::{self, ImageRow, Verdict};
 
     fn parse(raw: &str) -> Result<SearchRequest, Rejection> {
         parse_query(Some(raw))
@@ -801,19 +869,47 @@ mod tests {
             brand: None,
             price_minor,
             currency: "USD".into(),
-            image_urls: images.iter().map(|s| s.to_string()).collect(),
             seller: "acme".into(),
+            image_rows: images
+                .iter()
+                .enumerate()
+                .map(|(n, url)| ImageRow {
+                    id: format!("{id}-img{n}"),
+                    url: url.to_string(),
+                    position: n as i32,
+                })
+                .collect(),
         }
+    }
+
+    fn passed(url: &str) -> String {
+        Verdict {
+            occurred_at: 1,
+            passed: true,
+            tiers: None,
+            url: url.into(),
+        }
+        .encode()
     }
 
     #[test]
     fn the_catalogs_answer_has_results_as_before_and_the_same_products_as_hits() {
         let request = parse("q=chair&page=2&per_page=5").unwrap();
         let products = [
-            product("p1", 1205, &["a.jpg", "b.jpg"]),
-            product("p2", 7, &[]),
+            product("p1", 1205, &["a.jpg", "b.jpg", "c.jpg"]),
+            product("p2", 7, &["d.jpg"]),
         ];
-        let a = catalog_answer(&request, &products);
+        // p1's first image is not passed (yet): its second is the thumbnail. p2 has none.
+        let verdicts: HashMap<String, String> = [
+            ("p1-img1".to_string(), passed("b.jpg")),
+            ("p1-img2".to_string(), passed("c.jpg")),
+        ]
+        .into();
+        let galleries: Vec<Gallery> = products
+            .iter()
+            .map(|p| images::gallery(&p.image_rows, &verdicts))
+            .collect();
+        let a = catalog_answer(&request, &products, &galleries);
         assert_eq!(a["source"], "catalog");
         assert_eq!(a["degraded"], json!(["search"]));
         assert_eq!(
@@ -821,6 +917,10 @@ mod tests {
             (Some(2), Some(5))
         );
         assert_eq!(a["results"][1]["sku"], "SKU-p2");
+        assert_eq!(a["results"][0]["image_urls"], json!(["b.jpg", "c.jpg"]));
+        assert_eq!(a["results"][1]["image_urls"], json!([]));
+        assert_eq!(a["results"][1]["images_pending_review"], true);
+        assert!(a["results"][0].get("image_rows").is_none());
         let hits = a["hits"].as_array().unwrap();
         assert_eq!(hits.len(), 2);
         assert_eq!(
@@ -831,10 +931,50 @@ mod tests {
             ),
             (Some("p1"), Some("12.05"), Some(1205))
         );
-        assert_eq!(hits[0]["image_url"], "a.jpg");
+        assert_eq!(hits[0]["image_url"], "b.jpg");
         assert_eq!(hits[0]["category"], "Furniture/Chairs");
         assert!(hits[1]["image_url"].is_null() && hits[1]["in_stock"].is_null());
         assert_eq!(hits[1]["price"], "0.07");
+    }
+
+    #[test]
+    fn a_service_answers_thumbnails_are_the_first_shown_images_or_null() {
+        let answer = || {
+            json!({
+                "hits": [
+                    {"id": "p1", "image_url": "unchecked-1.jpg"},
+                    {"id": "p2", "image_url": "unchecked-2.jpg"},
+                    {"image_url": "no-id.jpg"},
+                ],
+                "degraded": ["shard:Technology"],
+            })
+        };
+        let mut a = answer();
+        assert_eq!(hit_ids(&a), ["p1", "p2"]);
+        let thumbnails: HashMap<String, String> = [("p1".into(), "b.jpg".into())].into();
+        checked_thumbnails(&mut a, Some(&thumbnails));
+        let urls: Vec<&Value> = a["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| &h["image_url"])
+            .collect();
+        assert_eq!(urls, [&json!("b.jpg"), &Value::Null, &Value::Null]);
+        assert_eq!(a["degraded"], json!(["shard:Technology"]));
+
+        let mut a = answer();
+        checked_thumbnails(&mut a, None);
+        assert!(a["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["image_url"].is_null()));
+        assert_eq!(a["degraded"], json!(["shard:Technology", "images"]));
+        degrade(&mut a, "images");
+        assert_eq!(a["degraded"], json!(["shard:Technology", "images"]));
+        let mut bare = json!({"hits": []});
+        degrade(&mut bare, "images");
+        assert_eq!(bare["degraded"], json!(["images"]));
     }
 
     #[test]
