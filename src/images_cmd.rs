@@ -172,14 +172,15 @@ fn human(v: &serde_json::Value) -> String {
     if !reasons.is_empty() {
         out.push_str(&format!("  [{}]", reasons.join(", ")));
     }
-    out.push_str(&format!(
-        "\n          {} {}x{} px, {} bytes, orientation {}",
-        s("format"),
-        v["width"],
-        v["height"],
-        v["size_bytes"],
-        v["orientation"]
-    ));
+    match (v["width"].as_u64(), v["height"].as_u64()) {
+        (Some(w), Some(h)) => out.push_str(&format!(
+            "\n          {} {w}x{h} px, {} bytes, orientation {}",
+            s("format"),
+            v["size_bytes"],
+            v["orientation"]
+        )),
+        _ => out.push_str(&format!("\n          {} bytes", v["size_bytes"])),
+    }
     if let Some(blur) = v["blur_score"].as_f64() {
         out.push_str(&format!(", blur score {blur:.1}"));
     }

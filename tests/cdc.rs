@@ -62,9 +62,17 @@ async fn scenario(label: &str, chunk_rows: u32) -> Scenario {
         .await
         .unwrap();
     let db = connect(&db_url(&database)).await;
-    let migration =
-        std::fs::read_to_string(repo().join("migrations/catalog/0001_products.sql")).unwrap();
-    db.batch_execute(&migration).await.unwrap();
+    // Every catalog migration: the connector's publication lists every captured table.
+    let mut migrations: Vec<_> = std::fs::read_dir(repo().join("migrations/catalog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    migrations.sort();
+    for path in migrations {
+        db.batch_execute(&std::fs::read_to_string(&path).unwrap())
+            .await
+            .unwrap();
+    }
 
     let mut t = topology()
         .isolated_connector(CONNECTOR, &suffix, &database)
@@ -818,9 +826,17 @@ async fn an_invalidated_slot_stops_the_connector_and_resnapshot_recovers() {
         .await
         .unwrap();
     let db = connect(&format!("postgres://postgres@127.0.0.1:{port}/catalog")).await;
-    let migration =
-        std::fs::read_to_string(repo().join("migrations/catalog/0001_products.sql")).unwrap();
-    db.batch_execute(&migration).await.unwrap();
+    // Every catalog migration: the connector's publication lists every captured table.
+    let mut migrations: Vec<_> = std::fs::read_dir(repo().join("migrations/catalog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    migrations.sort();
+    for path in migrations {
+        db.batch_execute(&std::fs::read_to_string(&path).unwrap())
+            .await
+            .unwrap();
+    }
     insert_products(&db, 0, 5).await;
 
     let suffix = unique("cdc-lost");

@@ -1055,6 +1055,7 @@ async fn product_pages_show_only_images_passed_at_their_current_url() {
             error_kind: None,
             error: None,
             checker_version: Some("test".into()),
+            requested_at: None,
         }
     };
     let encoded = |v: ImageCheckResult| (v.image_id.clone(), codec.encode(&v).unwrap());

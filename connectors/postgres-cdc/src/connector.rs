@@ -471,7 +471,27 @@ impl Connector {
             info!(slot = %params.slot, "resuming the interrupted snapshot behind a visibility fence");
         }
         let fenced = exported.is_none();
-        let last_table = tables.len() - 1;
+        // The snapshot's last record is marked `last` (Debezium's convention): it lives in the
+        // last table that has rows in this snapshot, not in the last table listed (a table
+        // added empty, such as product_images on a fresh catalog, would leave no mark).
+        let mut last_table = tables.len() - 1;
+        for (index, qualified) in tables.iter().enumerate().rev() {
+            let (schema, table) = qualified.split_once('.').unwrap_or(("public", qualified));
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM {}.{})",
+                db::quote_ident(schema),
+                db::quote_ident(table)
+            );
+            let has_rows: bool = txn
+                .query_one(&sql, &[])
+                .await
+                .map_err(pg("snapshot: does the table have rows"))?
+                .get(0);
+            if has_rows {
+                last_table = index;
+                break;
+            }
+        }
         for (index, qualified) in tables.iter().enumerate() {
             if self.progress.tables.get(qualified).is_some_and(|t| t.done) {
                 continue;

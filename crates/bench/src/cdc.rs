@@ -72,10 +72,14 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
         .schema_dir
         .parent()
         .unwrap_or(std::path::Path::new("."));
-    db.batch_execute(&std::fs::read_to_string(
-        root.join("migrations/catalog/0001_products.sql"),
-    )?)
-    .await?;
+    // Every catalog migration: the connector's publication lists every captured table.
+    let mut migrations: Vec<_> = std::fs::read_dir(root.join("migrations/catalog"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    migrations.sort();
+    for path in migrations {
+        db.batch_execute(&std::fs::read_to_string(&path)?).await?;
+    }
     println!("== {snapshot_rows} rows before the connector starts");
     insert(&db, 0, snapshot_rows).await?;
 

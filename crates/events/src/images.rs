@@ -53,6 +53,8 @@ pub struct ImageCheckResult {
     pub error_kind: Option<ImageErrorKind>,
     pub error: Option<String>,
     pub checker_version: Option<String>,
+    /// The answered request's time: the newer request's verdict is current.
+    pub requested_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -219,6 +221,7 @@ mod tests {
                 error_kind: None,
                 error: None,
                 checker_version: Some("imageq-1".into()),
+                requested_at: Some(1_700_000_000_000),
             },
         );
     }

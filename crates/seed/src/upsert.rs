@@ -126,8 +126,9 @@ pub async fn product_images(
         let rows = values(batch.len(), 5, |_| "$?".into());
         let columns = ["product_id", "url", "position", "seller"];
         let sql = format!(
-            "INSERT INTO product_images (id, product_id, url, position, seller) VALUES {rows} \
-             ON CONFLICT (id) DO UPDATE SET {}, updated_at = now() \
+            "INSERT INTO product_images (id, product_id, url, position, seller, updated_at) \
+             VALUES {rows} \
+             ON CONFLICT (id) DO UPDATE SET {}, updated_at = EXCLUDED.updated_at \
              WHERE {} \
              RETURNING (product_images.xmax = 0) AS inserted",
             assignments(&columns),

@@ -266,6 +266,7 @@ pub enum Outcome {
 pub fn checker_policy(params: &ImageQualityParams) -> imageq::Policy {
     let mut policy = imageq::Policy::default();
     policy.limits.max_bytes = usize::try_from(params.max_bytes).unwrap_or(usize::MAX);
+    policy.watermark = params.watermark_check;
     policy
 }
 

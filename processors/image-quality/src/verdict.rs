@@ -142,6 +142,7 @@ fn base(check: &Check, stamp: Stamp<'_>, status: ImageCheckStatus) -> ImageCheck
         error_kind: None,
         error: None,
         checker_version: Some(stamp.checker_version.to_string()),
+        requested_at: Some(r.occurred_at),
     }
 }
 

@@ -52,7 +52,9 @@ fn parse_flag(b: u8) -> Option<bool> {
 impl Verdict {
     pub fn from_result(r: &ImageCheckResult) -> Self {
         Self {
-            occurred_at: r.occurred_at,
+            // The answered request's time when the verdict carries it: the newest request's
+            // verdict wins, as in image-quality's own table, whichever was written last.
+            occurred_at: r.requested_at.unwrap_or(r.occurred_at),
             passed: r.status == ImageCheckStatus::Ok,
             tiers: r.tiers,
             url: r.url.clone(),
@@ -337,6 +339,7 @@ mod tests {
             error_kind: None,
             error: None,
             checker_version: None,
+            requested_at: None,
         }
     }
 
