@@ -146,7 +146,8 @@ pub struct ProductImageChange {
     pub before: Option<ProductImageRow>,
     pub after: Option<ProductImageRow>,
     pub op: String,
-    pub ts_ms: Option<i64>,
+    /// When the connector wrote the change (ms).
+    pub ts_ms: i64,
 }
 
 /// A row of catalog.public.product_images (key columns only in `before`).

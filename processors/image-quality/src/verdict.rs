@@ -32,8 +32,7 @@ pub enum CatalogChange {
 }
 
 /// The check a catalog row's change asks for; `event_id` is derived from the change's
-/// coordinates (the same change always gives the same id) and `now` stands in for a change
-/// without a commit time.
+/// coordinates (the same change always gives the same id); `now` is when attempt 1 starts.
 pub fn from_catalog(
     change: ProductImageChange,
     event_id: String,
@@ -52,7 +51,7 @@ pub fn from_catalog(
             let url = row
                 .url
                 .ok_or_else(|| format!("product image {} without a url", row.id))?;
-            let occurred_at = change.ts_ms.unwrap_or(now);
+            let occurred_at = change.ts_ms;
             Ok(CatalogChange::Check(Check {
                 request: ImageCheckRequested {
                     event_id,
@@ -305,7 +304,7 @@ mod tests {
                 before: None,
                 after: Some(row(Some("http://h/a.jpg"))),
                 op: "c".into(),
-                ts_ms: Some(5),
+                ts_ms: 5,
             },
             "e".into(),
             99,
@@ -324,7 +323,7 @@ mod tests {
                     before: Some(row(None)),
                     after: None,
                     op: "d".into(),
-                    ts_ms: None
+                    ts_ms: 1
                 },
                 "e".into(),
                 1
@@ -338,7 +337,7 @@ mod tests {
                 before: None,
                 after: Some(row(None)),
                 op: "u".into(),
-                ts_ms: None
+                ts_ms: 1
             },
             "e".into(),
             1
