@@ -63,7 +63,10 @@ fn the_connectors_envelope_decodes_into_a_check_of_the_rows_url() {
             unchanged_toast: Vec::new(),
         },
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/cdc/ProductImageChange.avsc");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/cdc/ProductImageChange.avsc"
+    );
     let schema = codec::Schema::parse_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     #[allow(deprecated)]
     let body = apache_avro::to_avro_datum(&schema, value).unwrap();
@@ -72,8 +75,14 @@ fn the_connectors_envelope_decodes_into_a_check_of_the_rows_url() {
     let CatalogChange::Check(check) = from_catalog(change, "e".into(), 0).unwrap() else {
         panic!("an insert is a check")
     };
-    assert_eq!(check.request.image_id, "6f1c1f0e-4a43-4c61-9d4e-6f4bbf3a2a10");
-    assert_eq!(check.request.product_id, "0b5d7c9e-1111-4c61-9d4e-6f4bbf3a2a10");
+    assert_eq!(
+        check.request.image_id,
+        "6f1c1f0e-4a43-4c61-9d4e-6f4bbf3a2a10"
+    );
+    assert_eq!(
+        check.request.product_id,
+        "0b5d7c9e-1111-4c61-9d4e-6f4bbf3a2a10"
+    );
     assert_eq!(
         check.request.url,
         "http://127.0.0.1:28090/seller-images/SKU-1/1.jpg"
