@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: on a fresh Debian machine installs what the build needs, then
 # fetches the photos the sellers' image host serves, builds and runs `fleet demo` (stack up, seed, fleet up, workload, report). Arguments go to
-# `fleet demo` (--rate SESSIONS_PER_S --duration SECS --poison N --stop).
+# `fleet demo` (--rate SESSIONS_PER_S --duration SECS --poison N --stop --no-faults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh

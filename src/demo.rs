@@ -14,12 +14,39 @@ pub async fn run(
     topology_path: &Path,
     workload: loadgen::demo::Workload,
     stop: bool,
+    faults: bool,
 ) -> Result<()> {
     let topology = wiring::load_topology(topology_path)?;
     let config = wiring::stack_config()?;
     println!("== bringing the stack up ({})", config.data_dir.display());
     stack::up(&config, &topology).await?;
     stack::write_env_file(&config)?;
+    // The gateway keeps its fault settings between demos: set them either way.
+    let mix = if faults {
+        gateway_sim::GatewayConfig {
+            error_rate: 0.02,
+            timeout_rate: 0.01,
+            lost_rate: 0.01,
+            decline_rate: 0.03,
+            // Longer than payment's call timeout (1 s): the call is cut and retried.
+            hang_ms: 5_000,
+            ..Default::default()
+        }
+    } else {
+        gateway_sim::GatewayConfig::default()
+    };
+    reqwest::Client::new()
+        .put(format!("{}/v1/faults", config.gateway_url()))
+        .json(&mix)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("setting the gateway simulator's faults")?;
+    if faults {
+        println!("== gateway faults: 2% errors, 1% timeouts, 1% lost answers, 3% declines (--no-faults: none)");
+    } else {
+        println!("== gateway faults: none (--no-faults)");
+    }
     let bootstrap = config.bootstrap_servers();
 
     println!("== seeding the catalog and warehouse databases (superstore data set)");

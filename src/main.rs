@@ -107,6 +107,12 @@ enum Command {
         /// `fleet stack down`).
         #[arg(long)]
         stop: bool,
+        /// A gateway without faults. By default the gateway simulator answers 2% of calls
+        /// with errors, lets 1% time out, loses 1% of answers after applying them and declines
+        /// 3% of cards, so retries, voids, refunds and releases happen and the report's money
+        /// checks are tested.
+        #[arg(long)]
+        no_faults: bool,
     },
     /// Shoppers against a running fleet's storefront, and a report computed from the
     /// fleet's topics, databases and the gateway's ledger.
@@ -340,13 +346,14 @@ async fn main() -> Result<()> {
             duration,
             poison,
             stop,
+            no_faults,
         } => {
             let workload = loadgen::demo::Workload {
                 rate,
                 duration: std::time::Duration::from_secs(duration),
                 poison,
             };
-            demo::run(&cli.topology, workload, stop).await
+            demo::run(&cli.topology, workload, stop, !no_faults).await
         }
         Command::Load(args) => shoppers(&load()?, args).await,
         Command::Seed => seed_stack(&cli.topology).await,

@@ -385,6 +385,12 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
         .iter()
         .filter(|id| db_status.get(**id).is_some_and(|(s, _)| s == "placed"))
         .count();
+    let kind = |f: fn(&settle::Outcome) -> bool| outcome.values().filter(|o| f(o)).count();
+    let (released, voided, refunded) = (
+        kind(|o| o.released),
+        kind(|o| o.voided),
+        kind(|o| o.refunded),
+    );
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for o in outcome.values().filter(|o| o.state == SagaState::Failed) {
         *reasons.entry(o.failure.clone()).or_default() += 1;
@@ -392,6 +398,9 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     line(format!(
         "  orders (from checkout.saga-transitions and the orders database)\n    checkouts accepted {}  placed {} (orders db: {placed_in_db})  failed {failed} (of which compensated: {compensated})  stuck {stuck}  not ended {unsettled}",
         accepted.len(), placed.len()
+    ));
+    line(format!(
+        "    compensations by kind (orders whose saga ran them): inventory released {released}  payment voided {voided}  payment refunded {refunded}"
     ));
     line(format!("    failures by reason: {reasons:?}"));
     let mut saga_ms: Vec<i64> = outcome
@@ -453,6 +462,27 @@ pub async fn run(topology: &Topology, options: LoadOptions) -> Result<Report> {
     }
     line(format!(
         "  money (from the gateway's ledger)\n    duplicate charges {duplicate_charges} (must be 0)  placed orders not charged their total {wrong_amounts}  failed orders keeping money {charged_failed}"
+    ));
+    // The gateway's own books on this run's payments, by status (voids and refunds are the
+    // saga's compensations as the card processor recorded them).
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for p in ledger["payments"].as_array().into_iter().flatten() {
+        let ours = p["key"]
+            .as_str()
+            .and_then(|k| k.strip_prefix("pay-"))
+            .is_some_and(|order| outcome.contains_key(order));
+        if let (true, Some(status)) = (ours, p["status"].as_str()) {
+            *by_status.entry(status.to_string()).or_default() += 1;
+        }
+    }
+    let statuses: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    line(format!(
+        "    this run's payments by status at the gateway: {}",
+        if statuses.is_empty() {
+            "none".to_string()
+        } else {
+            statuses.join("  ")
+        }
     ));
 
     // Stock: units sold (placed orders, all time) never beyond what the warehouse holds.

@@ -23,6 +23,10 @@ pub(super) async fn dead_letters(
 pub(super) struct Outcome {
     pub(super) state: SagaState,
     pub(super) compensated: bool,
+    /// Which compensations ran: holds released, authorization voided, capture refunded.
+    pub(super) released: bool,
+    pub(super) voided: bool,
+    pub(super) refunded: bool,
     pub(super) failure: String,
     pub(super) sequence: i64,
     /// First and last transition times (the saga's clock).
@@ -58,6 +62,9 @@ pub(super) async fn settle(
             let o = outcome.entry(t.order_id.clone()).or_insert(Outcome {
                 state: SagaState::Unknown,
                 compensated: false,
+                released: false,
+                voided: false,
+                refunded: false,
                 failure: String::new(),
                 sequence: -1,
                 first_at: t.occurred_at,
@@ -70,6 +77,9 @@ pub(super) async fn settle(
                     | SagaState::VoidingPayment
                     | SagaState::RefundingPayment
             );
+            o.released |= t.to_state == SagaState::ReleasingInventory;
+            o.voided |= t.to_state == SagaState::VoidingPayment;
+            o.refunded |= t.to_state == SagaState::RefundingPayment;
             o.first_at = o.first_at.min(t.occurred_at);
             o.last_at = o.last_at.max(t.occurred_at);
             if t.sequence > o.sequence {
