@@ -61,18 +61,11 @@ async fn scenario(label: &str, chunk_rows: u32) -> Scenario {
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .await
         .unwrap();
-    let db = connect(&db_url(&database)).await;
     // Every catalog migration: the connector's publication lists every captured table.
-    let mut migrations: Vec<_> = std::fs::read_dir(repo().join("migrations/catalog"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    migrations.sort();
-    for path in migrations {
-        db.batch_execute(&std::fs::read_to_string(&path).unwrap())
-            .await
-            .unwrap();
-    }
+    stack::apply_migrations(&db_url(&database), &repo().join("migrations/catalog"))
+        .await
+        .unwrap();
+    let db = connect(&db_url(&database)).await;
 
     let mut t = topology()
         .isolated_connector(CONNECTOR, &suffix, &database)
@@ -825,18 +818,12 @@ async fn an_invalidated_slot_stops_the_connector_and_resnapshot_recovers() {
         .batch_execute("CREATE DATABASE catalog")
         .await
         .unwrap();
-    let db = connect(&format!("postgres://postgres@127.0.0.1:{port}/catalog")).await;
+    let catalog = format!("postgres://postgres@127.0.0.1:{port}/catalog");
     // Every catalog migration: the connector's publication lists every captured table.
-    let mut migrations: Vec<_> = std::fs::read_dir(repo().join("migrations/catalog"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    migrations.sort();
-    for path in migrations {
-        db.batch_execute(&std::fs::read_to_string(&path).unwrap())
-            .await
-            .unwrap();
-    }
+    stack::apply_migrations(&catalog, &repo().join("migrations/catalog"))
+        .await
+        .unwrap();
+    let db = connect(&catalog).await;
     insert_products(&db, 0, 5).await;
 
     let suffix = unique("cdc-lost");

@@ -73,13 +73,11 @@ pub async fn cdc(topology: &topology::Topology, args: Args) -> Result<()> {
         .parent()
         .unwrap_or(std::path::Path::new("."));
     // Every catalog migration: the connector's publication lists every captured table.
-    let mut migrations: Vec<_> = std::fs::read_dir(root.join("migrations/catalog"))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    migrations.sort();
-    for path in migrations {
-        db.batch_execute(&std::fs::read_to_string(&path)?).await?;
-    }
+    stack::apply_migrations(
+        &config.postgres_url(&database),
+        &root.join("migrations/catalog"),
+    )
+    .await?;
     println!("== {snapshot_rows} rows before the connector starts");
     insert(&db, 0, snapshot_rows).await?;
 
